@@ -34,6 +34,7 @@ class _StepBuffers:
     inputs: torch.Tensor  # (B, D) float batch, unscaled pixels
     activations: list[torch.Tensor]  # per layer (B, out): pre-activation, relu'd in place
     grads: list[torch.Tensor]  # per layer (B, out): d objective / d pre-activation (unscaled)
+    grads_t: list[torch.Tensor]  # their transposes, as views made once
     label_probs: torch.Tensor  # (B, 1)
     label_probs_eps: torch.Tensor  # (B, 1)
     ratio: torch.Tensor  # (B, 1)
@@ -45,9 +46,22 @@ class _StepBuffers:
         return _StepBuffers(
             self.images_u8[:rows], self.inputs[:rows],
             [a[:rows] for a in self.activations], [g[:rows] for g in self.grads],
+            [g[:rows].t() for g in self.grads],
             self.label_probs[:rows], self.label_probs_eps[:rows], self.ratio[:rows],
             self.ones[:rows], self.minus_ones[:rows],
         )
+
+
+@dataclass(frozen=True)
+class _StepPlan:
+    """Views one step reads and writes, made once per order so a step does no slicing."""
+
+    source: torch.Tensor  # uint8 image rows (file order) or their indices (shuffled order)
+    labels: torch.Tensor  # (b, 1) int64
+    predictions: torch.Tensor  # (b,) slice of the epoch's predictions
+    log_likelihoods: torch.Tensor  # (b, 1) slice of the epoch's log-likelihoods
+    buffers: _StepBuffers
+    loss_scale: float  # d(loss)/d(logits) = loss_scale · (softmax − onehot)
 
 
 class FusedMLPBackend(Backend):
@@ -55,23 +69,26 @@ class FusedMLPBackend(Backend):
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        self.labels_column = self.data.train_labels.view(-1, 1)
         self.decay = 1.0 - self.lr * self.reg
+        self._epsilon = torch.tensor(LAB4_LOG_EPSILON, dtype=self.dtype, device=self.device)
         self._full = self._allocate(self.batch_size)
         remainder = self.samples % self.batch_size
         self._partial = self._full.head(remainder) if remainder else self._full
         self._weight_t = [w.t() for w in self.params.weights]
+        self._plans: list[_StepPlan] = []
 
     def _allocate(self, rows: int) -> _StepBuffers:
         def empty(*shape: int, dtype: torch.dtype | None = None) -> torch.Tensor:
             return torch.empty(*shape, dtype=dtype or self.dtype, device=self.device)
 
         outs = [w.shape[0] for w in self.params.weights]
+        grads = [empty(rows, n) for n in outs]
         return _StepBuffers(
             images_u8=empty(rows, self.data.features, dtype=torch.uint8),
             inputs=empty(rows, self.data.features),
             activations=[empty(rows, n) for n in outs],
-            grads=[empty(rows, n) for n in outs],
+            grads=grads,
+            grads_t=[g.t() for g in grads],
             label_probs=empty(rows, 1),
             label_probs_eps=empty(rows, 1),
             ratio=empty(rows, 1),
@@ -81,39 +98,52 @@ class FusedMLPBackend(Backend):
 
     def start_epoch(self, epoch: int) -> None:
         super().start_epoch(epoch)
-        self.labels_column = self.labels_in_order.view(-1, 1)
+        if self.order is not None or not self._plans:
+            self._plans = [self._plan(step) for step in range(self.steps_per_epoch)]
 
-    def train_step(self, step: int) -> None:
+    def _plan(self, step: int) -> _StepPlan:
         start, stop = batch_bounds(step, self.batch_size, self.samples)
         rows = stop - start
-        buf = self._full if rows == self.batch_size else self._partial
-        if self.order is None:
-            buf.inputs.copy_(self.data.train_images[start:stop])
+        source = self.data.train_images if self.order is None else self.order
+        if self.conventions == "lab4":
+            loss_scale = 1.0 / self.data.classes
         else:
-            torch.index_select(self.data.train_images, 0, self.order[start:stop], out=buf.images_u8)
+            loss_scale = 1.0 / rows
+        return _StepPlan(
+            source=source[start:stop],
+            labels=self.labels_in_order.view(-1, 1)[start:stop],
+            predictions=self.predictions[start:stop],
+            log_likelihoods=self.log_likelihoods[start:stop],
+            buffers=self._full if rows == self.batch_size else self._partial,
+            loss_scale=loss_scale,
+        )
+
+    def train_step(self, step: int) -> None:
+        plan = self._plans[step]
+        buf, labels = plan.buffers, plan.labels
+        if self.order is None:
+            buf.inputs.copy_(plan.source)
+        else:
+            torch.index_select(self.data.train_images, 0, plan.source, out=buf.images_u8)
             buf.inputs.copy_(buf.images_u8)
-        labels = self.labels_column[start:stop]
         logits = self._forward(buf)
-        torch.argmax(logits, 1, out=self.predictions[start:stop])
+        torch.argmax(logits, 1, out=plan.predictions)
         probs = buf.grads[-1]
-        log_likelihoods = self.log_likelihoods[start:stop]
         if self.conventions == "lab4":
             torch._softmax(logits, 1, False, out=probs)
             torch.gather(probs, 1, labels, out=buf.label_probs)
-            torch.add(buf.label_probs, LAB4_LOG_EPSILON, out=buf.label_probs_eps)
-            torch.log(buf.label_probs_eps, out=log_likelihoods)
+            torch.add(buf.label_probs, self._epsilon, out=buf.label_probs_eps)
+            torch.log(buf.label_probs_eps, out=plan.log_likelihoods)
             # Exact d/do of -log(p_y + eps): (p - onehot) · p_y / (p_y + eps).
             torch.div(buf.label_probs, buf.label_probs_eps, out=buf.ratio)
             probs.scatter_add_(1, labels, buf.minus_ones)
             probs.mul_(buf.ratio)
-            loss_scale = 1.0 / self.data.classes
         else:
             torch._log_softmax(logits, 1, False, out=probs)
-            torch.gather(probs, 1, labels, out=log_likelihoods)
+            torch.gather(probs, 1, labels, out=plan.log_likelihoods)
             probs.exp_()
             probs.scatter_add_(1, labels, buf.minus_ones)
-            loss_scale = 1.0 / rows
-        self._backward_and_update(buf, loss_scale)
+        self._backward_and_update(buf, plan.loss_scale)
 
     def _forward(self, buf: _StepBuffers) -> torch.Tensor:
         previous = buf.inputs
@@ -129,12 +159,12 @@ class FusedMLPBackend(Backend):
         step_scale = -self.lr * loss_scale
         weights, biases = self.params.weights, self.params.biases
         for index in range(len(weights) - 1, -1, -1):
-            grad = buf.grads[index]
+            grad_t = buf.grads_t[index]
             below = buf.activations[index - 1] if index > 0 else buf.inputs
             if index > 0:
                 lower_grad = buf.grads[index - 1]
-                torch.mm(grad, weights[index], out=lower_grad)
+                torch.mm(buf.grads[index], weights[index], out=lower_grad)
                 _relu_backward(lower_grad, below, 0, grad_input=lower_grad)
             input_scale = PIXEL_SCALE if index == 0 else 1.0
-            weights[index].addmm_(grad.t(), below, beta=self.decay, alpha=step_scale * input_scale)
-            biases[index].addmv_(grad.t(), buf.ones, alpha=step_scale)
+            weights[index].addmm_(grad_t, below, beta=self.decay, alpha=step_scale * input_scale)
+            biases[index].addmv_(grad_t, buf.ones, alpha=step_scale)
