@@ -1,0 +1,225 @@
+"""Reading an NVIDIA GPU's memory and load through NVML, degrading to "n/a" instead of raising.
+
+NVML is initialised lazily, once per process; a failure is remembered with its reason, so a UI
+that polls every second never retries a missing driver. Importing this module loads neither
+pynvml nor torch.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from dataclasses import dataclass
+from types import ModuleType
+from typing import Any, Protocol
+
+_BYTE_UNITS = ("B", "KiB", "MiB", "GiB", "TiB")
+
+# NVML return codes (nvml.h); stable across driver versions.
+_INIT_FAILURE_REASONS = {
+    4: "no permission to use NVML",
+    9: "NVIDIA driver not loaded",
+    12: "no NVIDIA driver",
+    18: "NVIDIA driver/library version mismatch",
+}
+_NVML_ERROR_INVALID_ARGUMENT = 2
+_NVML_ERROR_NOT_FOUND = 6
+
+
+def format_bytes(n: int | None) -> str:
+    """`n/a`, `512 B`, `12 KiB`, `945.0 MiB`, `1.2 GiB`: whole B and KiB, one decimal above."""
+    if n is None:
+        return "n/a"
+    sign, value = ("-" if n < 0 else ""), float(abs(n))
+    for exponent, unit in enumerate(_BYTE_UNITS):
+        decimals = 0 if exponent < 2 else 1
+        # Pick the unit after rounding, so 1023.99 MiB reads "1.0 GiB", not "1024.0 MiB".
+        shown = round(value / 1024**exponent, decimals)
+        if shown < 1024:
+            break
+    return f"{sign}{shown:.{decimals}f} {unit}"
+
+
+@dataclass(frozen=True)
+class GpuSnapshot:
+    """One reading of a GPU; any field NVML could not give is None."""
+
+    available: bool
+    name: str | None
+    used_bytes: int | None
+    total_bytes: int | None
+    process_bytes: int | None
+    utilization_percent: int | None
+    reason: str | None = None
+
+    @classmethod
+    def unavailable(cls, reason: str | None) -> GpuSnapshot:
+        """A snapshot saying no GPU could be read, and why."""
+        return cls(False, None, None, None, None, None, reason)
+
+    def format_memory(self) -> str:
+        """e.g. `1.2 GiB / 15.0 GiB used · this process 945.0 MiB`, or `n/a (no NVIDIA driver)`."""
+        if not self.available:
+            return f"n/a ({self.reason})" if self.reason else "n/a"
+        if self.used_bytes is None and self.total_bytes is None:
+            text = "n/a"
+        else:
+            text = f"{format_bytes(self.used_bytes)} / {format_bytes(self.total_bytes)} used"
+        if self.process_bytes is not None:
+            text += f" · this process {format_bytes(self.process_bytes)}"
+        return text
+
+
+class GpuProbe(Protocol):
+    """Anything that can take a GpuSnapshot: the NVML reader, or a fake in tests."""
+
+    def snapshot(self) -> GpuSnapshot: ...
+
+
+class _NvmlLibrary:
+    """pynvml after a successful `nvmlInit()`; init is tried at most once, under a lock."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._attempted = False
+        self._module: ModuleType | None = None
+        self._reason: str | None = None
+
+    def load(self) -> tuple[ModuleType | None, str | None]:
+        """(pynvml, None) when NVML is usable, else (None, why not)."""
+        with self._lock:
+            if not self._attempted:
+                self._attempted = True
+                self._module, self._reason = _initialise_nvml()
+            return self._module, self._reason
+
+
+def _initialise_nvml() -> tuple[ModuleType | None, str | None]:
+    try:
+        import pynvml
+    except ImportError:
+        return None, "nvidia-ml-py not installed"
+    error_type = getattr(pynvml, "NVMLError", None)
+    if error_type is None:
+        return None, "nvidia-ml-py is broken (no NVMLError)"
+    try:
+        pynvml.nvmlInit()
+    except error_type as exc:
+        return None, _INIT_FAILURE_REASONS.get(getattr(exc, "value", None), f"NVML failed: {exc}")
+    except (OSError, AttributeError) as exc:
+        return None, f"NVML unusable: {exc}"
+    return pynvml, None
+
+
+_NVML = _NvmlLibrary()
+
+
+def _query(nvml: ModuleType, function: str, *args: Any) -> Any:
+    """`nvml.<function>(*args)`, or None when the driver, the device or the binding cannot answer."""
+    try:
+        return getattr(nvml, function)(*args)
+    except (nvml.NVMLError, OSError, AttributeError):
+        return None
+
+
+def _device_name(nvml: ModuleType, handle: Any) -> str | None:
+    name = _query(nvml, "nvmlDeviceGetName", handle)
+    # Older nvidia-ml-py releases return bytes, newer ones str.
+    return name.decode("utf-8", "replace") if isinstance(name, bytes) else name
+
+
+def _process_bytes(nvml: ModuleType, handle: Any, pid: int) -> int | None:
+    """GPU memory used by `pid`, or None when it is not listed or NVML cannot tell (e.g. WDDM).
+
+    A process with both a compute and a graphics context is listed in both, each time with its
+    whole usage (nvidia-smi shows it once as type C+G), so the lists are not added together.
+    """
+    per_list: list[int] = []
+    for function in ("nvmlDeviceGetComputeRunningProcesses", "nvmlDeviceGetGraphicsRunningProcesses"):
+        entries = [p for p in _query(nvml, function, handle) or () if getattr(p, "pid", None) == pid]
+        if not entries:
+            continue
+        used = [getattr(p, "usedGpuMemory", None) for p in entries]
+        if not all(isinstance(u, int) for u in used):
+            return None
+        per_list.append(sum(used))
+    return max(per_list, default=None)
+
+
+class NvmlGpuProbe:
+    """Reads GPU `index` (NVML's numbering) and `pid`'s share of it; `snapshot()` never raises.
+
+    NVML numbers GPUs by PCI bus; that matches CUDA's numbering unless CUDA_VISIBLE_DEVICES
+    or CUDA_DEVICE_ORDER reorder them.
+    """
+
+    def __init__(self, index: int = 0, pid: int | None = None) -> None:
+        self.index = index
+        self.pid = os.getpid() if pid is None else pid
+        self._handle: Any = None
+
+    def snapshot(self) -> GpuSnapshot:
+        nvml, reason = _NVML.load()
+        if nvml is None:
+            return GpuSnapshot.unavailable(reason)
+        handle, reason = self._device_handle(nvml)
+        if handle is None:
+            return GpuSnapshot.unavailable(reason)
+        memory = _query(nvml, "nvmlDeviceGetMemoryInfo", handle)
+        utilization = _query(nvml, "nvmlDeviceGetUtilizationRates", handle)
+        return GpuSnapshot(
+            available=True,
+            name=_device_name(nvml, handle),
+            used_bytes=getattr(memory, "used", None),
+            total_bytes=getattr(memory, "total", None),
+            process_bytes=_process_bytes(nvml, handle, self.pid),
+            utilization_percent=getattr(utilization, "gpu", None),
+        )
+
+    def _device_handle(self, nvml: ModuleType) -> tuple[Any, str | None]:
+        if self._handle is None:
+            try:
+                self._handle = nvml.nvmlDeviceGetHandleByIndex(self.index)
+            except nvml.NVMLError as exc:
+                if getattr(exc, "value", None) in (_NVML_ERROR_INVALID_ARGUMENT, _NVML_ERROR_NOT_FOUND):
+                    return None, f"no NVIDIA GPU {self.index}"
+                return None, f"GPU {self.index}: {exc}"
+            except (OSError, AttributeError) as exc:
+                return None, f"GPU {self.index}: {exc}"
+        return self._handle, None
+
+
+class FakeGpuProbe:
+    """Returns the given snapshots in order, then keeps returning the last one."""
+
+    def __init__(self, *snapshots: GpuSnapshot) -> None:
+        if not snapshots:
+            raise ValueError("FakeGpuProbe needs at least one snapshot")
+        self._snapshots = snapshots
+        self._next = 0
+
+    def snapshot(self) -> GpuSnapshot:
+        snapshot = self._snapshots[self._next]
+        self._next = min(self._next + 1, len(self._snapshots) - 1)
+        return snapshot
+
+
+def nvml_available() -> bool:
+    """Whether NVML loads and sees at least one GPU."""
+    nvml, _ = _NVML.load()
+    return nvml is not None and (_query(nvml, "nvmlDeviceGetCount") or 0) > 0
+
+
+def cuda_device_index(device: str) -> int:
+    """The CUDA ordinal a device string names: `cuda:3` -> 3, `cuda` -> the current device (0 without CUDA)."""
+    import torch
+
+    try:
+        parsed = torch.device(device)
+    except RuntimeError as exc:
+        raise ValueError(f"not a device name: {device!r}") from exc
+    if parsed.type != "cuda":
+        raise ValueError(f"not a CUDA device: {device!r}")
+    if parsed.index is not None:
+        return parsed.index
+    return torch.cuda.current_device() if torch.cuda.is_available() else 0

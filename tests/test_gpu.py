@@ -1,0 +1,366 @@
+"""GPU probing: NVML faked or absent, never an exception; byte formatting; device indices."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from engine import gpu
+from engine.gpu import (
+    FakeGpuProbe,
+    GpuSnapshot,
+    NvmlGpuProbe,
+    cuda_device_index,
+    format_bytes,
+    nvml_available,
+)
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+GIB = 1024**3
+MIB = 1024**2
+PID = 4242
+
+
+class FakeNVMLError(Exception):
+    def __init__(self, value: int) -> None:
+        super().__init__(f"NVML error {value}")
+        self.value = value
+
+
+@dataclass
+class FakeProcess:
+    pid: int
+    usedGpuMemory: int | None  # noqa: N815 - pynvml's field name
+
+
+class FakePynvml:
+    """The slice of pynvml that engine.gpu uses, with one 16 GiB GPU at index 0."""
+
+    NVMLError = FakeNVMLError
+
+    def __init__(self, init_error: Exception | None = None) -> None:
+        self.init_error = init_error
+        self.init_calls = 0
+        self.name: str | bytes = b"Fake GPU 16GB"
+        self.compute: list[FakeProcess] = [FakeProcess(PID, 945 * MIB), FakeProcess(7, 3 * GIB)]
+        self.graphics: list[FakeProcess] = []
+
+    def nvmlInit(self) -> None:
+        self.init_calls += 1
+        if self.init_error is not None:
+            raise self.init_error
+
+    def nvmlDeviceGetCount(self) -> int:
+        return 1
+
+    def nvmlDeviceGetHandleByIndex(self, index: int) -> str:
+        if index != 0:
+            raise FakeNVMLError(2)  # NVML_ERROR_INVALID_ARGUMENT
+        return "handle-0"
+
+    def nvmlDeviceGetName(self, handle: str) -> str | bytes:
+        return self.name
+
+    def nvmlDeviceGetMemoryInfo(self, handle: str) -> SimpleNamespace:
+        return SimpleNamespace(used=5 * GIB, total=16 * GIB, free=11 * GIB)
+
+    def nvmlDeviceGetUtilizationRates(self, handle: str) -> SimpleNamespace:
+        return SimpleNamespace(gpu=37, memory=12)
+
+    def nvmlDeviceGetComputeRunningProcesses(self, handle: str) -> list[FakeProcess]:
+        return self.compute
+
+    def nvmlDeviceGetGraphicsRunningProcesses(self, handle: str) -> list[FakeProcess]:
+        return self.graphics
+
+
+def _not_supported(*args: object) -> None:
+    raise FakeNVMLError(3)  # NVML_ERROR_NOT_SUPPORTED
+
+
+@pytest.fixture
+def fresh_nvml(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Forget any earlier NVML initialisation, so each test starts from scratch."""
+    monkeypatch.setattr(gpu, "_NVML", gpu._NvmlLibrary())
+
+
+@pytest.fixture
+def fake_nvml(monkeypatch: pytest.MonkeyPatch, fresh_nvml: None) -> FakePynvml:
+    fake = FakePynvml()
+    monkeypatch.setitem(sys.modules, "pynvml", fake)
+    return fake
+
+
+def _snapshot(**changes: object) -> GpuSnapshot:
+    fields = dict(
+        available=True,
+        name="Fake GPU",
+        used_bytes=int(1.2 * GIB),
+        total_bytes=15 * GIB,
+        process_bytes=945 * MIB,
+        utilization_percent=50,
+    )
+    return GpuSnapshot(**{**fields, **changes})
+
+
+# The real NVML on whatever machine runs the tests
+
+
+@pytest.mark.skipif(nvml_available(), reason="an NVIDIA driver is present")
+def test_real_probe_without_driver_is_unavailable_with_a_reason(fresh_nvml: None) -> None:
+    snapshot = NvmlGpuProbe().snapshot()
+
+    assert snapshot.available is False
+    assert snapshot.reason
+    assert snapshot.used_bytes is None and snapshot.process_bytes is None
+    assert snapshot.format_memory() == f"n/a ({snapshot.reason})"
+
+
+@pytest.mark.skipif(not nvml_available(), reason="no NVIDIA driver or GPU")
+def test_real_probe_with_driver_reads_name_and_memory(fresh_nvml: None) -> None:
+    snapshot = NvmlGpuProbe().snapshot()
+
+    assert snapshot.available is True
+    assert isinstance(snapshot.name, str) and snapshot.name
+    assert snapshot.total_bytes is not None and 0 <= (snapshot.used_bytes or 0) <= snapshot.total_bytes
+
+
+def test_importing_engine_gpu_loads_neither_pynvml_nor_torch() -> None:
+    code = "import sys, engine.gpu; print('pynvml' in sys.modules, 'torch' in sys.modules)"
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, check=True
+    )
+
+    assert result.stdout.split() == ["False", "False"]
+
+
+# NvmlGpuProbe against a fake pynvml
+
+
+def test_full_snapshot_reads_every_field(fake_nvml: FakePynvml) -> None:
+    snapshot = NvmlGpuProbe(index=0, pid=PID).snapshot()
+
+    assert snapshot == GpuSnapshot(
+        available=True,
+        name="Fake GPU 16GB",
+        used_bytes=5 * GIB,
+        total_bytes=16 * GIB,
+        process_bytes=945 * MIB,
+        utilization_percent=37,
+        reason=None,
+    )
+
+
+def test_device_name_given_as_str_is_kept(fake_nvml: FakePynvml) -> None:
+    fake_nvml.name = "Fake GPU as str"
+
+    assert NvmlGpuProbe(pid=PID).snapshot().name == "Fake GPU as str"
+
+
+def test_probe_defaults_to_this_process(fake_nvml: FakePynvml) -> None:
+    fake_nvml.compute = [FakeProcess(gpu.os.getpid(), 123 * MIB)]
+
+    assert NvmlGpuProbe().snapshot().process_bytes == 123 * MIB
+
+
+def test_process_not_listed_has_no_process_bytes(fake_nvml: FakePynvml) -> None:
+    snapshot = NvmlGpuProbe(pid=999_999).snapshot()
+
+    assert snapshot.available is True
+    assert snapshot.process_bytes is None
+
+
+def test_process_memory_reported_as_none_gives_no_process_bytes(fake_nvml: FakePynvml) -> None:
+    fake_nvml.compute = [FakeProcess(PID, None)]
+
+    assert NvmlGpuProbe(pid=PID).snapshot().process_bytes is None
+
+
+def test_process_listed_only_as_graphics_is_counted(fake_nvml: FakePynvml) -> None:
+    fake_nvml.compute = []
+    fake_nvml.graphics = [FakeProcess(PID, 64 * MIB)]
+
+    assert NvmlGpuProbe(pid=PID).snapshot().process_bytes == 64 * MIB
+
+
+def test_process_listed_as_compute_and_graphics_is_counted_once(fake_nvml: FakePynvml) -> None:
+    fake_nvml.compute = [FakeProcess(PID, 945 * MIB)]
+    fake_nvml.graphics = [FakeProcess(PID, 945 * MIB)]
+
+    assert NvmlGpuProbe(pid=PID).snapshot().process_bytes == 945 * MIB
+
+
+def test_unsupported_query_blanks_only_its_field(
+    fake_nvml: FakePynvml, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(fake_nvml, "nvmlDeviceGetUtilizationRates", _not_supported)
+
+    snapshot = NvmlGpuProbe(pid=PID).snapshot()
+
+    assert snapshot.utilization_percent is None
+    assert snapshot.available is True
+    assert (snapshot.name, snapshot.used_bytes, snapshot.process_bytes) == ("Fake GPU 16GB", 5 * GIB, 945 * MIB)
+
+
+def test_unsupported_process_listing_gives_no_process_bytes(
+    fake_nvml: FakePynvml, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(fake_nvml, "nvmlDeviceGetComputeRunningProcesses", _not_supported)
+
+    snapshot = NvmlGpuProbe(pid=PID).snapshot()
+
+    assert snapshot.process_bytes is None
+    assert snapshot.used_bytes == 5 * GIB
+
+
+def test_missing_device_index_is_unavailable(fake_nvml: FakePynvml) -> None:
+    snapshot = NvmlGpuProbe(index=3).snapshot()
+
+    assert snapshot == GpuSnapshot.unavailable("no NVIDIA GPU 3")
+
+
+def test_init_failure_makes_snapshot_unavailable_with_reason(fake_nvml: FakePynvml) -> None:
+    fake_nvml.init_error = FakeNVMLError(12)  # NVML_ERROR_LIBRARY_NOT_FOUND
+
+    snapshot = NvmlGpuProbe().snapshot()
+
+    assert snapshot == GpuSnapshot.unavailable("no NVIDIA driver")
+    assert snapshot.format_memory() == "n/a (no NVIDIA driver)"
+
+
+def test_init_is_attempted_once_across_many_snapshots(fake_nvml: FakePynvml) -> None:
+    fake_nvml.init_error = FakeNVMLError(9)  # NVML_ERROR_DRIVER_NOT_LOADED
+    probes = [NvmlGpuProbe(), NvmlGpuProbe(index=1)]
+
+    reasons = {probe.snapshot().reason for _ in range(50) for probe in probes}
+
+    assert fake_nvml.init_calls == 1
+    assert reasons == {"NVIDIA driver not loaded"}
+    assert nvml_available() is False
+
+
+def test_concurrent_first_snapshots_initialise_once(
+    fake_nvml: FakePynvml, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def slow_init() -> None:
+        fake_nvml.init_calls += 1
+        time.sleep(0.05)
+
+    monkeypatch.setattr(fake_nvml, "nvmlInit", slow_init)
+    snapshots: list[GpuSnapshot] = []
+    probe = NvmlGpuProbe(pid=PID)
+    threads = [threading.Thread(target=lambda: snapshots.append(probe.snapshot())) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert fake_nvml.init_calls == 1
+    assert len(snapshots) == 8 and all(s.available for s in snapshots)
+
+
+def test_init_raising_oserror_is_unavailable(fake_nvml: FakePynvml) -> None:
+    fake_nvml.init_error = OSError("libnvidia-ml.so.1: cannot open shared object file")
+
+    snapshot = NvmlGpuProbe().snapshot()
+
+    assert snapshot.available is False
+    assert snapshot.reason is not None and "libnvidia-ml" in snapshot.reason
+
+
+def test_missing_nvidia_ml_py_is_unavailable(fresh_nvml: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "pynvml", None)  # makes `import pynvml` raise ImportError
+
+    assert NvmlGpuProbe().snapshot() == GpuSnapshot.unavailable("nvidia-ml-py not installed")
+
+
+def test_nvml_available_when_init_succeeds_and_a_gpu_is_seen(fake_nvml: FakePynvml) -> None:
+    assert nvml_available() is True
+
+
+# FakeGpuProbe
+
+
+def test_fake_probe_returns_snapshots_in_order_then_repeats_the_last() -> None:
+    first, second = _snapshot(utilization_percent=10), _snapshot(utilization_percent=20)
+    probe = FakeGpuProbe(first, second)
+
+    assert [probe.snapshot() for _ in range(4)] == [first, second, second, second]
+
+
+def test_fake_probe_needs_a_snapshot() -> None:
+    with pytest.raises(ValueError):
+        FakeGpuProbe()
+
+
+# Formatting
+
+
+@pytest.mark.parametrize(
+    ("n", "text"),
+    [
+        (None, "n/a"),
+        (0, "0 B"),
+        (1023, "1023 B"),
+        (1024, "1 KiB"),
+        (1536, "2 KiB"),
+        (1024**2 - 1, "1.0 MiB"),
+        (945 * MIB, "945.0 MiB"),
+        (int(1.25 * MIB), "1.2 MiB"),
+        (int(1.2 * GIB), "1.2 GiB"),
+        (16 * GIB, "16.0 GiB"),
+        (1024 * GIB - 1, "1.0 TiB"),
+        (-3 * MIB, "-3.0 MiB"),
+    ],
+)
+def test_format_bytes(n: int | None, text: str) -> None:
+    assert format_bytes(n) == text
+
+
+def test_format_memory_shows_device_and_process_usage() -> None:
+    assert _snapshot().format_memory() == "1.2 GiB / 15.0 GiB used · this process 945.0 MiB"
+
+
+def test_format_memory_leaves_out_process_when_unknown() -> None:
+    assert _snapshot(process_bytes=None).format_memory() == "1.2 GiB / 15.0 GiB used"
+
+
+def test_format_memory_unavailable_without_reason_is_plain_na() -> None:
+    assert GpuSnapshot.unavailable(None).format_memory() == "n/a"
+
+
+# Device strings
+
+
+def test_cuda_device_index_reads_explicit_index() -> None:
+    assert cuda_device_index("cuda:3") == 3
+
+
+def test_cuda_device_index_without_cuda_is_zero(monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+
+    assert cuda_device_index("cuda") == 0
+
+
+def test_cuda_device_index_with_cuda_is_the_current_device(monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 2)
+
+    assert cuda_device_index("cuda") == 2
+
+
+@pytest.mark.parametrize("device", ["cpu", "not-a-device"])
+def test_cuda_device_index_rejects_non_cuda_devices(device: str) -> None:
+    with pytest.raises(ValueError):
+        cuda_device_index(device)
