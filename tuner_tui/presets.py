@@ -1,0 +1,201 @@
+"""Presets: named RunConfigs in flat TOML files, shipped with the app or saved by the user.
+
+A preset file holds RunConfig field names as top-level keys. Shipped presets (the 20 Lab 4
+experiments and a quick smoke test) live in the repository's `presets/` folder and cannot be
+overwritten or shadowed; user presets live in the per-user config folder.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import re
+import tempfile
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import platformdirs
+
+from engine.config import ConfigError, RunConfig
+
+SHIPPED_PRESETS_DIR: Path = Path(__file__).resolve().parent.parent / "presets"
+CONFIG_DIR_ENV_VAR = "TUNER_TUI_CONFIG_DIR"
+
+_NAME_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,64}")
+_TOML_ESCAPES = {
+    '"': '\\"', "\\": "\\\\", "\b": "\\b", "\t": "\\t", "\n": "\\n", "\f": "\\f", "\r": "\\r",
+}
+
+
+class PresetError(ValueError):
+    """A preset that cannot be read, found or saved; `str()` is `<source>: [<key>: ]<reason>`."""
+
+    def __init__(self, source: str | Path, reason: str, key: str | None = None) -> None:
+        self.source = str(source)
+        self.reason = reason
+        self.key = key
+        super().__init__(self._message())
+
+    def _message(self) -> str:
+        where = f"{self.source}: {self.key}" if self.key else self.source
+        return f"{where}: {self.reason}"
+
+
+class UnknownPresetError(PresetError):
+    """No preset has this name; `suggestions` holds the closest names."""
+
+    def __init__(self, name: str, suggestions: list[str]) -> None:
+        self.suggestions = tuple(suggestions)
+        super().__init__(name, "unknown preset")
+
+    def _message(self) -> str:
+        hint = f"; did you mean {', '.join(self.suggestions)}?" if self.suggestions else ""
+        return f"unknown preset {self.source!r}{hint}"
+
+
+@dataclass(frozen=True)
+class Preset:
+    """A named config and the file it came from."""
+
+    name: str
+    path: Path
+    config: RunConfig
+    shipped: bool
+
+
+def user_presets_dir() -> Path:
+    """`$TUNER_TUI_CONFIG_DIR/presets` if that is set, else `presets` in the per-user config folder."""
+    override = os.environ.get(CONFIG_DIR_ENV_VAR)
+    base = Path(override).expanduser() if override else Path(platformdirs.user_config_dir("tuner-tui"))
+    return base / "presets"
+
+
+def list_presets() -> list[Preset]:
+    """Every readable preset, shipped and user, in natural name order (exp2 before exp10)."""
+    return _scan()[0]
+
+
+def preset_errors() -> list[PresetError]:
+    """The errors of the preset files that `list_presets` skipped."""
+    return _scan()[1]
+
+
+def load_preset(name_or_path: str) -> Preset:
+    """A preset by name, or by path when the argument ends in `.toml` or contains a `/`."""
+    if name_or_path.endswith(".toml") or "/" in name_or_path or os.sep in name_or_path:
+        path = Path(name_or_path).expanduser()
+        return _read(path, shipped=path.resolve().parent == SHIPPED_PRESETS_DIR)
+    files = _preset_files()
+    if name_or_path not in files:
+        raise UnknownPresetError(name_or_path, difflib.get_close_matches(name_or_path, files))
+    path, shipped = files[name_or_path]
+    return _read(path, shipped)
+
+
+def save_preset(name: str, config: RunConfig, *, overwrite: bool = False) -> Path:
+    """Write `config` as the user preset `name` (atomically) and return the file's path."""
+    if not _NAME_PATTERN.fullmatch(name):
+        raise PresetError(f"preset {name!r}", "a name is 1 to 64 letters, digits, _ or -")
+    if (SHIPPED_PRESETS_DIR / f"{name}.toml").exists():
+        raise PresetError(f"preset {name!r}", "a shipped preset has this name; choose another")
+    directory = user_presets_dir()
+    target = directory / f"{name}.toml"
+    if target.exists() and not overwrite:
+        raise PresetError(target, "already exists; choose another name or overwrite it")
+    text = f"# {name}: {_summary(config)}\n{preset_to_toml(config)}"
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        fd, temp = tempfile.mkstemp(dir=directory, prefix=f".{name}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as file:
+                file.write(text)
+            os.replace(temp, target)
+        except BaseException:
+            Path(temp).unlink(missing_ok=True)
+            raise
+    except OSError as error:
+        raise PresetError(target, f"cannot write: {error.strerror or error}") from None
+    return target
+
+
+def preset_to_toml(config: RunConfig) -> str:
+    """The config as flat TOML, one `key = value` line per field (`data_root` only when set)."""
+    lines = [
+        f"{key} = {_toml_value(value)}"
+        for key, value in config.to_dict().items()
+        if value is not None
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def _scan() -> tuple[list[Preset], list[PresetError]]:
+    presets: list[Preset] = []
+    errors: list[PresetError] = []
+    files = _preset_files()
+    for name in sorted(files, key=_natural_key):
+        path, shipped = files[name]
+        try:
+            presets.append(_read(path, shipped))
+        except PresetError as error:
+            errors.append(error)
+    return presets, errors
+
+
+def _preset_files() -> dict[str, tuple[Path, bool]]:
+    """Every preset file by name, with whether it is shipped; a shipped name hides a user file."""
+    found = {path.stem: (path, False) for path in _toml_files(user_presets_dir())}
+    found.update({path.stem: (path, True) for path in _toml_files(SHIPPED_PRESETS_DIR)})
+    return found
+
+
+def _toml_files(directory: Path) -> list[Path]:
+    if not directory.is_dir():
+        return []
+    return sorted(path for path in directory.glob("*.toml") if path.is_file())
+
+
+def _read(path: Path, shipped: bool) -> Preset:
+    try:
+        with path.open("rb") as file:
+            data = tomllib.load(file)
+    except OSError as error:
+        raise PresetError(path, f"cannot read: {error.strerror or error}") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
+        raise PresetError(path, f"not valid TOML: {error}") from None
+    try:
+        config = RunConfig.from_mapping(data)
+    except ConfigError as error:
+        raise PresetError(path, error.reason, key=error.field) from None
+    return Preset(name=path.stem, path=path, config=config, shipped=shipped)
+
+
+def _natural_key(name: str) -> list[Any]:
+    parts = re.split(r"(\d+)", name)
+    return [int(part) if index % 2 else part.casefold() for index, part in enumerate(parts)]
+
+
+def _summary(config: RunConfig) -> str:
+    return (
+        f"{config.dataset} {config.layers_label}, lr {config.lr:g}, batch {config.batch_size}, "
+        f"{config.epochs} epochs, λ {config.reg:g}, {config.conventions} conventions"
+    )
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, str):
+        return '"' + "".join(_toml_char(char) for char in value) + '"'
+    if isinstance(value, float):
+        return repr(value)
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(item) for item in value) + "]"
+    return str(value)
+
+
+def _toml_char(char: str) -> str:
+    if char in _TOML_ESCAPES:
+        return _TOML_ESCAPES[char]
+    if ord(char) < 0x20 or ord(char) == 0x7F:
+        return f"\\u{ord(char):04X}"
+    return char
