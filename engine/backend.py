@@ -14,9 +14,8 @@ from dataclasses import dataclass
 import torch
 
 from engine.batching import PIXEL_SCALE, DeviceData, batch_bounds, epoch_order, steps_per_epoch
+from engine.memory_model import EVAL_CHUNK_ROWS
 from engine.params import MLPParams
-
-EVAL_CHUNK_ROWS = 4096
 
 
 @dataclass(frozen=True)

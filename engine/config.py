@@ -13,6 +13,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from engine.dataset_specs import DATASET_SPECS
+
 DATASETS = ("fmnist", "cifar10", "mnist", "cifar100")
 CONVENTIONS = ("lab4", "standard")
 ENGINES = ("native", "graph", "autograd")
@@ -84,8 +86,6 @@ class RunConfig:
     @property
     def layers_label(self) -> str:
         """The layer sizes as the lab writes them, e.g. `784→256→10`."""
-        from engine.datasets import DATASET_SPECS
-
         spec = DATASET_SPECS[self.dataset]
         return "→".join(str(n) for n in (spec.features, *self.hidden, spec.classes))
 

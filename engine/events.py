@@ -94,6 +94,7 @@ class Progress:
     steps_per_epoch: int
     loss: float  # running reported loss over this epoch so far (the lab's definition under lab4)
     accuracy: float  # running training accuracy in percent over this epoch so far
+    recent_loss: float  # mean batch loss since the previous report (same scale as `loss`)
     samples_per_s: float
     elapsed_s: float
     eta_s: float

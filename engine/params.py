@@ -7,6 +7,8 @@ from dataclasses import dataclass
 
 import torch
 
+from engine.architecture import layer_sizes
+
 LAB4_INIT_SCALE = 0.1
 
 
@@ -29,17 +31,6 @@ class MLPParams:
             [w.to(device=device, dtype=dtype) for w in self.weights],
             [b.to(device=device, dtype=dtype) for b in self.biases],
         )
-
-
-def layer_sizes(features: int, hidden: tuple[int, ...] | list[int], classes: int) -> list[int]:
-    """`[features, *hidden, classes]`."""
-    return [features, *hidden, classes]
-
-
-def count_parameters(features: int, hidden: tuple[int, ...] | list[int], classes: int) -> int:
-    """Weights plus biases, e.g. D*H + H + 10*H + 10 for one hidden layer."""
-    sizes = layer_sizes(features, hidden, classes)
-    return sum(n_in * n_out + n_out for n_in, n_out in zip(sizes, sizes[1:]))
 
 
 def init_params(

@@ -27,7 +27,7 @@ from typing import Any, TypeVar
 import platformdirs
 
 from engine.config import RunConfig
-from engine.datasets import DATASET_SPECS
+from engine.dataset_specs import DATASET_SPECS
 from engine.events import EpochEnd, Finished, RunStatus
 
 ENV_VAR = "TUNER_TUI_STORE"

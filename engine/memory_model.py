@@ -1,0 +1,88 @@
+"""The memory estimate before launch, from the shapes alone (no torch: the app computes it live).
+
+It counts what the engine allocates (see `engine.backend` and `engine.fused`): the uint8 dataset,
+the parameters, the per-sample epoch records, the step buffers, one batch's activations and one
+chunk of the test pass. On CUDA it adds the context (measured once per device and remembered,
+see `engine.memory`) and the caching allocator's rounding; on the CPU it adds the loader's
+transient copy of the training images.
+"""
+
+from __future__ import annotations
+
+from engine.architecture import count_parameters
+from engine.config import RunConfig
+from engine.dataset_specs import DATASET_SPECS
+from engine.events import MemoryEstimate
+
+FLOAT_BYTES = 4
+INDEX_BYTES = 8
+MIB = 1024**2
+EVAL_CHUNK_ROWS = 1024  # the test pass runs in chunks of this many images
+CUDA_SEGMENT = 2 * MIB  # the caching allocator's small-pool segment and large-block rounding
+CUDA_SMALL_LIMIT = 1 * MIB
+DEFAULT_CUDA_CONTEXT = 500 * MIB  # used only until the context has been measured on a device
+# Temporaries per batch element of each layer's output, beyond the fused path's one buffer:
+# the graph and autograd paths keep forward outputs, gradients and elementwise temporaries.
+ACTIVATION_COPIES = {"native": 2, "graph": 5, "autograd": 5}
+INPUT_COPIES = {"native": 1, "graph": 2, "autograd": 2}  # float batch (+ its 1/255-scaled copy)
+
+
+def _cuda_reserved(sizes: list[int]) -> int:
+    """What the caching allocator reserves for these live tensors (2 MiB segments)."""
+    small = sum(s for s in sizes if s < CUDA_SMALL_LIMIT)
+    large = sum(-(-s // CUDA_SEGMENT) * CUDA_SEGMENT for s in sizes if s >= CUDA_SMALL_LIMIT)
+    return large + -(-small // CUDA_SEGMENT) * CUDA_SEGMENT
+
+
+def estimate_memory(
+    config: RunConfig,
+    *,
+    device_type: str,
+    context_bytes: int | None = None,
+    train_size: int | None = None,
+    test_size: int | None = None,
+    dtype_bytes: int = FLOAT_BYTES,
+) -> MemoryEstimate:
+    """Peak memory of the run by part.
+
+    `context_bytes` is the CUDA context (None: a default until measured); the sizes default to
+    the official dataset's.
+    """
+    spec = DATASET_SPECS[config.dataset]
+    n = spec.train_size if train_size is None else train_size
+    m = spec.test_size if test_size is None else test_size
+    d, b = spec.features, config.batch_size
+    outs = [*config.hidden, spec.classes]
+    params = count_parameters(d, config.hidden, spec.classes)
+
+    dataset_parts = [n * d, n * INDEX_BYTES, m * d, m * INDEX_BYTES]
+    if config.conventions == "standard":
+        dataset_parts += [n * INDEX_BYTES, n * INDEX_BYTES]  # the epoch's order and its labels
+    parameter_parts = [(o_in * o + o) * dtype_bytes for o_in, o in zip([d, *config.hidden], outs)]
+    epoch_records = [n * dtype_bytes, n * INDEX_BYTES]
+    if config.engine == "native":
+        step_parts = [b * d] + [b * o * dtype_bytes for o in outs]
+    else:
+        step_parts = [params * dtype_bytes]  # one gradient per parameter
+    train_parts = [INPUT_COPIES[config.engine] * b * d * dtype_bytes] + [
+        ACTIVATION_COPIES[config.engine] * b * o * dtype_bytes for o in outs
+    ]
+    chunk = min(EVAL_CHUNK_ROWS, m)
+    test_parts = [chunk * d * dtype_bytes] + [chunk * o * dtype_bytes for o in outs] + [chunk * INDEX_BYTES]
+
+    if device_type == "cuda":
+        everything = dataset_parts + parameter_parts + epoch_records + step_parts
+        resident = _cuda_reserved(everything + max(train_parts, test_parts, key=sum))
+        raw = sum(everything) + max(sum(train_parts), sum(test_parts))
+        context = DEFAULT_CUDA_CONTEXT if context_bytes is None else context_bytes
+        overhead = context + max(0, resident - raw)
+    else:
+        overhead = n * d  # the loader's copy of the training images while it decodes them
+    return MemoryEstimate(
+        dataset=sum(dataset_parts),
+        parameters=sum(parameter_parts),
+        gradients_and_buffers=sum(epoch_records) + sum(step_parts),
+        activations_train=sum(train_parts),
+        activations_test=sum(test_parts),
+        runtime_overhead=overhead,
+    )
