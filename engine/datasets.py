@@ -1,31 +1,187 @@
-"""Datasets the lab uses (and their siblings), found on disk or downloaded, kept as uint8."""
+"""Datasets the lab uses (and their siblings), found on disk or downloaded, kept as uint8.
+
+Search order, reported in the run record: the data root (argument, `TUNER_TUI_DATA`, or a per-user
+cache dir) in the layouts torchvision uses; the Debian package's folder for Fashion-MNIST; then a
+torchvision download into the data root. Files are read here (IDX and CIFAR pickles), not through
+torchvision, so a valid local copy is never refused for its md5 sum.
+"""
 
 from __future__ import annotations
 
+import gzip
+import os
+import pickle
 from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import platformdirs
+import torch
+
+from engine.dataset_specs import DATASET_SPECS, DatasetSpec
+
+DATA_ROOT_ENV = "TUNER_TUI_DATA"
+DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
+IDX_IMAGES_MAGIC = 0x00000803
+IDX_LABELS_MAGIC = 0x00000801
+IDX_FILES = {
+    "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+    "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+}
+IDX_FOLDERS = {"fmnist": "FashionMNIST", "mnist": "MNIST"}
+CIFAR_LAYOUTS = {
+    "cifar10": ("cifar-10-batches-py", [f"data_batch_{i}" for i in range(1, 6)], ["test_batch"], b"labels"),
+    "cifar100": ("cifar-100-python", ["train"], ["test"], b"fine_labels"),
+}
+TORCHVISION_CLASSES = {"fmnist": "FashionMNIST", "mnist": "MNIST", "cifar10": "CIFAR10", "cifar100": "CIFAR100"}
+
+
+class DatasetNotFoundError(Exception):
+    """No usable copy of a dataset anywhere looked; `str()` is one line that says how to fix it."""
+
+
+class DatasetFormatError(ValueError):
+    """A dataset file exists but is not what its name says."""
 
 
 @dataclass(frozen=True)
-class DatasetSpec:
-    """Shape facts about one dataset."""
+class LoadedDataset:
+    """A dataset in memory: uint8 images (N × features, channel-major) and int64 labels."""
 
-    name: str
-    title: str
-    channels: int
-    height: int
-    width: int
-    classes: int
-    train_size: int
-    test_size: int
-
-    @property
-    def features(self) -> int:
-        return self.channels * self.height * self.width
+    spec: DatasetSpec
+    train_images: torch.Tensor
+    train_labels: torch.Tensor
+    test_images: torch.Tensor
+    test_labels: torch.Tensor
+    source: str
 
 
-DATASET_SPECS: dict[str, DatasetSpec] = {
-    "fmnist": DatasetSpec("fmnist", "Fashion-MNIST", 1, 28, 28, 10, 60000, 10000),
-    "mnist": DatasetSpec("mnist", "MNIST", 1, 28, 28, 10, 60000, 10000),
-    "cifar10": DatasetSpec("cifar10", "CIFAR-10", 3, 32, 32, 10, 50000, 10000),
-    "cifar100": DatasetSpec("cifar100", "CIFAR-100", 3, 32, 32, 100, 50000, 10000),
-}
+def default_data_root() -> Path:
+    """`$TUNER_TUI_DATA`, else a per-user cache dir."""
+    configured = os.environ.get(DATA_ROOT_ENV)
+    return Path(configured).expanduser() if configured else Path(platformdirs.user_cache_dir("tuner-tui")) / "data"
+
+
+def _read_bytes(path: Path) -> bytes:
+    with (gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")) as handle:
+        return handle.read()
+
+
+def read_idx(path: Path, expected_magic: int) -> np.ndarray:
+    """An IDX file (raw or .gz) as a uint8 array of its declared shape."""
+    try:
+        data = _read_bytes(path)
+    except (OSError, EOFError) as error:
+        raise DatasetFormatError(f"{path}: cannot read: {error}") from None
+    if len(data) < 8:
+        raise DatasetFormatError(f"{path}: too short for an IDX file")
+    magic = int.from_bytes(data[:4], "big")
+    if magic != expected_magic:
+        raise DatasetFormatError(f"{path}: IDX magic {magic:#010x}, expected {expected_magic:#010x}")
+    ndim = data[3]
+    header = 4 + 4 * ndim
+    shape = tuple(int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
+    expected = int(np.prod(shape)) if shape else 0
+    if len(data) - header != expected:
+        raise DatasetFormatError(f"{path}: holds {len(data) - header} bytes of data, its header says {expected}")
+    return np.frombuffer(data, dtype=np.uint8, offset=header).reshape(shape)
+
+
+def _find_idx(folder: Path, stem: str) -> Path | None:
+    for name in (stem, stem + ".gz"):
+        if (folder / name).is_file():
+            return folder / name
+    return None
+
+
+def _load_idx_folder(spec: DatasetSpec, folder: Path) -> LoadedDataset | None:
+    found = {split: [_find_idx(folder, stem) for stem in stems] for split, stems in IDX_FILES.items()}
+    if any(path is None for paths in found.values() for path in paths):
+        return None
+    tensors = []
+    for split in ("train", "test"):
+        images_path, labels_path = found[split]
+        images = read_idx(images_path, IDX_IMAGES_MAGIC)
+        labels = read_idx(labels_path, IDX_LABELS_MAGIC)
+        if images.shape[0] != labels.shape[0]:
+            raise DatasetFormatError(f"{images_path}: {images.shape[0]} images but {labels.shape[0]} labels")
+        tensors += [
+            torch.from_numpy(images.reshape(images.shape[0], -1).copy()),
+            torch.from_numpy(labels.astype(np.int64)),
+        ]
+    return LoadedDataset(spec, *tensors, source=str(folder))
+
+
+def _read_cifar_pickle(path: Path, label_key: bytes) -> tuple[np.ndarray, list[int]]:
+    try:
+        with open(path, "rb") as handle:
+            batch = pickle.load(handle, encoding="bytes")
+        return np.asarray(batch[b"data"], dtype=np.uint8), list(batch[label_key])
+    except (OSError, pickle.UnpicklingError, EOFError, KeyError, TypeError, ValueError) as error:
+        raise DatasetFormatError(f"{path}: not a CIFAR batch ({type(error).__name__}: {error})") from None
+
+
+def _load_cifar_folder(spec: DatasetSpec, folder: Path) -> LoadedDataset | None:
+    _, train_files, test_files, label_key = CIFAR_LAYOUTS[spec.name]
+    if not all((folder / name).is_file() for name in train_files + test_files):
+        return None
+    tensors = []
+    for files in (train_files, test_files):
+        parts = [_read_cifar_pickle(folder / name, label_key) for name in files]
+        images = np.concatenate([images for images, _ in parts])
+        labels = [label for _, batch_labels in parts for label in batch_labels]
+        if images.ndim != 2 or images.shape[1] != spec.features or images.shape[0] != len(labels):
+            raise DatasetFormatError(f"{folder}: data of shape {images.shape} with {len(labels)} labels")
+        tensors += [torch.from_numpy(images), torch.tensor(labels, dtype=torch.int64)]
+    return LoadedDataset(spec, *tensors, source=str(folder))
+
+
+def _candidates(spec: DatasetSpec, root: Path) -> list[Path]:
+    """Folders to look in, in order."""
+    if spec.name in CIFAR_LAYOUTS:
+        return [root / CIFAR_LAYOUTS[spec.name][0]]
+    places = [root / IDX_FOLDERS[spec.name] / "raw", root]
+    if spec.name == "fmnist":
+        places.append(DEBIAN_FASHION_MNIST)
+    return places
+
+
+def _load_folder(spec: DatasetSpec, folder: Path) -> LoadedDataset | None:
+    if spec.name in CIFAR_LAYOUTS:
+        return _load_cifar_folder(spec, folder)
+    return _load_idx_folder(spec, folder)
+
+
+def _download(name: str, root: Path) -> None:
+    """Fetch the dataset into `root` with torchvision (raises when offline)."""
+    import torchvision.datasets
+
+    dataset_class = getattr(torchvision.datasets, TORCHVISION_CLASSES[name])
+    for train in (True, False):
+        dataset_class(str(root), train=train, download=True)
+
+
+def load_dataset(name: str, data_root: str | Path | None = None, *, download: bool = True) -> LoadedDataset:
+    """Find and read dataset `name`; raises DatasetNotFoundError (one line) when there is none."""
+    spec = DATASET_SPECS[name]
+    root = Path(data_root).expanduser() if data_root else default_data_root()
+    places = _candidates(spec, root)
+    for folder in places:
+        loaded = _load_folder(spec, folder)
+        if loaded is not None:
+            return loaded
+    looked = ", ".join(str(p) for p in places)
+    if download:
+        try:
+            _download(name, root)
+        except Exception as error:  # noqa: BLE001 - offline, refused, or a partial file: all mean "not found"
+            looked += f", a torchvision download into {root} ({type(error).__name__}: {str(error).splitlines()[0] if str(error) else 'failed'})"
+        else:
+            loaded = next((x for x in (_load_folder(spec, f) for f in places) if x is not None), None)
+            if loaded is not None:
+                return loaded
+            looked += f", a torchvision download into {root} (files not found after it)"
+    fix = f"put it under a folder given with --data-root DIR or the env var {DATA_ROOT_ENV}"
+    if name == "fmnist":
+        fix += ", or run: apt-get install dataset-fashion-mnist"
+    raise DatasetNotFoundError(f"{spec.title} not found; looked in {looked}; {fix}")
