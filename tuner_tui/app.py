@@ -1,0 +1,273 @@
+"""The Textual app: edit a config, run it in a background worker, watch it live, browse past runs.
+
+Training goes through the same path as `--no-ui` (`tuner_tui.session.run_recorded`), in a
+thread worker that reports with `post_message`; the UI thread only draws. torch is imported by
+that worker (and by a warm-up worker), never before the first screen.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+
+from textual import work
+from textual.app import App
+from textual.binding import Binding
+from textual.worker import Worker, WorkerState
+
+from engine.config import RunConfig
+from engine.events import EpochEnd, Event, Finished, Progress, RunStatus, Started
+from engine.gpu import GpuProbe, NvmlGpuProbe, format_bytes
+from tuner_tui.commands import PresetCommands
+from tuner_tui.components.config_form import ConfigForm
+from tuner_tui.components.confirm import ConfirmScreen
+from tuner_tui.components.estimates_panel import DeviceContext
+from tuner_tui.components.runs_screen import RunsScreen
+from tuner_tui.components.save_preset import SavePresetScreen
+from tuner_tui.components.tuning_screen import TuningScreen
+from tuner_tui.lab_table import format_seconds
+from tuner_tui.messages import RunEventMessage, RunRejected
+from tuner_tui.store import ResultsStore
+from tuner_tui.system_info import SystemInfo
+
+# (config, store, on_event, cancel) -> None; raises only for bad input found while preparing.
+TrainingRunner = Callable[[RunConfig, ResultsStore, Callable[[Event], None], threading.Event], object]
+GPU_REFRESH_S = 1.0
+
+
+def default_runner(config: RunConfig, store: ResultsStore, on_event: Callable[[Event], None], cancel: threading.Event) -> object:
+    from tuner_tui.session import run_recorded
+
+    return run_recorded(config, store, on_event, cancel=cancel)
+
+
+class TunerApp(App):
+    """tuner-tui's app. Every collaborator can be replaced (tests use a fake runner and probe)."""
+
+    CSS_PATH = "app.tcss"
+    TITLE = "tuner-tui"
+    SUB_TITLE = "tune the Lab 4 network"
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (100, "-wide")]
+    COMMANDS = App.COMMANDS | {PresetCommands}
+    BINDINGS = [
+        Binding("f5", "start", "Start", priority=True),
+        Binding("f6", "stop", "Stop", priority=True),
+        Binding("f2", "runs", "Runs", priority=True),
+        Binding("f3", "save_preset", "Save preset", priority=True),
+        Binding("ctrl+q", "quit", "Quit", priority=True),
+    ]
+
+    def __init__(
+        self,
+        store: ResultsStore,
+        *,
+        config: RunConfig | None = None,
+        preset_name: str | None = None,
+        runner: TrainingRunner = default_runner,
+        gpu_probe: GpuProbe | None = None,
+        system: SystemInfo | None = None,
+        watch_gpu: bool = True,
+    ) -> None:
+        super().__init__()
+        self.store = store
+        self.runner = runner
+        self.gpu_probe = gpu_probe or NvmlGpuProbe()
+        self.system = system or SystemInfo(self.gpu_probe)
+        self.watch_gpu = watch_gpu
+        self.initial_config = config or RunConfig()
+        self.initial_preset = self._preset_name_of(preset_name)
+        self.cancel_event = threading.Event()
+        self.running = False
+        self.quit_after_run = False
+
+    @staticmethod
+    def _preset_name_of(preset: str | None) -> str | None:
+        """A preset given by path shows by its file's stem."""
+        if preset is None:
+            return None
+        from pathlib import Path
+
+        return Path(preset).stem if preset.endswith(".toml") else preset
+
+    def on_mount(self) -> None:
+        from tuner_tui.presets import list_presets
+
+        names = [p.name for p in list_presets()]
+        self.tuning = TuningScreen(self.initial_config, names, self.initial_preset)
+        self.push_screen(self.tuning)
+        self.tuning.live.show_gpu(self.gpu_probe.snapshot())
+        if self.watch_gpu:
+            self.set_interval(GPU_REFRESH_S, self._refresh_gpu)
+        self._load_device_names()
+
+    # --- form and estimates -------------------------------------------------------------
+
+    def on_config_form_changed(self, message: ConfigForm.Changed) -> None:
+        self.tuning.form_state = message.state
+        self.tuning.set_running(self.running)
+        self._refresh_estimates()
+
+    def on_config_form_preset_chosen(self, message: ConfigForm.PresetChosen) -> None:
+        self.load_preset(message.name)
+
+    def _refresh_estimates(self) -> None:
+        state = self.tuning.form_state
+        config = state.config if state else None
+        device_type = self.system.device_type(config.device if config else "auto")
+        seconds_per_step = None
+        name = self.system.device_names.get(device_type)
+        if config is not None and name is not None:
+            seconds_per_step = self.store.history_seconds_per_step(config, name)
+        context = DeviceContext(
+            device_type=device_type, free_bytes=self.system.free_bytes(device_type),
+            context_bytes=self.system.context_bytes(device_type), seconds_per_step=seconds_per_step,
+        )
+        self.tuning.query_one("#estimates").show(config, context)
+
+    @work(thread=True, exit_on_error=False, group="warm-up")
+    def _load_device_names(self) -> None:
+        """Import torch and name the devices off the UI thread, then redo the time estimate."""
+        self.system.load_device_names()
+        self.call_from_thread(self._refresh_estimates)
+
+    def _refresh_gpu(self) -> None:
+        self.tuning.live.show_gpu(self.gpu_probe.snapshot())
+
+    def load_preset(self, name: str) -> None:
+        from tuner_tui.presets import PresetError, load_preset
+
+        try:
+            preset = load_preset(name)
+        except PresetError as error:
+            self.notify(str(error), severity="error")
+            return
+        self.tuning.form.load(preset.config, preset.name)
+        self.notify(f"loaded preset {preset.name}")
+
+    # --- running ----------------------------------------------------------------------
+
+    def action_start(self) -> None:
+        state = self.tuning.form_state
+        if self.running:
+            return
+        if state is None or state.config is None:
+            fields = ", ".join(sorted(state.errors)) if state else "the form"
+            self.notify(f"cannot start: fix {fields}", severity="error")
+            return
+        if self.screen is not self.tuning:
+            self.switch_to_tuning()
+        self.running = True
+        self.cancel_event = threading.Event()
+        self.tuning.set_running(True)
+        self.tuning.live.show_preparing(state.config.layers_label)
+        self.tuning.log_view.write(f"start: {describe(state.config)}")
+        self._train(state.config, self.cancel_event)
+
+    def action_stop(self) -> None:
+        if self.running and not self.cancel_event.is_set():
+            self.cancel_event.set()
+            self.tuning.log_view.write("stopping…")
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="training")
+    def _train(self, config: RunConfig, cancel: threading.Event) -> None:
+        try:
+            self.runner(config, self.store, lambda event: self.post_message(RunEventMessage(event)), cancel)
+        except Exception as error:  # noqa: BLE001 - bad input while preparing: shown, not raised
+            self.post_message(RunRejected(str(error)))
+
+    def on_run_event_message(self, message: RunEventMessage) -> None:
+        event, live, log = message.event, self.tuning.live, self.tuning.log_view
+        if isinstance(event, Started):
+            live.show_started(event)
+            estimate = event.time_estimate
+            log.write(
+                f"{event.device_name} · {event.params:,} parameters · data {event.data_source}\n"
+                f"estimated memory {format_bytes(event.memory_estimate.total)} · time "
+                f"{format_seconds(estimate.train_seconds)} ({estimate.seconds_per_step * 1e3:.3f} ms/step)"
+            )
+        elif isinstance(event, Progress):
+            live.show_progress(event)
+        elif isinstance(event, EpochEnd):
+            live.show_epoch(event)
+            log.write(
+                f"epoch {event.epoch}: loss {event.train_loss:.4f} · train {event.train_accuracy:.2f} % · "
+                f"test {event.test_accuracy:.2f} % · {format_seconds(event.seconds)}"
+            )
+        elif isinstance(event, Finished):
+            live.show_finished(event)
+            log.write(f"{event.status.value}: {event.message}")
+            self._run_ended()
+            if event.status is not RunStatus.COMPLETED:
+                self.notify(f"run {event.status.value}: {event.message}", severity="warning")
+
+    def on_run_rejected(self, message: RunRejected) -> None:
+        self.tuning.log_view.write(f"not started: {message.reason}")
+        self.tuning.live.reset()
+        self.notify(message.reason, severity="error")
+        self._run_ended()
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        if event.worker.group == "training" and event.state == WorkerState.ERROR and self.running:
+            self.tuning.log_view.write(f"failed: {event.worker.error}")
+            self._run_ended()
+
+    def _run_ended(self) -> None:
+        self.running = False
+        self.tuning.set_running(False)
+        self._refresh_estimates()
+        if isinstance(self.screen, RunsScreen):
+            self.screen.set_records(self.store.list_runs())
+        if self.quit_after_run:
+            self.exit()
+
+    # --- screens ----------------------------------------------------------------------
+
+    def switch_to_tuning(self) -> None:
+        while self.screen is not self.tuning:
+            self.pop_screen()
+
+    def action_runs(self) -> None:
+        if isinstance(self.screen, RunsScreen):
+            self.pop_screen()
+            return
+        self.switch_to_tuning()
+        self.push_screen(RunsScreen(self.store.list_runs()))
+
+    def on_runs_screen_load_config(self, message: RunsScreen.LoadConfig) -> None:
+        self.switch_to_tuning()
+        self.tuning.form.load(message.record.config)
+        self.notify(f"loaded the config of run {message.record.id}")
+
+    def action_save_preset(self) -> None:
+        state = self.tuning.form_state
+        if state is None or state.config is None:
+            self.notify("fix the form before saving it as a preset", severity="error")
+            return
+
+        def saved(name: str | None) -> None:
+            if name:
+                from tuner_tui.presets import list_presets
+
+                self.tuning.form.set_preset_names([p.name for p in list_presets()])
+                self.notify(f"saved preset {name}")
+
+        self.push_screen(SavePresetScreen(state.config), saved)
+
+    async def action_quit(self) -> None:
+        if not self.running:
+            self.exit()
+            return
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self.quit_after_run = True
+                self.action_stop()
+
+        self.push_screen(ConfirmScreen("A run is in progress. Stop it (it is stored as cancelled) and quit?", "Stop and quit"), answered)
+
+
+def describe(config: RunConfig) -> str:
+    return (
+        f"{config.dataset} {config.layers_label} · lr {config.lr:g} · batch {config.batch_size} · "
+        f"{config.epochs} epochs · λ {config.reg:g} · {config.conventions} · {config.engine} · {config.device}"
+    )

@@ -1,0 +1,211 @@
+"""The config form: selects and validated inputs for every RunConfig field, plus a preset picker."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+from textual.app import ComposeResult
+from textual.containers import Horizontal, Vertical
+from textual.message import Message
+from textual.validation import ValidationResult, Validator
+from textual.widgets import Input, Label, Select
+
+from engine.config import CONVENTIONS, ENGINES, ConfigError, RunConfig
+from engine.dataset_specs import DATASET_SPECS
+
+INPUT_FIELDS: dict[str, str] = {
+    "hidden": "hidden",
+    "lr": "learning rate",
+    "batch_size": "batch size",
+    "epochs": "epochs",
+    "reg": "L2 reg (λ)",
+    "seed": "seed",
+}
+SELECT_FIELDS: dict[str, tuple[str, list[tuple[str, str]]]] = {
+    "dataset": ("dataset", [(spec.title, name) for name, spec in DATASET_SPECS.items()]),
+    "conventions": ("conventions", [(c, c) for c in CONVENTIONS]),
+    "engine": ("engine", [(e, e) for e in ENGINES]),
+    "device": ("device", [(d, d) for d in ("auto", "cpu", "cuda")]),
+}
+FIELD_ORDER = ("dataset", "hidden", "lr", "batch_size", "epochs", "reg", "seed", "conventions", "engine", "device")
+
+
+def format_field(name: str, config: RunConfig) -> str:
+    """A config value as the form shows it (`256,128`, `0.01`)."""
+    value = getattr(config, name)
+    if name == "hidden":
+        return ",".join(str(h) for h in value)
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
+
+
+def check_field(name: str, raw: str) -> str | None:
+    """Why `raw` is not a valid value for field `name`, or None when it is."""
+    try:
+        RunConfig.from_mapping({name: raw})
+    except ConfigError as error:
+        return error.reason
+    return None
+
+
+class FieldValidator(Validator):
+    """Validates one form field with RunConfig's own rules (same message as the CLI)."""
+
+    def __init__(self, field: str) -> None:
+        super().__init__()
+        self.field = field
+
+    def validate(self, value: str) -> ValidationResult:
+        reason = check_field(self.field, value)
+        return self.success() if reason is None else self.failure(reason)
+
+
+@dataclass(frozen=True)
+class FormState:
+    """What the form holds now: a config when every field is valid, else the errors by field."""
+
+    config: RunConfig | None
+    errors: dict[str, str]
+    edited: bool
+
+
+class ConfigForm(Vertical):
+    """Edits a RunConfig; posts `ConfigForm.Changed` whenever a value changes."""
+
+    class Changed(Message):
+        def __init__(self, state: FormState) -> None:
+            super().__init__()
+            self.state = state
+
+    class PresetChosen(Message):
+        def __init__(self, name: str) -> None:
+            super().__init__()
+            self.name = name
+
+    def __init__(self, config: RunConfig, preset_names: list[str], preset_name: str | None = None, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self._initial = config
+        self._preset_names = preset_names
+        self.preset_name = preset_name
+        self.preset_config: RunConfig | None = config if preset_name else None
+        self._loading = False
+        self._select_options = {name: list(options) for name, (_, options) in SELECT_FIELDS.items()}
+
+    def _options_with(self, name: str, value: str) -> list[tuple[str, str]]:
+        """The select's options, extended with `value` when a config holds an unlisted one."""
+        options = self._select_options[name]
+        if value not in [v for _, v in options]:
+            options.append((value, value))
+        return options
+
+    def compose(self) -> ComposeResult:
+        with Horizontal(classes="form-row"):
+            yield Label("preset", classes="form-label")
+            yield Select(
+                [(name, name) for name in self._preset_names], prompt="(none)", id="preset",
+                value=self.preset_name if self.preset_name in self._preset_names else Select.NULL,
+                compact=True,
+            )
+        yield Label("", id="edited-marker", classes="form-note")
+        for name in FIELD_ORDER:
+            with Horizontal(classes="form-row"):
+                if name in SELECT_FIELDS:
+                    yield Label(SELECT_FIELDS[name][0], classes="form-label")
+                    value = getattr(self._initial, name)
+                    options = self._options_with(name, value)
+                    yield Select(options, value=value, allow_blank=False, id=name, compact=True)
+                else:
+                    yield Label(INPUT_FIELDS[name], classes="form-label")
+                    yield Input(
+                        format_field(name, self._initial), id=name, compact=True,
+                        validators=[FieldValidator(name)], select_on_focus=False,
+                    )
+            yield Label("", id=f"{name}-error", classes="form-error")
+
+    def on_mount(self) -> None:
+        self.post_message(self.Changed(self.state()))
+
+    def values(self) -> dict[str, str]:
+        """Every field's raw value."""
+        out: dict[str, str] = {}
+        for name in FIELD_ORDER:
+            widget = self.query_one(f"#{name}")
+            out[name] = str(widget.value)
+        return out
+
+    def state(self) -> FormState:
+        values = self.values()
+        errors = {name: reason for name, raw in values.items() if (reason := check_field(name, raw))}
+        config = None
+        if not errors:
+            try:
+                config = RunConfig.from_mapping(values, base=self._initial)
+                train_size = DATASET_SPECS[config.dataset].train_size
+                if config.batch_size > train_size:
+                    raise ConfigError("batch_size", f"must be in [1, {train_size}] for {config.dataset}")
+            except ConfigError as error:
+                errors[error.field] = error.reason
+                config = None
+        edited = self.preset_config is not None and (
+            config is None or dataclasses.replace(config, data_root=None) != dataclasses.replace(self.preset_config, data_root=None)
+        )
+        return FormState(config, errors, edited)
+
+    def load(self, config: RunConfig, preset_name: str | None = None) -> None:
+        """Show `config` in the form; remember the preset it came from (for the edited marker)."""
+        self._initial = config
+        self.preset_name = preset_name
+        self.preset_config = config if preset_name else None
+        self._loading = True
+        preset = self.query_one("#preset", Select)
+        preset.value = preset_name if preset_name in self._preset_names else Select.NULL
+        for name in FIELD_ORDER:
+            widget = self.query_one(f"#{name}")
+            if isinstance(widget, Select):
+                value = getattr(config, name)
+                known = len(self._select_options[name])
+                options = self._options_with(name, value)
+                if len(options) != known:
+                    widget.set_options(options)
+                widget.value = value
+            else:
+                widget.value = format_field(name, config)
+        self._loading = False
+        self._refresh()
+
+    def set_preset_names(self, names: list[str]) -> None:
+        self._preset_names = names
+        select = self.query_one("#preset", Select)
+        select.set_options([(n, n) for n in names])
+        if self.preset_name in names:
+            select.value = self.preset_name
+
+    def _refresh(self) -> None:
+        state = self.state()
+        for name in FIELD_ORDER:
+            label = self.query_one(f"#{name}-error", Label)
+            reason = state.errors.get(name)
+            label.update(f"⚠ {reason}" if reason else "")
+            label.display = bool(reason)
+            self.query_one(f"#{name}").set_class(bool(reason), "-invalid")
+        marker = self.query_one("#edited-marker", Label)
+        marker.update(f"edited from {self.preset_name}" if state.edited else "")
+        marker.display = state.edited
+        self.post_message(self.Changed(state))
+
+    def on_input_changed(self, event: Input.Changed) -> None:
+        event.stop()
+        if not self._loading:
+            self._refresh()
+
+    def on_select_changed(self, event: Select.Changed) -> None:
+        event.stop()
+        if self._loading:
+            return
+        if event.select.id == "preset":
+            if event.value is not Select.NULL and event.value != self.preset_name:
+                self.post_message(self.PresetChosen(str(event.value)))
+            return
+        self._refresh()

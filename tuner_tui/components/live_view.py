@@ -1,0 +1,95 @@
+"""The run in progress: progress bar and ETA, loss and accuracy sparklines, device and GPU memory."""
+
+from __future__ import annotations
+
+from textual.app import ComposeResult
+from textual.containers import Horizontal, Vertical
+from textual.widgets import Label, ProgressBar, Sparkline
+
+from engine.events import EpochEnd, Finished, Progress, Started
+from engine.gpu import GpuSnapshot
+from tuner_tui.lab_table import format_seconds
+
+LOSS_POINTS = 240  # the loss sparkline keeps the most recent reports
+
+
+def _value(values: list[float], fmt: str) -> str:
+    return fmt.format(values[-1]) if values else "–"
+
+
+class LiveView(Vertical):
+    """Updated from run events on the UI thread; `reset()` before a new run."""
+
+    def compose(self) -> ComposeResult:
+        yield Label("no run yet — press F5 to start", id="run-status")
+        yield ProgressBar(total=None, show_eta=False, id="run-progress")
+        with Horizontal(classes="spark-row"):
+            yield Label("loss", classes="spark-label")
+            yield Sparkline([], id="loss-spark", classes="spark")
+            yield Label("–", id="loss-value", classes="spark-value")
+        with Horizontal(classes="spark-row"):
+            yield Label("train acc", classes="spark-label")
+            yield Sparkline([], id="train-spark", classes="spark")
+            yield Label("–", id="train-value", classes="spark-value")
+        with Horizontal(classes="spark-row"):
+            yield Label("test acc", classes="spark-label")
+            yield Sparkline([], id="test-spark", classes="spark")
+            yield Label("–", id="test-value", classes="spark-value")
+        yield Label("device –", id="device-name")
+        yield Label("GPU memory –", id="gpu-memory")
+
+    def on_mount(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        self.losses: list[float] = []
+        self.train_acc: list[float] = []
+        self.test_acc: list[float] = []
+        self.total_steps: int | None = None
+        for spark in self.query(Sparkline):
+            spark.data = []
+        for label_id in ("loss-value", "train-value", "test-value"):
+            self.query_one(f"#{label_id}", Label).update("–")
+        self.query_one(ProgressBar).update(total=None, progress=0)
+
+    def show_preparing(self, config_label: str) -> None:
+        self.reset()
+        self.query_one("#run-status", Label).update(f"preparing {config_label}: loading data, calibrating…")
+
+    def show_started(self, event: Started) -> None:
+        estimate = event.time_estimate
+        self.total_steps = estimate.steps_per_epoch * event.config.epochs
+        self.query_one(ProgressBar).update(total=self.total_steps, progress=0)
+        self.query_one("#device-name", Label).update(f"device {event.device_name}")
+        self.query_one("#run-status", Label).update(
+            f"epoch 1/{event.config.epochs} · estimated {format_seconds(estimate.train_seconds)}"
+        )
+
+    def show_progress(self, event: Progress) -> None:
+        done = (event.epoch - 1) * event.steps_per_epoch + event.step
+        self.query_one(ProgressBar).update(progress=done)
+        self.losses = [*self.losses[-(LOSS_POINTS - 1):], event.recent_loss]
+        self.query_one("#loss-spark", Sparkline).data = self.losses
+        self.query_one("#loss-value", Label).update(f"{event.loss:.4f}")
+        self.query_one("#run-status", Label).update(
+            f"epoch {event.epoch}/{event.epochs} · step {event.step}/{event.steps_per_epoch} · "
+            f"{event.samples_per_s:,.0f} samples/s · ETA {format_seconds(event.eta_s)}"
+        )
+
+    def show_epoch(self, event: EpochEnd) -> None:
+        self.train_acc = [*self.train_acc, event.train_accuracy]
+        self.test_acc = [*self.test_acc, event.test_accuracy]
+        self.query_one("#train-spark", Sparkline).data = self.train_acc
+        self.query_one("#test-spark", Sparkline).data = self.test_acc
+        self.query_one("#train-value", Label).update(_value(self.train_acc, "{:.2f} %"))
+        self.query_one("#test-value", Label).update(_value(self.test_acc, "{:.2f} %"))
+
+    def show_finished(self, event: Finished) -> None:
+        if self.total_steps is not None and event.status.value == "completed":
+            self.query_one(ProgressBar).update(progress=self.total_steps)
+        self.query_one("#run-status", Label).update(
+            f"{event.status.value} · {event.message} · training {format_seconds(event.resources.train_time_s)}"
+        )
+
+    def show_gpu(self, snapshot: GpuSnapshot) -> None:
+        self.query_one("#gpu-memory", Label).update(f"GPU memory {snapshot.format_memory()}")

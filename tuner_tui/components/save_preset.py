@@ -1,0 +1,62 @@
+"""The save-as-preset modal: asks for a name, refuses a shipped preset's name."""
+
+from __future__ import annotations
+
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.screen import ModalScreen
+from textual.widgets import Button, Input, Label
+
+from engine.config import RunConfig
+
+
+class SavePresetScreen(ModalScreen[str | None]):
+    """Dismisses with the saved preset's name, or None when cancelled."""
+
+    BINDINGS = [Binding("escape", "cancel", "Cancel")]
+
+    def __init__(self, config: RunConfig, suggestion: str = "") -> None:
+        super().__init__()
+        self.config = config
+        self.suggestion = suggestion
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="save-dialog", classes="dialog"):
+            yield Label("Save the form's config as a preset", classes="dialog-title")
+            yield Label(f"{self.config.dataset} {self.config.layers_label} · lr {self.config.lr:g} · "
+                        f"batch {self.config.batch_size} · {self.config.epochs} epochs · λ {self.config.reg:g}")
+            yield Input(self.suggestion, placeholder="name (letters, digits, _ and -)", id="preset-name")
+            yield Label("", id="save-error", classes="form-error")
+            with Horizontal(classes="dialog-buttons"):
+                yield Button("Save", id="save", variant="primary")
+                yield Button("Cancel", id="cancel")
+
+    def on_mount(self) -> None:
+        self.query_one("#save-error", Label).display = False
+        self.query_one("#preset-name", Input).focus()
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        if event.button.id == "save":
+            self._save()
+        else:
+            self.dismiss(None)
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        self._save()
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+    def _save(self) -> None:
+        from tuner_tui.presets import PresetError, save_preset
+
+        name = self.query_one("#preset-name", Input).value.strip()
+        try:
+            save_preset(name, self.config)
+        except PresetError as error:
+            label = self.query_one("#save-error", Label)
+            label.update(f"⚠ {error}")
+            label.display = True
+            return
+        self.dismiss(name)
