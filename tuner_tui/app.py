@@ -89,12 +89,12 @@ class TunerApp(App):
 
         return Path(preset).stem if preset.endswith(".toml") else preset
 
-    def on_mount(self) -> None:
+    async def on_mount(self) -> None:
         from tuner_tui.presets import list_presets
 
         names = [p.name for p in list_presets()]
         self.tuning = TuningScreen(self.initial_config, names, self.initial_preset)
-        self.push_screen(self.tuning)
+        await self.push_screen(self.tuning)
         self.tuning.live.show_gpu(self.gpu_probe.snapshot())
         if self.watch_gpu:
             self.set_interval(GPU_REFRESH_S, self._refresh_gpu)
@@ -269,5 +269,5 @@ class TunerApp(App):
 def describe(config: RunConfig) -> str:
     return (
         f"{config.dataset} {config.layers_label} · lr {config.lr:g} · batch {config.batch_size} · "
-        f"{config.epochs} epochs · λ {config.reg:g} · {config.conventions} · {config.engine} · {config.device}"
+        f"{config.epochs} epoch{'s' if config.epochs != 1 else ''} · λ {config.reg:g} · {config.conventions} · {config.engine} · {config.device}"
     )

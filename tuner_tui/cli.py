@@ -132,9 +132,10 @@ def _run_app(args: argparse.Namespace) -> int:
 
     config = resolve_config(args.preset, args.overrides, data_root=args.data_root, device=args.device)
     store = _open_store(args.store)
-    TunerApp(store=store, config=config, preset_name=args.preset).run()
+    app = TunerApp(store=store, config=config, preset_name=args.preset)
+    app.run()
     store.close()
-    return EXIT_OK
+    return app.return_code or EXIT_OK
 
 
 def _list_runs(args: argparse.Namespace) -> int:

@@ -22,7 +22,7 @@ class LiveView(Vertical):
 
     def compose(self) -> ComposeResult:
         yield Label("no run yet — press F5 to start", id="run-status")
-        yield ProgressBar(total=None, show_eta=False, id="run-progress")
+        yield ProgressBar(total=1, show_eta=False, id="run-progress")
         with Horizontal(classes="spark-row"):
             yield Label("loss", classes="spark-label")
             yield Sparkline([], id="loss-spark", classes="spark")
@@ -50,7 +50,7 @@ class LiveView(Vertical):
             spark.data = []
         for label_id in ("loss-value", "train-value", "test-value"):
             self.query_one(f"#{label_id}", Label).update("–")
-        self.query_one(ProgressBar).update(total=None, progress=0)
+        self.query_one(ProgressBar).update(total=1, progress=0)
 
     def show_preparing(self, config_label: str) -> None:
         self.reset()
@@ -87,9 +87,10 @@ class LiveView(Vertical):
     def show_finished(self, event: Finished) -> None:
         if self.total_steps is not None and event.status.value == "completed":
             self.query_one(ProgressBar).update(progress=self.total_steps)
-        self.query_one("#run-status", Label).update(
-            f"{event.status.value} · {event.message} · training {format_seconds(event.resources.train_time_s)}"
-        )
+        summary = f"{event.status.value} · {event.message}"
+        if event.test_accuracy is not None:
+            summary += f" · test acc {event.test_accuracy:.2f} %"
+        self.query_one("#run-status", Label).update(summary)
 
     def show_gpu(self, snapshot: GpuSnapshot) -> None:
         self.query_one("#gpu-memory", Label).update(f"GPU memory {snapshot.format_memory()}")

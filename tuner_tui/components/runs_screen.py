@@ -22,7 +22,9 @@ MARK = "●"
 
 
 def config_lines(record: RunRecord) -> str:
-    return "\n".join(f"{name:<12} {format_field(name, record.config)}" for name in FIELD_NAMES if name != "data_root")
+    """The config, two keys a line."""
+    cells = [f"{name:<11} {format_field(name, record.config):<10}" for name in FIELD_NAMES if name != "data_root"]
+    return "\n".join("  ".join(cells[i : i + 2]).rstrip() for i in range(0, len(cells), 2))
 
 
 def run_summary(record: RunRecord) -> str:
@@ -49,10 +51,16 @@ class RunCurves(Vertical):
             "train": [e.train_accuracy for e in epochs if e.train_accuracy is not None],
             "test": [e.test_accuracy for e in epochs if e.test_accuracy is not None],
         }
+        finals = {
+            "loss": record.train_loss if record else None,
+            "train": record.train_accuracy if record else None,
+            "test": record.test_accuracy if record else None,
+        }
         formats = {"loss": "{:.4f}", "train": "{:.2f} %", "test": "{:.2f} %"}
         for key, values in series.items():
             self.query_one(f".{key}-curve", Sparkline).data = values
-            self.query_one(f".{key}-curve-value", Label).update(formats[key].format(values[-1]) if values else "–")
+            final = finals[key]
+            self.query_one(f".{key}-curve-value", Label).update("–" if final is None else formats[key].format(final))
 
 
 class RunsScreen(Screen):

@@ -26,7 +26,8 @@ class TuningScreen(Screen):
     def compose(self) -> ComposeResult:
         yield Header(show_clock=False, icon="≋")
         with Horizontal(id="tuning-body"):
-            with VerticalScroll(id="form-column"):
+            with VerticalScroll(id="form-column") as column:
+                column.border_title = "Config"
                 yield ConfigForm(self._config, self._preset_names, self._preset_name, id="config-form")
                 with Horizontal(id="run-buttons"):
                     yield Button("Start F5", id="start", variant="success", compact=True)
