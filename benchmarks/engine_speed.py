@@ -218,6 +218,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workloads", default="W1,W2,W3,W4", help="comma-separated subset")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
+    torch.set_flush_denormal(True)  # as the runner does on the CPU, for every implementation alike
     devices = [torch.device("cpu")] + ([torch.device("cuda")] if torch.cuda.is_available() else [])
     wanted = set(args.workloads.split(","))
     results: dict[str, dict[str, float]] = {}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import statistics
 import time
 from dataclasses import dataclass
 
@@ -15,7 +16,8 @@ from engine.devices import synchronize
 from engine.events import TimeEstimate
 
 CALIBRATION_WARMUP_STEPS = 5
-CALIBRATION_MIN_STEPS = 30
+CALIBRATION_CHUNK_STEPS = 10
+CALIBRATION_MIN_CHUNKS = 5
 CALIBRATION_MIN_SECONDS = 0.2
 
 
@@ -26,10 +28,11 @@ class Calibration:
 
 
 def calibrate_step_time(backend: Backend, device: torch.device) -> Calibration:
-    """Time real steps of `backend` (after a warm-up), then restore its parameters.
+    """Time real steps of `backend` after a warm-up, then restore its parameters.
 
-    Runs until both CALIBRATION_MIN_STEPS steps and CALIBRATION_MIN_SECONDS have passed, or an
-    epoch's worth of steps, whichever comes first.
+    Steps are timed in chunks of CALIBRATION_CHUNK_STEPS until CALIBRATION_MIN_SECONDS and at
+    least CALIBRATION_MIN_CHUNKS chunks have passed (or an epoch runs out); the estimate is the
+    median chunk, so a burst of other work on a shared machine does not skew it.
     """
     saved = [t.detach().clone() for t in backend.params.tensors()]
     backend.start_epoch(0)
@@ -38,21 +41,22 @@ def calibrate_step_time(backend: Backend, device: torch.device) -> Calibration:
     for step in range(warmup):
         backend.train_step(step)
     synchronize(device)
-    step, start = warmup, time.perf_counter()
+    step, begin = warmup, time.perf_counter()
+    per_step: list[float] = []
     while step < limit:
-        backend.train_step(step)
-        step += 1
-        if step - warmup >= CALIBRATION_MIN_STEPS and step % 10 == 0:
-            synchronize(device)
-            if time.perf_counter() - start >= CALIBRATION_MIN_SECONDS:
-                break
-    synchronize(device)
-    elapsed = time.perf_counter() - start
+        chunk_start = time.perf_counter()
+        chunk_end = min(limit, step + CALIBRATION_CHUNK_STEPS)
+        for index in range(step, chunk_end):
+            backend.train_step(index)
+        synchronize(device)
+        per_step.append((time.perf_counter() - chunk_start) / (chunk_end - step))
+        step = chunk_end
+        if len(per_step) >= CALIBRATION_MIN_CHUNKS and time.perf_counter() - begin >= CALIBRATION_MIN_SECONDS:
+            break
     with torch.no_grad():
         for tensor, value in zip(backend.params.tensors(), saved):
             tensor.copy_(value)
-    timed = max(1, step - warmup)
-    return Calibration(elapsed / timed, timed)
+    return Calibration(statistics.median(per_step), step - warmup)
 
 
 def time_test_pass(backend: Backend, device: torch.device) -> float:

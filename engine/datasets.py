@@ -30,17 +30,21 @@ IDX_FILES = {
 }
 IDX_FOLDERS = {"fmnist": "FashionMNIST", "mnist": "MNIST"}
 CIFAR_LAYOUTS = {
-    "cifar10": ("cifar-10-batches-py", [f"data_batch_{i}" for i in range(1, 6)], ["test_batch"], b"labels"),
-    "cifar100": ("cifar-100-python", ["train"], ["test"], b"fine_labels"),
+    "cifar10": ("cifar-10-batches-py", [f"data_batch_{i}" for i in range(1, 6)], ["test_batch"], "labels"),
+    "cifar100": ("cifar-100-python", ["train"], ["test"], "fine_labels"),
 }
 TORCHVISION_CLASSES = {"fmnist": "FashionMNIST", "mnist": "MNIST", "cifar10": "CIFAR10", "cifar100": "CIFAR100"}
 
 
-class DatasetNotFoundError(Exception):
-    """No usable copy of a dataset anywhere looked; `str()` is one line that says how to fix it."""
+class DatasetError(Exception):
+    """A dataset that cannot be used: bad input for the run; `str()` is one line."""
 
 
-class DatasetFormatError(ValueError):
+class DatasetNotFoundError(DatasetError):
+    """No usable copy of a dataset anywhere looked; the message says how to fix it."""
+
+
+class DatasetFormatError(DatasetError):
     """A dataset file exists but is not what its name says."""
 
 
@@ -112,11 +116,13 @@ def _load_idx_folder(spec: DatasetSpec, folder: Path) -> LoadedDataset | None:
     return LoadedDataset(spec, *tensors, source=str(folder))
 
 
-def _read_cifar_pickle(path: Path, label_key: bytes) -> tuple[np.ndarray, list[int]]:
+def _read_cifar_pickle(path: Path, label_key: str) -> tuple[np.ndarray, list[int]]:
     try:
         with open(path, "rb") as handle:
             batch = pickle.load(handle, encoding="bytes")
-        return np.asarray(batch[b"data"], dtype=np.uint8), list(batch[label_key])
+        # The official files were pickled by Python 2 (bytes keys); rebuilt copies have str keys.
+        batch = {k.decode() if isinstance(k, bytes) else k: v for k, v in batch.items()}
+        return np.asarray(batch["data"], dtype=np.uint8), list(batch[label_key])
     except (OSError, pickle.UnpicklingError, EOFError, KeyError, TypeError, ValueError) as error:
         raise DatasetFormatError(f"{path}: not a CIFAR batch ({type(error).__name__}: {error})") from None
 
@@ -166,8 +172,13 @@ def load_dataset(name: str, data_root: str | Path | None = None, *, download: bo
     spec = DATASET_SPECS[name]
     root = Path(data_root).expanduser() if data_root else default_data_root()
     places = _candidates(spec, root)
+    problems: list[str] = []
     for folder in places:
-        loaded = _load_folder(spec, folder)
+        try:
+            loaded = _load_folder(spec, folder)
+        except DatasetFormatError as error:
+            problems.append(str(error))
+            continue
         if loaded is not None:
             return loaded
     looked = ", ".join(str(p) for p in places)
@@ -184,4 +195,5 @@ def load_dataset(name: str, data_root: str | Path | None = None, *, download: bo
     fix = f"put it under a folder given with --data-root DIR or the env var {DATA_ROOT_ENV}"
     if name == "fmnist":
         fix += ", or run: apt-get install dataset-fashion-mnist"
-    raise DatasetNotFoundError(f"{spec.title} not found; looked in {looked}; {fix}")
+    unusable = f"; unusable: {'; '.join(problems)}" if problems else ""
+    raise DatasetNotFoundError(f"{spec.title} not found; looked in {looked}{unusable}; {fix}")

@@ -414,13 +414,6 @@ def test_a_missing_dataset_is_one_line_naming_every_place_looked_and_the_fix(tmp
     assert "--data-root" in message
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="engine bug: a truncated/corrupt dataset file makes prepare_run raise "
-    "engine.datasets.DatasetFormatError, which is neither of the bad-input errors prepare_run "
-    "documents (ConfigError, DatasetNotFoundError); the headless CLI catches only those two, so "
-    "a half-downloaded file ends `tuner-tui --no-ui` with a traceback",
-)
 def test_a_truncated_dataset_file_surfaces_from_prepare_run_as_a_documented_bad_input_error(tiny_root):
     images = tiny_root / "FashionMNIST" / "raw" / "train-images-idx3-ubyte.gz"
     images.write_bytes(images.read_bytes()[:1000])  # an interrupted download

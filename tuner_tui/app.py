@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from pathlib import Path
 
 from textual import work
 from textual.app import App
@@ -44,7 +45,7 @@ def default_runner(config: RunConfig, store: ResultsStore, on_event: Callable[[E
 class TunerApp(App):
     """tuner-tui's app. Every collaborator can be replaced (tests use a fake runner and probe)."""
 
-    CSS_PATH = "app.tcss"
+    CSS_PATH = Path(__file__).with_name("app.tcss")
     TITLE = "tuner-tui"
     SUB_TITLE = "tune the Lab 4 network"
     HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (100, "-wide")]
@@ -85,8 +86,6 @@ class TunerApp(App):
         """A preset given by path shows by its file's stem."""
         if preset is None:
             return None
-        from pathlib import Path
-
         return Path(preset).stem if preset.endswith(".toml") else preset
 
     async def on_mount(self) -> None:

@@ -89,7 +89,7 @@ def _open_store(path: str | None):
 
 def _run_headless(args: argparse.Namespace) -> int:
     from engine.config import ConfigError
-    from engine.datasets import DatasetNotFoundError
+    from engine.datasets import DatasetError
     from engine.events import RunStatus
     from engine.runner import prepare_run
     from tuner_tui.headless import HeadlessReporter, run_table
@@ -98,7 +98,7 @@ def _run_headless(args: argparse.Namespace) -> int:
     config = resolve_config(args.preset, args.overrides, data_root=args.data_root, device=args.device)
     try:
         prepared = prepare_run(config)
-    except (ConfigError, DatasetNotFoundError) as error:
+    except (ConfigError, DatasetError) as error:
         raise BadInput(str(error)) from None
     store = _open_store(args.store)
     stderr = Console(stderr=True)

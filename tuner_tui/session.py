@@ -61,6 +61,6 @@ def run_recorded(
     *,
     cancel: threading.Event | None = None,
 ) -> RecordedRun:
-    """Prepare and run `config`, recording it. Bad input raises (ConfigError, DatasetNotFoundError)
+    """Prepare and run `config`, recording it. Bad input raises (ConfigError, DatasetError)
     before anything is stored."""
     return execute_and_record(prepare_run(config), store, on_event, cancel=cancel)

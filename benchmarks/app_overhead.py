@@ -1,0 +1,131 @@
+"""Training speed under the app against headless, and key-press latency during training.
+
+In one process, interleaved: the same run headless (`run_recorded`, as `--no-ui` does) and
+under `TunerApp` (started with F5, driven by Textual's headless test driver, which lays out and
+renders every update like a terminal session). During each app run a key bound to a no-op
+action is pressed repeatedly and the time until its handler runs is recorded.
+
+    python benchmarks/app_overhead.py            # Fashion-MNIST if installed, else synthetic
+    python benchmarks/app_overhead.py --batch-sizes 10,100 --rounds 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gzip
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+from textual import events
+from textual.binding import Binding
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from engine.config import RunConfig  # noqa: E402
+from engine.datasets import DEBIAN_FASHION_MNIST  # noqa: E402
+from engine.gpu import NvmlGpuProbe  # noqa: E402
+from tuner_tui.app import TunerApp  # noqa: E402
+from tuner_tui.session import run_recorded  # noqa: E402
+from tuner_tui.store import ResultsStore  # noqa: E402
+
+PING_INTERVAL_S = 0.25
+
+
+class PingApp(TunerApp):
+    """The app with one extra key whose handler records when it ran."""
+
+    BINDINGS = [*TunerApp.BINDINGS, Binding("ctrl+t", "ping", show=False, priority=True)]
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.handled_at: list[float] = []
+
+    def action_ping(self) -> None:
+        self.handled_at.append(time.perf_counter())
+
+
+def write_synthetic_fashion_mnist(root: Path, train: int = 60000, test: int = 10000) -> None:
+    folder = root / "FashionMNIST" / "raw"
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for prefix, n in (("train", train), ("t10k", test)):
+        images = rng.integers(0, 256, (n, 28, 28), dtype=np.uint8)
+        labels = rng.integers(0, 10, n, dtype=np.uint8)
+        header = (0x803).to_bytes(4, "big") + b"".join(d.to_bytes(4, "big") for d in (n, 28, 28))
+        (folder / f"{prefix}-images-idx3-ubyte.gz").write_bytes(gzip.compress(header + images.tobytes(), 1))
+        header = (0x801).to_bytes(4, "big") + n.to_bytes(4, "big")
+        (folder / f"{prefix}-labels-idx1-ubyte.gz").write_bytes(gzip.compress(header + labels.tobytes(), 1))
+
+
+def headless_train_seconds(config: RunConfig, store: ResultsStore) -> float:
+    recorded = run_recorded(config, store, lambda event: None, cancel=threading.Event())
+    return recorded.finished.resources.train_time_s
+
+
+async def app_train_seconds(config: RunConfig, store: ResultsStore) -> tuple[float, list[float]]:
+    """Train under the app; returns the training time and the key latencies (seconds)."""
+    app = PingApp(store, config=config, gpu_probe=NvmlGpuProbe())
+    latencies: list[float] = []
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.pause(0.5)
+        runs_before = len(store.list_runs())
+        await pilot.press("f5")
+        while not app.running:
+            await asyncio.sleep(0.01)
+        while app.running:
+            await asyncio.sleep(PING_INTERVAL_S)
+            before = len(app.handled_at)
+            pressed = time.perf_counter()
+            app.post_message(events.Key("ctrl+t", None))
+            while len(app.handled_at) == before:
+                await asyncio.sleep(0.0005)
+            latencies.append(app.handled_at[-1] - pressed)
+        records = store.list_runs()
+        assert len(records) == runs_before + 1 and records[0].status == "completed", records[0].status
+        return records[0].train_time_s, latencies
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--batch-sizes", default="10,100")
+    parser.add_argument("--epochs", type=int, default=1)
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args(argv)
+    with tempfile.TemporaryDirectory() as tmp:
+        if DEBIAN_FASHION_MNIST.is_dir():
+            data_root, data_label = None, f"Fashion-MNIST ({DEBIAN_FASHION_MNIST})"
+        else:
+            write_synthetic_fashion_mnist(Path(tmp) / "data")
+            data_root, data_label = str(Path(tmp) / "data"), "synthetic Fashion-MNIST shapes"
+        store = ResultsStore(Path(tmp) / "runs.sqlite3")
+        print(f"data: {data_label}; {args.rounds} interleaved rounds; median reported")
+        for batch_size in (int(b) for b in args.batch_sizes.split(",")):
+            config = RunConfig(
+                dataset="fmnist", hidden=(256,), lr=0.01, batch_size=batch_size, epochs=args.epochs,
+                device="cpu", data_root=data_root,
+            )
+            headless, under_app, latencies = [], [], []
+            for _ in range(args.rounds):
+                headless.append(headless_train_seconds(config, store))
+                seconds, pings = asyncio.run(app_train_seconds(config, store))
+                under_app.append(seconds)
+                latencies += pings
+            h, a = statistics.median(headless), statistics.median(under_app)
+            print(
+                f"batch {batch_size:>4}: headless {h:6.2f} s, app {a:6.2f} s → app keeps "
+                f"{100 * h / a:5.1f} % of headless speed; key latency during training: median "
+                f"{1e3 * statistics.median(latencies):.1f} ms, max {1e3 * max(latencies):.1f} ms "
+                f"({len(latencies)} presses)"
+            )
+        store.close()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
