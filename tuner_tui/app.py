@@ -31,15 +31,23 @@ from tuner_tui.messages import RunEventMessage, RunRejected
 from tuner_tui.store import ResultsStore
 from tuner_tui.system_info import SystemInfo
 
-# (config, store, on_event, cancel) -> None; raises only for bad input found while preparing.
-TrainingRunner = Callable[[RunConfig, ResultsStore, Callable[[Event], None], threading.Event], object]
+# (config, store, on_event, cancel, preset=label) -> anything; raises only for bad input found
+# while preparing.
+TrainingRunner = Callable[..., object]
 GPU_REFRESH_S = 1.0
 
 
-def default_runner(config: RunConfig, store: ResultsStore, on_event: Callable[[Event], None], cancel: threading.Event) -> object:
+def default_runner(
+    config: RunConfig,
+    store: ResultsStore,
+    on_event: Callable[[Event], None],
+    cancel: threading.Event,
+    *,
+    preset: str | None = None,
+) -> object:
     from tuner_tui.session import run_recorded
 
-    return run_recorded(config, store, on_event, cancel=cancel)
+    return run_recorded(config, store, on_event, cancel=cancel, preset=preset)
 
 
 class TunerApp(App):
@@ -160,7 +168,9 @@ class TunerApp(App):
         self.tuning.set_running(True)
         self.tuning.live.show_preparing(state.config.layers_label)
         self.tuning.log_view.write(f"start: {describe(state.config)}")
-        self._train(state.config, self.cancel_event)
+        form = self.tuning.form
+        label = form.preset_name and (f"{form.preset_name} (edited)" if state.edited else form.preset_name)
+        self._train(state.config, self.cancel_event, label)
 
     def action_stop(self) -> None:
         if self.running and not self.cancel_event.is_set():
@@ -168,9 +178,12 @@ class TunerApp(App):
             self.tuning.log_view.write("stopping…")
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="training")
-    def _train(self, config: RunConfig, cancel: threading.Event) -> None:
+    def _train(self, config: RunConfig, cancel: threading.Event, preset: str | None) -> None:
         try:
-            self.runner(config, self.store, lambda event: self.post_message(RunEventMessage(event)), cancel)
+            self.runner(
+                config, self.store, lambda event: self.post_message(RunEventMessage(event)), cancel,
+                preset=preset,
+            )
         except Exception as error:  # noqa: BLE001 - bad input while preparing: shown, not raised
             self.post_message(RunRejected(str(error)))
 

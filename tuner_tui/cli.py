@@ -57,12 +57,15 @@ def _list_parser(command: str) -> argparse.ArgumentParser:
 
 
 def resolve_config(preset: str | None, overrides: Sequence[str], *, data_root: str | None, device: str | None):
-    """The run's config: a preset (or the defaults), then `--set` values, then the flags."""
+    """The run's config and the label it is stored under: a preset (or the defaults), then
+    `--set` values, then the flags."""
     from engine.config import ConfigError, RunConfig
     from tuner_tui.presets import PresetError, load_preset
+    from tuner_tui.session import preset_label
 
     try:
-        config = load_preset(preset).config if preset else RunConfig()
+        loaded = load_preset(preset) if preset else None
+        base = loaded.config if loaded else RunConfig()
         values: dict[str, str] = {}
         for item in overrides:
             key, sep, value = item.partition("=")
@@ -73,7 +76,8 @@ def resolve_config(preset: str | None, overrides: Sequence[str], *, data_root: s
             values["data_root"] = data_root
         if device is not None:
             values["device"] = device
-        return RunConfig.from_mapping(values, base=config)
+        config = RunConfig.from_mapping(values, base=base)
+        return config, preset_label(loaded.name if loaded else None, base if loaded else None, config)
     except (ConfigError, PresetError) as error:
         raise BadInput(str(error)) from None
 
@@ -95,7 +99,7 @@ def _run_headless(args: argparse.Namespace) -> int:
     from tuner_tui.headless import HeadlessReporter, run_table
     from tuner_tui.session import execute_and_record
 
-    config = resolve_config(args.preset, args.overrides, data_root=args.data_root, device=args.device)
+    config, label = resolve_config(args.preset, args.overrides, data_root=args.data_root, device=args.device)
     try:
         prepared = prepare_run(config)
     except (ConfigError, DatasetError) as error:
@@ -112,7 +116,7 @@ def _run_headless(args: argparse.Namespace) -> int:
 
     previous = signal.signal(signal.SIGINT, on_interrupt)
     try:
-        recorded = execute_and_record(prepared, store, reporter, cancel=cancel)
+        recorded = execute_and_record(prepared, store, reporter, cancel=cancel, preset=label)
     finally:
         reporter.stop()
         signal.signal(signal.SIGINT, previous)
@@ -130,9 +134,10 @@ def _run_headless(args: argparse.Namespace) -> int:
 def _run_app(args: argparse.Namespace) -> int:
     from tuner_tui.app import TunerApp
 
-    config = resolve_config(args.preset, args.overrides, data_root=args.data_root, device=args.device)
+    config, label = resolve_config(args.preset, args.overrides, data_root=args.data_root, device=args.device)
     store = _open_store(args.store)
-    app = TunerApp(store=store, config=config, preset_name=args.preset)
+    unedited = label if label and not label.endswith("(edited)") else None
+    app = TunerApp(store=store, config=config, preset_name=unedited)
     app.run()
     store.close()
     return app.return_code or EXIT_OK

@@ -99,15 +99,17 @@ class HeadlessReporter:
 
 
 def runs_table(records: list[RunRecord]) -> Table:
-    """A line per run with the columns that fit 80 columns (`runs --json` has them all)."""
+    """A line per run with the columns that fit a terminal (`runs --json` has them all)."""
     by_title = {c.title: c for c in (STATUS_COLUMN, *LAB_COLUMNS)}
-    shown = {"run": "run", "status": "status", "layers": "layers", "lr": "lr", "batch": "batch",
-             "epochs": "ep", "reg": "reg", "test acc": "test acc", "actual time": "time"}
-    table = Table(title="tuner-tui runs", title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
+    shown = {"status": "status", "layers": "layers", "lr": "lr", "batch": "batch", "epochs": "ep",
+             "reg": "λ", "test acc": "test acc", "actual time": "time"}
+    table = Table(title="tuner-tui runs", title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
+    table.add_column("id", justify="right", no_wrap=True)
+    table.add_column("run", overflow="fold", min_width=12)
     for title, header in shown.items():
         table.add_column(header, justify="right" if by_title[title].numeric else "left", no_wrap=True)
-    for row in rows(records, [by_title[t] for t in shown]):
-        table.add_row(*row)
+    for record, row in zip(records, rows(records, [by_title[t] for t in shown])):
+        table.add_row(str(record.id), record.preset or "", *row)
     return table
 
 

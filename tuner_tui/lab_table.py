@@ -49,7 +49,7 @@ def actual_memory(record: RunRecord) -> int | None:
 
 
 HYPERPARAMETER_COLUMNS: tuple[Column, ...] = (
-    Column("run", lambda r: str(r.id), lambda r: r.id),
+    Column("run", lambda r: r.label, lambda r: r.id, numeric=False),
     Column("layers", lambda r: r.config.layers_label, lambda r: (r.config.dataset, r.config.hidden), numeric=False),
     Column("lr", lambda r: f"{r.config.lr:g}", lambda r: r.config.lr),
     Column("batch", lambda r: str(r.config.batch_size), lambda r: r.config.batch_size),

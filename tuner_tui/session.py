@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from dataclasses import dataclass
 
@@ -23,6 +24,7 @@ def execute_and_record(
     on_event: EventSink,
     *,
     cancel: threading.Event | None = None,
+    preset: str | None = None,
 ) -> RecordedRun:
     """Run `prepared`, forwarding every event to `on_event` after the store has seen it.
 
@@ -38,13 +40,14 @@ def execute_and_record(
                 event.config, device_name=event.device_name, params=event.params,
                 estimated_memory_bytes=event.memory_estimate.total,
                 estimated_time_s=event.time_estimate.train_seconds, data_source=event.data_source,
+                preset=preset,
             )
         elif isinstance(event, Finished):
             if run_id is None:
                 run_id = store.start_run(
                     prepared.config, device_name=str(prepared.device), params=event.params,
                     estimated_memory_bytes=None, estimated_time_s=None,
-                    data_source=prepared.dataset.source,
+                    data_source=prepared.dataset.source, preset=preset,
                 )
             store.finish_run(run_id, event)
         on_event(event)
@@ -60,7 +63,21 @@ def run_recorded(
     on_event: EventSink,
     *,
     cancel: threading.Event | None = None,
+    preset: str | None = None,
 ) -> RecordedRun:
-    """Prepare and run `config`, recording it. Bad input raises (ConfigError, DatasetError)
-    before anything is stored."""
-    return execute_and_record(prepare_run(config), store, on_event, cancel=cancel)
+    """Prepare and run `config`, recording it (under `preset`'s name, if it came from one).
+
+    Bad input raises (ConfigError, DatasetError) before anything is stored.
+    """
+    return execute_and_record(prepare_run(config), store, on_event, cancel=cancel, preset=preset)
+
+
+def preset_label(name: str | None, preset_config: RunConfig | None, config: RunConfig) -> str | None:
+    """The name a run is stored under: the preset's, marked when the config was edited away from
+    it (the data root and device do not count: they say where, not what)."""
+    if name is None or preset_config is None:
+        return None
+    where = {"data_root": None, "device": "auto"}
+    if dataclasses.replace(config, **where) == dataclasses.replace(preset_config, **where):
+        return name
+    return f"{name} (edited)"

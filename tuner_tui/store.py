@@ -99,11 +99,18 @@ class RunRecord:
     diverged_step: int | None
     epochs: tuple[EpochRecord, ...]
     loss_curve: tuple[float, ...]
+    preset: str | None = None  # the preset the run's config came from, unedited
+
+    @property
+    def label(self) -> str:
+        """The run's name in the lab's tables: its preset, else `run N`."""
+        return self.preset or f"run {self.id}"
 
     def to_json(self) -> dict[str, Any]:
         """The run as the CLI's `--json` output writes it."""
         return {
             "run_id": self.id,
+            "preset": self.preset,
             "status": self.status,
             "config": self.config.to_dict(),
             "device": self.device_name,
@@ -174,8 +181,12 @@ def _migrate_to_v1(conn: sqlite3.Connection) -> None:
 _RUN_COLUMNS = tuple(f.name for f in fields(RunRecord) if f.name != "epochs")
 _SELECT_RUNS = f"SELECT {', '.join(_RUN_COLUMNS)} FROM runs"
 
+def _migrate_to_v2(conn: sqlite3.Connection) -> None:
+    conn.execute("ALTER TABLE runs ADD COLUMN preset TEXT")
+
+
 # Schema version N means MIGRATIONS[:N] have run; add a version by appending one function.
-MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_migrate_to_v1]
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_migrate_to_v1, _migrate_to_v2]
 
 
 def downsample(values: Sequence[float], max_points: int = MAX_CURVE_POINTS) -> tuple[float, ...]:
@@ -222,6 +233,7 @@ class ResultsStore:
         estimated_memory_bytes: int | None,
         estimated_time_s: float | None,
         data_source: str | None,
+        preset: str | None = None,
     ) -> int:
         """Insert a 'running' row for this process and return its id."""
         row = (
@@ -236,13 +248,15 @@ class ResultsStore:
             params,
             estimated_memory_bytes,
             estimated_time_s,
+            preset,
         )
 
         def insert(conn: sqlite3.Connection) -> int:
             cursor = conn.execute(
                 """INSERT INTO runs (status, config, dataset, device_name, data_source,
-                    started_at, hostname, pid, params, estimated_memory_bytes, estimated_time_s)
-                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+                    started_at, hostname, pid, params, estimated_memory_bytes, estimated_time_s,
+                    preset)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
                 row,
             )
             return int(cursor.lastrowid)
