@@ -1,0 +1,71 @@
+"""Import hygiene, checked in fresh interpreters (as Harlequin does): the engine and the headless
+modules never pull in Textual, and the app's module does not import torch (the first screen must
+not wait for it; torch loads in a worker)."""
+
+from __future__ import annotations
+
+import os
+import pkgutil
+import subprocess
+import sys
+import textwrap
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+import engine
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+ENGINE_MODULES = sorted(info.name for info in pkgutil.iter_modules(engine.__path__, prefix="engine."))
+HEADLESS_MODULES = [
+    "tuner_tui.cli", "tuner_tui.headless", "tuner_tui.lab_table", "tuner_tui.presets",
+    "tuner_tui.session", "tuner_tui.store",
+]
+NO_TEXTUAL = """
+    import sys
+    import {module}
+    loaded = sorted(m for m in sys.modules if m == "textual" or m.startswith("textual."))
+    assert not loaded, "{module} imported " + ", ".join(loaded[:5])
+"""
+NO_TORCH = """
+    import sys
+    import tuner_tui.app
+    assert "torch" not in sys.modules, "tuner_tui.app imported torch"
+"""
+
+
+def _checks() -> dict[str, str]:
+    checks = {module: NO_TEXTUAL.format(module=module) for module in ENGINE_MODULES + HEADLESS_MODULES}
+    checks["tuner_tui.app without torch"] = NO_TORCH
+    return checks
+
+
+def _run(code: str) -> tuple[int, str]:
+    result = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)], cwd=REPO_ROOT, capture_output=True, text=True, timeout=180,
+    )
+    return result.returncode, result.stderr
+
+
+@pytest.fixture(scope="module")
+def results() -> dict[str, tuple[int, str]]:
+    """Every check in its own fresh interpreter, as many at a time as there are CPUs."""
+    checks = _checks()
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
+        return dict(zip(checks, pool.map(_run, checks.values())))
+
+
+def test_the_engine_package_has_modules_to_check():
+    assert {"engine.runner", "engine.nodes", "engine.gpu"} <= set(ENGINE_MODULES)
+
+
+@pytest.mark.parametrize("module", ENGINE_MODULES + HEADLESS_MODULES)
+def test_module_does_not_import_textual(results, module):
+    returncode, stderr = results[module]
+    assert returncode == 0, stderr
+
+
+def test_importing_the_app_does_not_import_torch(results):
+    returncode, stderr = results["tuner_tui.app without torch"]
+    assert returncode == 0, stderr
