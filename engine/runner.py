@@ -231,7 +231,7 @@ class _TrainingLoop:
             while step < steps:
                 if self.cancel.is_set():
                     self.train_time_s += time.perf_counter() - epoch_start
-                    return self.finish(RunStatus.CANCELLED, f"cancelled in epoch {epoch} at step {step}")
+                    return self.finish(RunStatus.CANCELLED, f"stopped in epoch {epoch} at step {step}")
                 backend.train_step(step)
                 step += 1
                 now = time.perf_counter()
@@ -293,7 +293,7 @@ class _TrainingLoop:
         step = self.backend.first_nonfinite_step(self.backend.steps_per_epoch) or 1
         global_step = (epoch - 1) * self.backend.steps_per_epoch + step
         return self.finish(
-            RunStatus.DIVERGED, f"diverged: non-finite loss at step {global_step} (epoch {epoch}, step {step})",
+            RunStatus.DIVERGED, f"non-finite loss at step {global_step} (epoch {epoch}, step {step})",
             diverged_step=global_step,
         )
 

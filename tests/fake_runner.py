@@ -206,7 +206,7 @@ def diverged_run_events(config: RunConfig, step: int = 1234) -> list[Event]:
     last = ends[-1] if ends else None
     events.append(Finished(
         status=RunStatus.DIVERGED,
-        message=f"diverged: non-finite loss at step {step} (epoch {epoch}, step {in_epoch})",
+        message=f"non-finite loss at step {step} (epoch {epoch}, step {in_epoch})",
         train_loss=last.train_loss if last else None,
         train_accuracy=last.train_accuracy if last else None,
         test_accuracy=last.test_accuracy if last else None,

@@ -260,7 +260,7 @@ class TunerApp(App):
             if name:
                 from tuner_tui.presets import list_presets
 
-                self.tuning.form.set_preset_names([p.name for p in list_presets()])
+                self.tuning.form.adopt_preset(name, [p.name for p in list_presets()])
                 self.notify(f"saved preset {name}")
 
         self.push_screen(SavePresetScreen(state.config), saved)
@@ -271,9 +271,13 @@ class TunerApp(App):
             return
 
         def answered(yes: bool | None) -> None:
-            if yes:
-                self.quit_after_run = True
-                self.action_stop()
+            if not yes:
+                return
+            if not self.running:  # the run ended while the question was open
+                self.exit()
+                return
+            self.quit_after_run = True
+            self.action_stop()
 
         self.push_screen(ConfirmScreen("A run is in progress. Stop it (it is stored as cancelled) and quit?", "Stop and quit"), answered)
 

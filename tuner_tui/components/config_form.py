@@ -175,12 +175,17 @@ class ConfigForm(Vertical):
         self._loading = False
         self._refresh()
 
-    def set_preset_names(self, names: list[str]) -> None:
+    def adopt_preset(self, name: str, names: list[str]) -> None:
+        """The form's config was just saved as preset `name`: list it and show it as loaded."""
         self._preset_names = names
+        self.preset_name = name
+        self.preset_config = self.state().config
+        self._loading = True
         select = self.query_one("#preset", Select)
         select.set_options([(n, n) for n in names])
-        if self.preset_name in names:
-            select.value = self.preset_name
+        select.value = name
+        self._loading = False
+        self._refresh()
 
     def _refresh(self) -> None:
         state = self.state()

@@ -36,7 +36,7 @@ class LiveView(Vertical):
             yield Sparkline([], id="test-spark", classes="spark")
             yield Label("–", id="test-value", classes="spark-value")
         yield Label("device –", id="device-name")
-        yield Label("GPU memory –", id="gpu-memory")
+        yield Label("GPU –", id="gpu-memory")
 
     def on_mount(self) -> None:
         self.reset()
@@ -72,8 +72,8 @@ class LiveView(Vertical):
         self.query_one("#loss-spark", Sparkline).data = self.losses
         self.query_one("#loss-value", Label).update(f"{event.loss:.4f}")
         self.query_one("#run-status", Label).update(
-            f"epoch {event.epoch}/{event.epochs} · step {event.step}/{event.steps_per_epoch} · "
-            f"{event.samples_per_s:,.0f} samples/s · ETA {format_seconds(event.eta_s)}"
+            f"ETA {format_seconds(event.eta_s)} · epoch {event.epoch}/{event.epochs} · "
+            f"step {event.step}/{event.steps_per_epoch} · {event.samples_per_s:,.0f} samples/s"
         )
 
     def show_epoch(self, event: EpochEnd) -> None:
@@ -93,4 +93,4 @@ class LiveView(Vertical):
         self.query_one("#run-status", Label).update(summary)
 
     def show_gpu(self, snapshot: GpuSnapshot) -> None:
-        self.query_one("#gpu-memory", Label).update(f"GPU memory {snapshot.format_memory()}")
+        self.query_one("#gpu-memory", Label).update(f"GPU {snapshot.format_memory()}")

@@ -10,9 +10,8 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Label, Sparkline, Static
 
-from engine.config import DATASETS, FIELD_NAMES
+from engine.config import DATASETS
 from engine.events import RunStatus
-from tuner_tui.components.config_form import format_field
 from tuner_tui.lab_table import LAB_COLUMNS, STATUS_COLUMN, Column, format_seconds
 from tuner_tui.store import RunRecord
 
@@ -21,10 +20,14 @@ TABLE_COLUMNS: tuple[Column, ...] = (STATUS_COLUMN, DATASET_COLUMN, *LAB_COLUMNS
 MARK = "●"
 
 
-def config_lines(record: RunRecord) -> str:
-    """The config, two keys a line."""
-    cells = [f"{name:<11} {format_field(name, record.config):<10}" for name in FIELD_NAMES if name != "data_root"]
-    return "\n".join("  ".join(cells[i : i + 2]).rstrip() for i in range(0, len(cells), 2))
+def config_summary(record: RunRecord) -> str:
+    """The config as one line of prose that wraps at any width."""
+    c = record.config
+    return (
+        f"{c.dataset} {c.layers_label} · lr {c.lr:g} · batch {c.batch_size} · {c.epochs} "
+        f"epoch{'s' if c.epochs != 1 else ''} · λ {c.reg:g} · seed {c.seed} · {c.conventions} · "
+        f"{c.engine} · device {c.device}"
+    )
 
 
 def run_summary(record: RunRecord) -> str:
@@ -142,8 +145,7 @@ class RunsScreen(Screen):
         shown = self.dataset_filter or "all datasets"
         rows = self.query_one(DataTable).row_count
         self.query_one("#runs-status", Label).update(
-            f"{rows} runs · {shown} · {order} · marked {len(self.marked)}/2 · "
-            "s sort · f filter · space mark · c compare · l load"
+            f"{rows} runs · {shown} · {order} · marked {len(self.marked)}/2"
         )
 
     def current_record(self) -> RunRecord | None:
@@ -163,7 +165,7 @@ class RunsScreen(Screen):
             config.update("no runs stored yet — start one with F5 on the tuning screen")
             return
         timing = f"training {format_seconds(record.train_time_s)} (estimated {format_seconds(record.estimated_time_s)})"
-        config.update(f"{run_summary(record)}\n{timing}\n\n{config_lines(record)}")
+        config.update(f"{run_summary(record)}\n{timing}\n{config_summary(record)}")
 
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
         if event.row_key.value is not None:

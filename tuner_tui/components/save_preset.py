@@ -20,6 +20,7 @@ class SavePresetScreen(ModalScreen[str | None]):
         super().__init__()
         self.config = config
         self.suggestion = suggestion
+        self._confirm_overwrite: str | None = None
 
     def compose(self) -> ComposeResult:
         with Vertical(id="save-dialog", classes="dialog"):
@@ -49,14 +50,18 @@ class SavePresetScreen(ModalScreen[str | None]):
         self.dismiss(None)
 
     def _save(self) -> None:
-        from tuner_tui.presets import PresetError, save_preset
+        from tuner_tui.presets import PresetError, save_preset, user_presets_dir
 
         name = self.query_one("#preset-name", Input).value.strip()
+        overwrite = name == self._confirm_overwrite
         try:
-            save_preset(name, self.config)
+            save_preset(name, self.config, overwrite=overwrite)
         except PresetError as error:
+            exists = (user_presets_dir() / f"{name}.toml").exists() and error.key is None and "exists" in str(error)
+            self._confirm_overwrite = name if exists else None
+            message = f"⚠ user preset {name} exists: Save again to overwrite it" if exists else f"⚠ {error}"
             label = self.query_one("#save-error", Label)
-            label.update(f"⚠ {error}")
+            label.update(message)
             label.display = True
             return
         self.dismiss(name)

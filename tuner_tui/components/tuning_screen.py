@@ -30,8 +30,8 @@ class TuningScreen(Screen):
                 column.border_title = "Config"
                 yield ConfigForm(self._config, self._preset_names, self._preset_name, id="config-form")
                 with Horizontal(id="run-buttons"):
-                    yield Button("Start F5", id="start", variant="success", compact=True)
-                    yield Button("Stop F6", id="stop", variant="error", compact=True, disabled=True)
+                    yield Button("Start F5", id="start", variant="success", compact=True, action="app.start")
+                    yield Button("Stop F6", id="stop", variant="error", compact=True, disabled=True, action="app.stop")
             with Vertical(id="right-column"):
                 estimates = EstimatesPanel(id="estimates")
                 estimates.border_title = "Estimates"
@@ -39,7 +39,7 @@ class TuningScreen(Screen):
                 live = LiveView(id="live")
                 live.border_title = "Run"
                 yield live
-                log = RichLog(id="run-log", wrap=True, markup=False, highlight=False)
+                log = RichLog(id="run-log", wrap=True, markup=False, highlight=False, min_width=1)
                 log.border_title = "Log"
                 yield log
         yield Footer()
