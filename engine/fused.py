@@ -7,8 +7,9 @@ What makes it fast, step by step:
   the partial last batch), and every op writes with `out=` or in place: no allocation per step;
 - softmax-minus-one-hot is one scatter into the probabilities; the lab's exact `1e-8` factor is
   one multiply;
-- each weight update is one `addmm_` that applies the SGD step and the L2 decay together
-  (`W ← (1 − lr·λ)·W − lr·k·gᵀa`), each bias update one `addmv_`;
+- each weight update is one `addmm_` (`W ← W − lr·k·gᵀa`), preceded under L2 by one `mul_`
+  for the decay `(1 − lr·λ)`: measured on the CPU, `addmm_` with beta ≠ 1 costs twice the pair;
+  each bias update is one `addmv_`;
 - losses and predictions are written per sample on the device and only read back when the
   caller asks (`epoch_totals`), so a CUDA step never waits for the host.
 """
@@ -166,5 +167,7 @@ class FusedMLPBackend(Backend):
                 torch.mm(buf.grads[index], weights[index], out=lower_grad)
                 _relu_backward(lower_grad, below, 0, grad_input=lower_grad)
             input_scale = PIXEL_SCALE if index == 0 else 1.0
-            weights[index].addmm_(grad_t, below, beta=self.decay, alpha=step_scale * input_scale)
+            if self.decay != 1.0:
+                weights[index].mul_(self.decay)
+            weights[index].addmm_(grad_t, below, alpha=step_scale * input_scale)
             biases[index].addmv_(grad_t, buf.ones, alpha=step_scale)
