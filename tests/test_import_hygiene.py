@@ -33,11 +33,19 @@ NO_TORCH = """
     import tuner_tui.app
     assert "torch" not in sys.modules, "tuner_tui.app imported torch"
 """
+CLI_TO_APP_WITHOUT_TORCH = """
+    import sys
+    from tuner_tui.cli import resolve_config
+    resolve_config("fmnist_exp5", ["epochs=3"], data_root=None, device=None)
+    import tuner_tui.app
+    assert "torch" not in sys.modules, "the CLI's path to the app imported torch"
+"""
 
 
 def _checks() -> dict[str, str]:
     checks = {module: NO_TEXTUAL.format(module=module) for module in ENGINE_MODULES + HEADLESS_MODULES}
     checks["tuner_tui.app without torch"] = NO_TORCH
+    checks["cli to app without torch"] = CLI_TO_APP_WITHOUT_TORCH
     return checks
 
 
@@ -68,4 +76,9 @@ def test_module_does_not_import_textual(results, module):
 
 def test_importing_the_app_does_not_import_torch(results):
     returncode, stderr = results["tuner_tui.app without torch"]
+    assert returncode == 0, stderr
+
+
+def test_the_clis_path_to_the_app_does_not_import_torch(results):
+    returncode, stderr = results["cli to app without torch"]
     assert returncode == 0, stderr

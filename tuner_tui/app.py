@@ -35,6 +35,7 @@ from tuner_tui.system_info import SystemInfo
 # while preparing.
 TrainingRunner = Callable[..., object]
 GPU_REFRESH_S = 1.0
+WARM_UP_DELAY_S = 0.5
 
 
 def default_runner(
@@ -105,7 +106,8 @@ class TunerApp(App):
         self.tuning.live.show_gpu(self.gpu_probe.snapshot())
         if self.watch_gpu:
             self.set_interval(GPU_REFRESH_S, self._refresh_gpu)
-        self._load_device_names()
+        # torch's import holds the GIL for a second or two: only after the first screen is drawn.
+        self.set_timer(WARM_UP_DELAY_S, self._load_device_names)
 
     # --- form and estimates -------------------------------------------------------------
 

@@ -60,8 +60,7 @@ def resolve_config(preset: str | None, overrides: Sequence[str], *, data_root: s
     """The run's config and the label it is stored under: a preset (or the defaults), then
     `--set` values, then the flags."""
     from engine.config import ConfigError, RunConfig
-    from tuner_tui.presets import PresetError, load_preset
-    from tuner_tui.session import preset_label
+    from tuner_tui.presets import PresetError, load_preset, preset_label
 
     try:
         loaded = load_preset(preset) if preset else None

@@ -7,6 +7,7 @@ overwritten or shadowed; user presets live in the per-user config folder.
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import os
 import re
@@ -199,3 +200,14 @@ def _toml_char(char: str) -> str:
     if ord(char) < 0x20 or ord(char) == 0x7F:
         return f"\\u{ord(char):04X}"
     return char
+
+
+def preset_label(name: str | None, preset_config: RunConfig | None, config: RunConfig) -> str | None:
+    """The name a run is stored under: the preset's, marked when the config was edited away from
+    it (the data root and device do not count: they say where, not what)."""
+    if name is None or preset_config is None:
+        return None
+    where = {"data_root": None, "device": "auto"}
+    if dataclasses.replace(config, **where) == dataclasses.replace(preset_config, **where):
+        return name
+    return f"{name} (edited)"

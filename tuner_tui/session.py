@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import threading
 from dataclasses import dataclass
 
@@ -71,13 +70,3 @@ def run_recorded(
     """
     return execute_and_record(prepare_run(config), store, on_event, cancel=cancel, preset=preset)
 
-
-def preset_label(name: str | None, preset_config: RunConfig | None, config: RunConfig) -> str | None:
-    """The name a run is stored under: the preset's, marked when the config was edited away from
-    it (the data root and device do not count: they say where, not what)."""
-    if name is None or preset_config is None:
-        return None
-    where = {"data_root": None, "device": "auto"}
-    if dataclasses.replace(config, **where) == dataclasses.replace(preset_config, **where):
-        return name
-    return f"{name} (edited)"

@@ -92,6 +92,8 @@ class ConfigForm(Vertical):
         self.preset_config: RunConfig | None = config if preset_name else None
         self._loading = False
         self._select_options = {name: list(options) for name, (_, options) in SELECT_FIELDS.items()}
+        self._shown_errors: dict[str, str] = {}
+        self._shown_note = ""
 
     def _options_with(self, name: str, value: str) -> list[tuple[str, str]]:
         """The select's options, extended with `value` when a config holds an unlisted one."""
@@ -108,7 +110,7 @@ class ConfigForm(Vertical):
                 value=self.preset_name if self.preset_name in self._preset_names else Select.NULL,
                 compact=True,
             )
-        yield Label("", id="edited-marker", classes="form-note")
+        yield Label("", id="edited-marker", classes="form-note hidden")
         for name in FIELD_ORDER:
             with Horizontal(classes="form-row"):
                 if name in SELECT_FIELDS:
@@ -122,7 +124,7 @@ class ConfigForm(Vertical):
                         format_field(name, self._initial), id=name, compact=True,
                         validators=[FieldValidator(name)], select_on_focus=False,
                     )
-            yield Label("", id=f"{name}-error", classes="form-error")
+            yield Label("", id=f"{name}-error", classes="form-error hidden")
 
     def on_mount(self) -> None:
         self.post_message(self.Changed(self.state()))
@@ -190,14 +192,20 @@ class ConfigForm(Vertical):
     def _refresh(self) -> None:
         state = self.state()
         for name in FIELD_ORDER:
-            label = self.query_one(f"#{name}-error", Label)
             reason = state.errors.get(name)
+            if reason == self._shown_errors.get(name):
+                continue  # restyling a widget is costly: touch only the fields that changed
+            label = self.query_one(f"#{name}-error", Label)
             label.update(f"⚠ {reason}" if reason else "")
             label.display = bool(reason)
             self.query_one(f"#{name}").set_class(bool(reason), "-invalid")
-        marker = self.query_one("#edited-marker", Label)
-        marker.update(f"edited from {self.preset_name}" if state.edited else "")
-        marker.display = state.edited
+        self._shown_errors = dict(state.errors)
+        note = f"edited from {self.preset_name}" if state.edited else ""
+        if note != self._shown_note:
+            marker = self.query_one("#edited-marker", Label)
+            marker.update(note)
+            marker.display = state.edited
+            self._shown_note = note
         self.post_message(self.Changed(state))
 
     def on_input_changed(self, event: Input.Changed) -> None:
