@@ -355,11 +355,6 @@ def test_presets_lists_the_shipped_presets_on_a_wide_terminal(capsys, monkeypatc
     assert set(SHIPPED_PRESETS) <= names
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="`presets` is a 9-column rich table: at 80 columns (or piped with no terminal) rich "
-    "ellipsises the name column to 'fmnis…'/'cifar…', so no preset name is listed",
-)
 def test_presets_lists_the_shipped_presets_at_80_columns(capsys) -> None:
     code, out, _ = run_cli(capsys, "presets")
     assert code == 0

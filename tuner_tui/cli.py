@@ -158,18 +158,23 @@ def _list_runs(args: argparse.Namespace) -> int:
 
 
 def _list_presets(args: argparse.Namespace) -> int:
+    from rich import box
     from rich.table import Table
 
     from tuner_tui.presets import list_presets
 
-    table = Table(title="presets", title_justify="left")
-    for title in ("name", "dataset", "layers", "lr", "batch", "epochs", "reg", "conventions", "source"):
-        table.add_column(title)
+    table = Table(title="presets", title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
+    table.add_column("name", no_wrap=True)
+    table.add_column("layers", no_wrap=True)
+    for title in ("lr", "batch", "epochs", "λ"):
+        table.add_column(title, justify="right", no_wrap=True)
+    table.add_column("conv.", no_wrap=True)
+    table.add_column("source", overflow="fold")
     for preset in list_presets():
         c = preset.config
         table.add_row(
-            preset.name, c.dataset, c.layers_label, f"{c.lr:g}", str(c.batch_size), str(c.epochs),
-            f"{c.reg:g}", c.conventions, "shipped" if preset.shipped else str(preset.path),
+            preset.name, c.layers_label, f"{c.lr:g}", str(c.batch_size), str(c.epochs), f"{c.reg:g}",
+            c.conventions, "shipped" if preset.shipped else str(preset.path),
         )
     Console().print(table)
     return EXIT_OK
