@@ -16,7 +16,7 @@ class PresetCommands(Provider):
         app = self.app
         commands = [
             (f"Load preset {p.name}", f"{p.config.dataset} {p.config.layers_label}, lr {p.config.lr:g}, "
-             f"batch {p.config.batch_size}, {p.config.epochs} epochs, λ {p.config.reg:g}",
+             f"batch {p.config.batch_size}, {p.config.epochs} epoch{'s' if p.config.epochs != 1 else ''}, λ {p.config.reg:g}",
              partial(app.load_preset, p.name))
             for p in list_presets()
         ]
