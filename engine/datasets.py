@@ -120,6 +120,8 @@ def _read_cifar_pickle(path: Path, label_key: str) -> tuple[np.ndarray, list[int
     try:
         with open(path, "rb") as handle:
             batch = pickle.load(handle, encoding="bytes")
+        if not isinstance(batch, dict):
+            raise TypeError(f"holds a {type(batch).__name__}, not a dict")
         # The official files were pickled by Python 2 (bytes keys); rebuilt copies have str keys.
         batch = {k.decode() if isinstance(k, bytes) else k: v for k, v in batch.items()}
         return np.asarray(batch["data"], dtype=np.uint8), list(batch[label_key])
@@ -167,12 +169,8 @@ def _download(name: str, root: Path) -> None:
         dataset_class(str(root), train=train, download=True)
 
 
-def load_dataset(name: str, data_root: str | Path | None = None, *, download: bool = True) -> LoadedDataset:
-    """Find and read dataset `name`; raises DatasetNotFoundError (one line) when there is none."""
-    spec = DATASET_SPECS[name]
-    root = Path(data_root).expanduser() if data_root else default_data_root()
-    places = _candidates(spec, root)
-    problems: list[str] = []
+def _first_loadable(spec: DatasetSpec, places: list[Path], problems: list[str]) -> LoadedDataset | None:
+    """The first folder in `places` that holds the dataset; unusable copies are added to `problems`."""
     for folder in places:
         try:
             loaded = _load_folder(spec, folder)
@@ -181,6 +179,18 @@ def load_dataset(name: str, data_root: str | Path | None = None, *, download: bo
             continue
         if loaded is not None:
             return loaded
+    return None
+
+
+def load_dataset(name: str, data_root: str | Path | None = None, *, download: bool = True) -> LoadedDataset:
+    """Find and read dataset `name`; raises DatasetNotFoundError (one line) when there is none."""
+    spec = DATASET_SPECS[name]
+    root = Path(data_root).expanduser() if data_root else default_data_root()
+    places = _candidates(spec, root)
+    problems: list[str] = []
+    loaded = _first_loadable(spec, places, problems)
+    if loaded is not None:
+        return loaded
     looked = ", ".join(str(p) for p in places)
     if download:
         try:
@@ -188,10 +198,11 @@ def load_dataset(name: str, data_root: str | Path | None = None, *, download: bo
         except Exception as error:  # noqa: BLE001 - offline, refused, or a partial file: all mean "not found"
             looked += f", a torchvision download into {root} ({type(error).__name__}: {str(error).splitlines()[0] if str(error) else 'failed'})"
         else:
-            loaded = next((x for x in (_load_folder(spec, f) for f in places) if x is not None), None)
+            problems.clear()  # the same folders are read again: report what they hold now
+            loaded = _first_loadable(spec, places, problems)
             if loaded is not None:
                 return loaded
-            looked += f", a torchvision download into {root} (files not found after it)"
+            looked += f", a torchvision download into {root} (no usable files after it)"
     fix = f"put it under a folder given with --data-root DIR or the env var {DATA_ROOT_ENV}"
     if name == "fmnist":
         fix += ", or run: apt-get install dataset-fashion-mnist"
