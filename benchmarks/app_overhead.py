@@ -2,8 +2,10 @@
 
 In one process, interleaved: the same run headless (`run_recorded`, as `--no-ui` does) and
 under `TunerApp` (started with F5, driven by Textual's headless test driver, which lays out and
-renders every update like a terminal session). During each app run a key bound to a no-op
-action is pressed repeatedly and the time until its handler runs is recorded.
+renders every update like a terminal session), once with the app's runner (a child process) and
+once with the run in a thread worker of the app's own process (the design it replaced). During
+each app run a key bound to a no-op action is pressed repeatedly and the time until its handler
+runs is recorded.
 
     python benchmarks/app_overhead.py            # Fashion-MNIST if installed, else synthetic
     python benchmarks/app_overhead.py --batch-sizes 10,100 --rounds 3
@@ -33,8 +35,10 @@ from engine.gpu import NvmlGpuProbe  # noqa: E402
 from tuner_tui.app import TunerApp  # noqa: E402
 from tuner_tui.session import run_recorded  # noqa: E402
 from tuner_tui.store import ResultsStore  # noqa: E402
+from tuner_tui.training_process import warm_up  # noqa: E402
 
 PING_INTERVAL_S = 0.25
+RUN_TIMEOUT_S = 300.0
 
 
 class PingApp(TunerApp):
@@ -68,17 +72,23 @@ def headless_train_seconds(config: RunConfig, store: ResultsStore) -> float:
     return recorded.finished.resources.train_time_s
 
 
-async def app_train_seconds(config: RunConfig, store: ResultsStore) -> tuple[float, list[float]]:
+def in_thread_runner(config, store, on_event, cancel, *, preset=None):
+    """The run in the app's own process (its worker thread), sharing the GIL with drawing."""
+    return run_recorded(config, store, on_event, cancel=cancel, preset=preset)
+
+
+async def app_train_seconds(config: RunConfig, store: ResultsStore, runner) -> tuple[float, list[float]]:
     """Train under the app; returns the training time and the key latencies (seconds)."""
-    app = PingApp(store, config=config, gpu_probe=NvmlGpuProbe())
+    app = PingApp(store, config=config, gpu_probe=NvmlGpuProbe(), runner=runner)
     latencies: list[float] = []
     async with app.run_test(size=(120, 40)) as pilot:
-        await pilot.pause(0.5)
+        while app.screen is not getattr(app, "tuning", None) or app.tuning.form_state is None:
+            await pilot.pause(0.05)  # F5 before the form has reported would start nothing
         runs_before = len(store.list_runs())
-        await pilot.press("f5")
-        while not app.running:
-            await asyncio.sleep(0.01)
-        while app.running:
+        await pilot.press("f5")  # a short run may be over by the time this returns
+        deadline = time.perf_counter() + RUN_TIMEOUT_S
+        while app.running or len(store.list_runs()) == runs_before:
+            assert time.perf_counter() < deadline, "the run under the app did not finish"
             await asyncio.sleep(PING_INTERVAL_S)
             before = len(app.handled_at)
             pressed = time.perf_counter()
@@ -94,7 +104,7 @@ async def app_train_seconds(config: RunConfig, store: ResultsStore) -> tuple[flo
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batch-sizes", default="10,100")
-    parser.add_argument("--epochs", type=int, default=1)
+    parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
@@ -110,19 +120,25 @@ def main(argv: list[str] | None = None) -> int:
                 dataset="fmnist", hidden=(256,), lr=0.01, batch_size=batch_size, epochs=args.epochs,
                 device="cpu", data_root=data_root,
             )
-            headless, under_app, latencies = [], [], []
+            runners = {"child process": None, "thread worker": in_thread_runner}
+            headless, under_app = [], {name: [] for name in runners}
+            latencies = {name: [] for name in runners}
             for _ in range(args.rounds):
-                headless.append(headless_train_seconds(config, store))
-                seconds, pings = asyncio.run(app_train_seconds(config, store))
-                under_app.append(seconds)
-                latencies += pings
-            h, a = statistics.median(headless), statistics.median(under_app)
-            print(
-                f"batch {batch_size:>4}: headless {h:6.2f} s, app {a:6.2f} s → app keeps "
-                f"{100 * h / a:5.1f} % of headless speed; key latency during training: median "
-                f"{1e3 * statistics.median(latencies):.1f} ms, max {1e3 * max(latencies):.1f} ms "
-                f"({len(latencies)} presses)"
-            )
+                for name, runner in runners.items():
+                    warm_up(wait=True)  # the standby's torch import must not overlap a timed run
+                    headless.append(headless_train_seconds(config, store))
+                    seconds, pings = asyncio.run(app_train_seconds(config, store, runner))
+                    under_app[name].append(seconds)
+                    latencies[name] += pings
+            h = statistics.median(headless)
+            print(f"batch {batch_size:>4}: headless {h:6.2f} s")
+            for name in runners:
+                a, pings = statistics.median(under_app[name]), latencies[name]
+                latency = (
+                    f"median {1e3 * statistics.median(pings):.1f} ms, max {1e3 * max(pings):.1f} ms "
+                    f"({len(pings)} presses)" if pings else "n/a (runs too short)"
+                )
+                print(f"  app, {name:<13} {a:6.2f} s → keeps {100 * h / a:5.1f} % of headless speed; key latency: {latency}")
         store.close()
     return 0
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import threading
 from dataclasses import dataclass
+from pathlib import Path
 from types import ModuleType
 from typing import Any, Protocol
 
@@ -128,15 +129,32 @@ def _device_name(nvml: ModuleType, handle: Any) -> str | None:
     return name.decode("utf-8", "replace") if isinstance(name, bytes) else name
 
 
-def _process_bytes(nvml: ModuleType, handle: Any, pid: int) -> int | None:
-    """GPU memory used by `pid`, or None when it is not listed or NVML cannot tell (e.g. WDDM).
+def process_tree(pid: int) -> set[int]:
+    """`pid` and all its descendants (read from Linux's /proc; elsewhere just `pid`)."""
+    tree, pending = {pid}, [pid]
+    while pending:
+        parent = pending.pop()
+        for children_file in Path(f"/proc/{parent}/task").glob("*/children"):
+            try:
+                children = [int(child) for child in children_file.read_text().split()]
+            except (OSError, ValueError):
+                continue  # the task ended while we looked
+            for child in children:
+                if child not in tree:
+                    tree.add(child)
+                    pending.append(child)
+    return tree
+
+
+def _process_bytes(nvml: ModuleType, handle: Any, pids: set[int]) -> int | None:
+    """GPU memory used by the processes `pids`, or None when none is listed or NVML cannot tell (e.g. WDDM).
 
     A process with both a compute and a graphics context is listed in both, each time with its
     whole usage (nvidia-smi shows it once as type C+G), so the lists are not added together.
     """
     per_list: list[int] = []
     for function in ("nvmlDeviceGetComputeRunningProcesses", "nvmlDeviceGetGraphicsRunningProcesses"):
-        entries = [p for p in _query(nvml, function, handle) or () if getattr(p, "pid", None) == pid]
+        entries = [p for p in _query(nvml, function, handle) or () if getattr(p, "pid", None) in pids]
         if not entries:
             continue
         used = [getattr(p, "usedGpuMemory", None) for p in entries]
@@ -147,7 +165,8 @@ def _process_bytes(nvml: ModuleType, handle: Any, pid: int) -> int | None:
 
 
 class NvmlGpuProbe:
-    """Reads GPU `index` (NVML's numbering) and `pid`'s share of it; `snapshot()` never raises.
+    """Reads GPU `index` (NVML's numbering) and the share of `pid` and its child processes (the
+    app's training process) of it; `snapshot()` never raises.
 
     NVML numbers GPUs by PCI bus; that matches CUDA's numbering unless CUDA_VISIBLE_DEVICES
     or CUDA_DEVICE_ORDER reorder them.
@@ -172,7 +191,7 @@ class NvmlGpuProbe:
             name=_device_name(nvml, handle),
             used_bytes=getattr(memory, "used", None),
             total_bytes=getattr(memory, "total", None),
-            process_bytes=_process_bytes(nvml, handle, self.pid),
+            process_bytes=_process_bytes(nvml, handle, process_tree(self.pid)),
             utilization_percent=getattr(utilization, "gpu", None),
         )
 

@@ -170,6 +170,20 @@ def test_probe_defaults_to_this_process(fake_nvml: FakePynvml) -> None:
     assert NvmlGpuProbe().snapshot().process_bytes == 123 * MIB
 
 
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="child processes are found through Linux's /proc")
+def test_probe_counts_the_memory_of_its_child_processes(fake_nvml: FakePynvml) -> None:
+    """The app trains in a child process: "this process" must include it."""
+    child = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE)
+    try:
+        fake_nvml.compute = [FakeProcess(gpu.os.getpid(), 100 * MIB), FakeProcess(child.pid, 400 * MIB), FakeProcess(7, GIB)]
+
+        assert child.pid in gpu.process_tree(gpu.os.getpid())
+        assert NvmlGpuProbe().snapshot().process_bytes == 500 * MIB
+    finally:
+        child.stdin.close()
+        child.wait()
+
+
 def test_process_not_listed_has_no_process_bytes(fake_nvml: FakePynvml) -> None:
     snapshot = NvmlGpuProbe(pid=999_999).snapshot()
 

@@ -1,8 +1,9 @@
 """The Textual app: edit a config, run it in a background worker, watch it live, browse past runs.
 
-Training goes through the same path as `--no-ui` (`tuner_tui.session.run_recorded`), in a
-thread worker that reports with `post_message`; the UI thread only draws. torch is imported by
-that worker (and by a warm-up worker), never before the first screen.
+Training goes through the same path as `--no-ui` (`tuner_tui.session.run_recorded`) in a child
+process, driven by a thread worker that relays its events with `post_message`: drawing and the
+training loop never wait on one GIL. torch is imported by a warm-up worker and by the training
+process's fork server, never before the first screen.
 """
 
 from __future__ import annotations
@@ -30,25 +31,33 @@ from tuner_tui.lab_table import format_seconds
 from tuner_tui.messages import RunEventMessage, RunRejected
 from tuner_tui.store import ResultsStore
 from tuner_tui.system_info import SystemInfo
+from tuner_tui.training_process import RunRejectedError, run_in_child_process
+from tuner_tui.training_process import warm_up as warm_up_training_process
 
-# (config, store, on_event, cancel, preset=label) -> anything; raises only for bad input found
-# while preparing.
+# (config, store, on_event, cancel, preset=label) -> anything; calls on_event on the worker thread
+# and raises RunRejectedError for bad input found while preparing. It may have a `warm_up()`,
+# which the app calls off the UI thread once the first screen is drawn.
 TrainingRunner = Callable[..., object]
 GPU_REFRESH_S = 1.0
 WARM_UP_DELAY_S = 0.5
 
 
-def default_runner(
-    config: RunConfig,
-    store: ResultsStore,
-    on_event: Callable[[Event], None],
-    cancel: threading.Event,
-    *,
-    preset: str | None = None,
-) -> object:
-    from tuner_tui.session import run_recorded
+class ChildProcessRunner:
+    """The app's runner: the `--no-ui` path in a child process (see `tuner_tui.training_process`)."""
 
-    return run_recorded(config, store, on_event, cancel=cancel, preset=preset)
+    def __call__(
+        self,
+        config: RunConfig,
+        store: ResultsStore,
+        on_event: Callable[[Event], None],
+        cancel: threading.Event,
+        *,
+        preset: str | None = None,
+    ) -> object:
+        return run_in_child_process(config, store.path, on_event, cancel, preset=preset)
+
+    def warm_up(self) -> None:
+        warm_up_training_process()
 
 
 class TunerApp(App):
@@ -73,14 +82,14 @@ class TunerApp(App):
         *,
         config: RunConfig | None = None,
         preset_name: str | None = None,
-        runner: TrainingRunner = default_runner,
+        runner: TrainingRunner | None = None,
         gpu_probe: GpuProbe | None = None,
         system: SystemInfo | None = None,
         watch_gpu: bool = True,
     ) -> None:
         super().__init__()
         self.store = store
-        self.runner = runner
+        self.runner = runner or ChildProcessRunner()
         self.gpu_probe = gpu_probe or NvmlGpuProbe()
         self.system = system or SystemInfo(self.gpu_probe)
         self.watch_gpu = watch_gpu
@@ -135,9 +144,12 @@ class TunerApp(App):
 
     @work(thread=True, exit_on_error=False, group="warm-up")
     def _load_device_names(self) -> None:
-        """Import torch and name the devices off the UI thread, then redo the time estimate."""
+        """Import torch and name the devices off the UI thread, redo the time estimate, warm the runner."""
         self.system.load_device_names()
         self.call_from_thread(self._refresh_estimates)
+        warm_up = getattr(self.runner, "warm_up", None)
+        if warm_up is not None:
+            warm_up()
 
     def _refresh_gpu(self) -> None:
         self.tuning.live.show_gpu(self.gpu_probe.snapshot())
@@ -186,7 +198,7 @@ class TunerApp(App):
                 config, self.store, lambda event: self.post_message(RunEventMessage(event)), cancel,
                 preset=preset,
             )
-        except Exception as error:  # noqa: BLE001 - bad input while preparing: shown, not raised
+        except RunRejectedError as error:  # anything else fails the worker: logged as "failed"
             self.post_message(RunRejected(str(error)))
 
     def on_run_event_message(self, message: RunEventMessage) -> None:
