@@ -2,8 +2,8 @@
 
 Training goes through the same path as `--no-ui` (`tuner_tui.session.run_recorded`) in a child
 process, driven by a thread worker that relays its events with `post_message`: drawing and the
-training loop never wait on one GIL. torch is imported by a warm-up worker and by the training
-process's fork server, never before the first screen.
+training loop never wait on one GIL. torch is imported by a warm-up worker and by a standby
+training process, never before the first screen.
 """
 
 from __future__ import annotations
