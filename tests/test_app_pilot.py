@@ -16,9 +16,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 from textual.pilot import Pilot
-from textual.widgets import Button, Input, Label, RichLog, Select
+from textual.widgets import Button, Input, Label, RichLog, Select, Sparkline
 
 from engine.config import RunConfig
+from engine.events import Progress
 from engine.gpu import FakeGpuProbe, GpuSnapshot
 from fake_runner import ScriptedRunner, completed_run_events, in_progress_events
 from tuner_tui.app import TunerApp
@@ -349,6 +350,27 @@ def test_quit_confirmed_after_the_run_ended_on_its_own_still_quits(store):
                 await wait_until(pilot, lambda: not app.running)
                 await pilot.press("y")
                 await wait_until(pilot, lambda: app.return_code is not None, timeout=2.0)
+            finally:
+                app.cancel_event.set()
+
+    run_scenario(scenario)
+
+
+def test_reports_drawn_together_still_put_every_loss_in_the_sparkline(store):
+    events = in_progress_events(RunConfig())
+    reports = [event for event in events if isinstance(event, Progress)]
+    runner = ScriptedRunner(events, hold=True)
+    app = make_app(store, runner=runner)
+
+    async def scenario() -> None:
+        async with app.run_test(size=SIZE) as pilot:
+            await ready(pilot)
+            await pilot.press("f5")
+            try:
+                await wait_until(pilot, runner.waiting.is_set)
+                last = f"step {reports[-1].step}/{reports[-1].steps_per_epoch}"
+                await wait_until(pilot, lambda: last in str(app.tuning.query_one("#run-status", Label).render()))
+                assert app.tuning.query_one("#loss-spark", Sparkline).data == [r.recent_loss for r in reports]
             finally:
                 app.cancel_event.set()
 

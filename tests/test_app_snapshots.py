@@ -140,6 +140,7 @@ def test_run_in_progress(snap_compare, tmp_path, terminal_size):
         await pilot.press("f5")
         await settle(pilot, runner.waiting.is_set)
         await settle(pilot, lambda: "step 3000/6000" in str(app.tuning.query_one("#run-status").render()))
+        await settle(pilot, lambda: not app.tuning.log_view.unwritten)  # epoch lines are written once a second
 
     # The held run waits for its cancel: release it as the app exits, after the screenshot.
     exit_app = app.exit

@@ -2,8 +2,10 @@
 
 Training goes through the same path as `--no-ui` (`tuner_tui.session.run_recorded`) in a child
 process, driven by a thread worker that relays its events with `post_message`: drawing and the
-training loop never wait on one GIL. torch is imported by a warm-up worker and by a standby
-training process, never before the first screen.
+training loop never wait on one GIL. The events are drawn at most four times a second and the
+log written at most once a second, since every frame costs CPU that a CPU run would rather have.
+torch is imported by a warm-up worker and by a standby training process, never before the
+first screen.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from tuner_tui.components.estimates_panel import DeviceContext
 from tuner_tui.components.runs_screen import RunsScreen
 from tuner_tui.components.save_preset import SavePresetScreen
 from tuner_tui.components.tuning_screen import TuningScreen
+from tuner_tui.draw_pacer import DrawPacer
 from tuner_tui.lab_table import format_seconds
 from tuner_tui.messages import RunEventMessage, RunRejected
 from tuner_tui.store import ResultsStore
@@ -39,6 +42,10 @@ from tuner_tui.training_process import warm_up as warm_up_training_process
 # which the app calls off the UI thread once the first screen is drawn.
 TrainingRunner = Callable[..., object]
 GPU_REFRESH_S = 1.0
+# Progress arrives ten times a second and a CPU run may end several epochs a second; the screen
+# shows them at most four times a second (each frame costs CPU that training would rather have).
+# The start and the end of a run show at once.
+RUN_DRAW_INTERVAL_S = 0.25
 WARM_UP_DELAY_S = 0.5
 
 
@@ -97,6 +104,8 @@ class TunerApp(App):
         self.initial_preset = self._preset_name_of(preset_name)
         self.cancel_event = threading.Event()
         self.running = False
+        self.undrawn_run_events: list[Event] = []
+        self.run_draws = DrawPacer(self, self._draw_run_events, RUN_DRAW_INTERVAL_S)
         self.quit_after_run = False
 
     @staticmethod
@@ -181,7 +190,7 @@ class TunerApp(App):
         self.cancel_event = threading.Event()
         self.tuning.set_running(True)
         self.tuning.live.show_preparing(state.config.layers_label)
-        self.tuning.log_view.write(f"start: {describe(state.config)}")
+        self.tuning.log_view.add_line(f"start: {describe(state.config)}", now=True)
         form = self.tuning.form
         label = form.preset_name and (f"{form.preset_name} (edited)" if state.edited else form.preset_name)
         self._train(state.config, self.cancel_event, label)
@@ -189,7 +198,7 @@ class TunerApp(App):
     def action_stop(self) -> None:
         if self.running and not self.cancel_event.is_set():
             self.cancel_event.set()
-            self.tuning.log_view.write("stopping…")
+            self.tuning.log_view.add_line("stopping…", now=True)
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="training")
     def _train(self, config: RunConfig, cancel: threading.Event, preset: str | None) -> None:
@@ -202,39 +211,51 @@ class TunerApp(App):
             self.post_message(RunRejected(str(error)))
 
     def on_run_event_message(self, message: RunEventMessage) -> None:
-        event, live, log = message.event, self.tuning.live, self.tuning.log_view
-        if isinstance(event, Started):
-            live.show_started(event)
-            estimate = event.time_estimate
-            log.write(
-                f"{event.device_name} · {event.params:,} parameters · data {event.data_source}\n"
-                f"estimated memory {format_bytes(event.memory_estimate.total)} · time "
-                f"{format_seconds(estimate.train_seconds)} ({estimate.seconds_per_step * 1e3:.3f} ms/step)"
-            )
-        elif isinstance(event, Progress):
-            live.show_progress(event)
-        elif isinstance(event, EpochEnd):
-            live.show_epoch(event)
-            log.write(
-                f"epoch {event.epoch}: loss {event.train_loss:.4f} · train {event.train_accuracy:.2f} % · "
-                f"test {event.test_accuracy:.2f} % · {format_seconds(event.seconds)}"
-            )
-        elif isinstance(event, Finished):
-            live.show_finished(event)
-            log.write(f"{event.status.value}: {event.message}")
-            self._run_ended()
-            if event.status is not RunStatus.COMPLETED:
-                self.notify(f"run {event.status.value}: {event.message}", severity="warning")
+        self.undrawn_run_events.append(message.event)
+        if isinstance(message.event, (Started, Finished)):
+            self.run_draws.now()
+        else:
+            self.run_draws.request()
+
+    def _draw_run_events(self) -> None:
+        events, self.undrawn_run_events = self.undrawn_run_events, []
+        live, log = self.tuning.live, self.tuning.log_view
+        for event in events:
+            if isinstance(event, Started):
+                live.show_started(event)
+                estimate = event.time_estimate
+                log.add_line(
+                    f"{event.device_name} · {event.params:,} parameters · data {event.data_source}\n"
+                    f"estimated memory {format_bytes(event.memory_estimate.total)} · time "
+                    f"{format_seconds(estimate.train_seconds)} ({estimate.seconds_per_step * 1e3:.3f} ms/step)",
+                    now=True,
+                )
+            elif isinstance(event, Progress):
+                live.add_progress(event)
+            elif isinstance(event, EpochEnd):
+                live.add_epoch(event)
+                log.add_line(
+                    f"epoch {event.epoch}: loss {event.train_loss:.4f} · train {event.train_accuracy:.2f} % · "
+                    f"test {event.test_accuracy:.2f} % · {format_seconds(event.seconds)}"
+                )
+            elif isinstance(event, Finished):
+                live.show_finished(event)
+                log.add_line(f"{event.status.value}: {event.message}", now=True)
+                self._run_ended()
+                if event.status is not RunStatus.COMPLETED:
+                    self.notify(f"run {event.status.value}: {event.message}", severity="warning")
+        live.draw()
 
     def on_run_rejected(self, message: RunRejected) -> None:
-        self.tuning.log_view.write(f"not started: {message.reason}")
+        self.tuning.log_view.add_line(f"not started: {message.reason}", now=True)
         self.tuning.live.reset()
         self.notify(message.reason, severity="error")
         self._run_ended()
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         if event.worker.group == "training" and event.state == WorkerState.ERROR and self.running:
-            self.tuning.log_view.write(f"failed: {event.worker.error}")
+            self.run_draws.now()  # what the run reported before it failed
+            self.tuning.log_view.add_line(f"failed: {event.worker.error}", now=True)
             self._run_ended()
 
     def _run_ended(self) -> None:

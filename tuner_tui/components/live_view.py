@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import time
-
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
-from textual.timer import Timer
 from textual.widgets import Label, ProgressBar, Sparkline
 
 from engine.events import EpochEnd, Finished, Progress, Started
@@ -14,9 +11,6 @@ from engine.gpu import GpuSnapshot
 from tuner_tui.lab_table import format_seconds
 
 LOSS_POINTS = 240  # the loss sparkline keeps the most recent reports
-# Progress arrives up to ten times a second; it is drawn at most four (each draw costs the UI
-# process CPU that a CPU run on a small machine would rather have). Epochs and the end draw at once.
-PROGRESS_DRAW_INTERVAL_S = 0.25
 
 
 def _value(values: list[float], fmt: str) -> str:
@@ -24,9 +18,13 @@ def _value(values: list[float], fmt: str) -> str:
 
 
 class LiveView(Vertical):
-    """Updated from run events on the UI thread; `reset()` before a new run."""
+    """Updated from run events on the UI thread; `reset()` before a new run.
 
-    draw_timer: Timer | None = None  # a progress draw waiting for the end of the draw interval
+    Reports and epoch ends are recorded with `add_progress` and `add_epoch` and drawn by `draw()`,
+    so that the caller decides how often the screen changes (see `tuner_tui.draw_pacer`).
+    """
+
+    gpu_text = ""  # the GPU line on screen
 
     def compose(self) -> ComposeResult:
         yield Label("no run yet — press F5 to start", id="run-status")
@@ -50,9 +48,8 @@ class LiveView(Vertical):
         self.reset()
 
     def reset(self) -> None:
-        self._cancel_pending_draw()
-        self.pending_progress: Progress | None = None
-        self.last_progress_draw = float("-inf")
+        self.undrawn_progress: Progress | None = None
+        self.undrawn_epochs = False
         self.losses: list[float] = []
         self.train_acc: list[float] = []
         self.test_acc: list[float] = []
@@ -76,52 +73,40 @@ class LiveView(Vertical):
             f"epoch 1/{event.config.epochs} · estimated {format_seconds(estimate.train_seconds)}"
         )
 
-    def show_progress(self, event: Progress) -> None:
-        """Take a report; draw it now, or at the end of the current draw interval."""
+    def add_progress(self, event: Progress) -> None:
+        """Record a report (its loss joins the sparkline); `draw()` shows it."""
         self.losses = [*self.losses[-(LOSS_POINTS - 1):], event.recent_loss]
-        self.pending_progress = event
-        if self.draw_timer is not None:
-            return
-        wait = self.last_progress_draw + PROGRESS_DRAW_INTERVAL_S - time.monotonic()
-        if wait <= 0:
-            self.draw_progress()
-        else:
-            self.draw_timer = self.set_timer(wait, self.draw_progress)
+        self.undrawn_progress = event
 
-    def draw_progress(self) -> None:
-        """Draw the latest report taken, if it has not been drawn."""
-        self._cancel_pending_draw()
-        event, self.pending_progress = self.pending_progress, None
-        if event is None:
-            return
-        self.last_progress_draw = time.monotonic()
-        done = (event.epoch - 1) * event.steps_per_epoch + event.step
-        self.query_one(ProgressBar).update(progress=done)
-        self.query_one("#loss-spark", Sparkline).data = self.losses
-        # Fixed-size labels: redrawing them needs no layout pass.
-        self.query_one("#loss-value", Label).update(f"{event.loss:.4f}", layout=False)
-        self.query_one("#run-status", Label).update(
-            f"ETA {format_seconds(event.eta_s)} · epoch {event.epoch}/{event.epochs} · "
-            f"step {event.step}/{event.steps_per_epoch} · {event.samples_per_s:,.0f} samples/s",
-            layout=False,
-        )
-
-    def _cancel_pending_draw(self) -> None:
-        if self.draw_timer is not None:
-            self.draw_timer.stop()
-            self.draw_timer = None
-
-    def show_epoch(self, event: EpochEnd) -> None:
-        self.draw_progress()
+    def add_epoch(self, event: EpochEnd) -> None:
+        """Record an epoch's accuracies; `draw()` shows them."""
         self.train_acc = [*self.train_acc, event.train_accuracy]
         self.test_acc = [*self.test_acc, event.test_accuracy]
-        self.query_one("#train-spark", Sparkline).data = self.train_acc
-        self.query_one("#test-spark", Sparkline).data = self.test_acc
-        self.query_one("#train-value", Label).update(_value(self.train_acc, "{:.2f} %"))
-        self.query_one("#test-value", Label).update(_value(self.test_acc, "{:.2f} %"))
+        self.undrawn_epochs = True
+
+    def draw(self) -> None:
+        """Show what was recorded since the last draw. Every label here has a fixed size, so
+        updating one needs no layout pass."""
+        event, self.undrawn_progress = self.undrawn_progress, None
+        if event is not None:
+            done = (event.epoch - 1) * event.steps_per_epoch + event.step
+            self.query_one(ProgressBar).update(progress=done)
+            self.query_one("#loss-spark", Sparkline).data = self.losses
+            self.query_one("#loss-value", Label).update(f"{event.loss:.4f}", layout=False)
+            self.query_one("#run-status", Label).update(
+                f"ETA {format_seconds(event.eta_s)} · epoch {event.epoch}/{event.epochs} · "
+                f"step {event.step}/{event.steps_per_epoch} · {event.samples_per_s:,.0f} samples/s",
+                layout=False,
+            )
+        if self.undrawn_epochs:
+            self.undrawn_epochs = False
+            self.query_one("#train-spark", Sparkline).data = self.train_acc
+            self.query_one("#test-spark", Sparkline).data = self.test_acc
+            self.query_one("#train-value", Label).update(_value(self.train_acc, "{:.2f} %"), layout=False)
+            self.query_one("#test-value", Label).update(_value(self.test_acc, "{:.2f} %"), layout=False)
 
     def show_finished(self, event: Finished) -> None:
-        self.draw_progress()
+        self.draw()
         if self.total_steps is not None and event.status.value == "completed":
             self.query_one(ProgressBar).update(progress=self.total_steps)
         summary = f"{event.status.value} · {event.message}"
@@ -130,4 +115,7 @@ class LiveView(Vertical):
         self.query_one("#run-status", Label).update(summary)
 
     def show_gpu(self, snapshot: GpuSnapshot) -> None:
-        self.query_one("#gpu-memory", Label).update(f"GPU {snapshot.format_memory()}")
+        text = f"GPU {snapshot.format_memory()}"
+        if text != self.gpu_text:  # an unchanged figure (or "n/a") costs no frame
+            self.gpu_text = text
+            self.query_one("#gpu-memory", Label).update(text)  # two lines in the compact layout

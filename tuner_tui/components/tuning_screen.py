@@ -5,12 +5,13 @@ from __future__ import annotations
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import Screen
-from textual.widgets import Button, Footer, Header, RichLog
+from textual.widgets import Button, Footer, Header
 
 from engine.config import RunConfig
 from tuner_tui.components.config_form import ConfigForm, FormState
 from tuner_tui.components.estimates_panel import EstimatesPanel
 from tuner_tui.components.live_view import LiveView
+from tuner_tui.components.run_log import RunLog
 
 
 class TuningScreen(Screen):
@@ -39,7 +40,7 @@ class TuningScreen(Screen):
                 live = LiveView(id="live")
                 live.border_title = "Run"
                 yield live
-                log = RichLog(id="run-log", wrap=True, markup=False, highlight=False, min_width=1)
+                log = RunLog(id="run-log")
                 log.border_title = "Log"
                 yield log
         yield Footer()
@@ -53,8 +54,8 @@ class TuningScreen(Screen):
         return self.query_one(LiveView)
 
     @property
-    def log_view(self) -> RichLog:
-        return self.query_one("#run-log", RichLog)
+    def log_view(self) -> RunLog:
+        return self.query_one(RunLog)
 
     def set_running(self, running: bool) -> None:
         """Enable Start only when idle and the form is valid; Stop only while running."""

@@ -1,0 +1,34 @@
+"""The run's log: the start, one line per epoch, and how the run ended."""
+
+from __future__ import annotations
+
+from textual.widgets import RichLog
+
+from tuner_tui.draw_pacer import DrawPacer
+
+# Each write to a log costs a layout pass of the whole screen (its scrollable height changes),
+# several times the cost of any other frame. A fast CPU run ends a few epochs a second: their
+# lines are written together, at most once a second.
+WRITE_INTERVAL_S = 1.0
+
+
+class RunLog(RichLog):
+    """A RichLog whose lines are added with `add_line`, written at most once per second."""
+
+    def __init__(self, *, id: str | None = None) -> None:
+        super().__init__(id=id, wrap=True, markup=False, highlight=False, min_width=1)
+        self.unwritten: list[str] = []
+        self.writes = DrawPacer(self, self._write_unwritten, WRITE_INTERVAL_S)
+
+    def add_line(self, line: str, *, now: bool = False) -> None:
+        """Add a line (it may hold newlines); `now` writes it, and any before it, at once."""
+        self.unwritten.append(line)
+        if now:
+            self.writes.now()
+        else:
+            self.writes.request()
+
+    def _write_unwritten(self) -> None:
+        lines, self.unwritten = self.unwritten, []
+        if lines:
+            self.write("\n".join(lines))
