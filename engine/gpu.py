@@ -119,7 +119,7 @@ def _query(nvml: ModuleType, function: str, *args: Any) -> Any:
     """`nvml.<function>(*args)`, or None when the driver, the device or the binding cannot answer."""
     try:
         return getattr(nvml, function)(*args)
-    except (nvml.NVMLError, OSError, AttributeError):
+    except (nvml.NVMLError, OSError, AttributeError, TypeError):
         return None
 
 
@@ -165,11 +165,13 @@ def _process_bytes(nvml: ModuleType, handle: Any, pids: set[int]) -> int | None:
 
 
 class NvmlGpuProbe:
-    """Reads GPU `index` (NVML's numbering) and the share of `pid` and its child processes (the
-    app's training process) of it; `snapshot()` never raises.
+    """Reads CUDA device `index` and the share of `pid` and its child processes (the app's
+    training process) of it; `snapshot()` never raises.
 
-    NVML numbers GPUs by PCI bus; that matches CUDA's numbering unless CUDA_VISIBLE_DEVICES
-    or CUDA_DEVICE_ORDER reorder them.
+    NVML numbers every GPU of the machine; CUDA numbers the ones CUDA_VISIBLE_DEVICES lists (as
+    SLURM sets it for a job), in its order, by index or UUID. The probe follows that list, so
+    `cuda:0` of a job given GPU 2 reads GPU 2. (CUDA_DEVICE_ORDER=FASTEST_FIRST, CUDA's default,
+    can still order unlike GPUs differently from NVML's PCI order.)
     """
 
     def __init__(self, index: int = 0, pid: int | None = None) -> None:
@@ -197,15 +199,61 @@ class NvmlGpuProbe:
 
     def _device_handle(self, nvml: ModuleType) -> tuple[Any, str | None]:
         if self._handle is None:
-            try:
-                self._handle = nvml.nvmlDeviceGetHandleByIndex(self.index)
-            except nvml.NVMLError as exc:
-                if getattr(exc, "value", None) in (_NVML_ERROR_INVALID_ARGUMENT, _NVML_ERROR_NOT_FOUND):
-                    return None, f"no NVIDIA GPU {self.index}"
-                return None, f"GPU {self.index}: {exc}"
-            except (OSError, AttributeError) as exc:
-                return None, f"GPU {self.index}: {exc}"
+            visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+            if visible is None:
+                self._handle, reason = _handle_by_index(nvml, self.index)
+                return self._handle, reason
+            entries = visible_device_entries(visible)
+            if self.index >= len(entries):
+                return None, f"no GPU {self.index} in CUDA_VISIBLE_DEVICES={visible!r}"
+            entry = entries[self.index]
+            if entry.isdigit():
+                self._handle, reason = _handle_by_index(nvml, int(entry))
+            else:
+                self._handle, reason = _handle_by_uuid(nvml, entry)
+            if self._handle is None:
+                return None, f"{reason} (CUDA_VISIBLE_DEVICES={visible!r})"
         return self._handle, None
+
+
+def visible_device_entries(value: str) -> list[str]:
+    """CUDA_VISIBLE_DEVICES as CUDA reads it: indices or GPU-/MIG- UUIDs, up to the first entry
+    that is neither (so "" and "-1" hide every GPU)."""
+    entries = []
+    for entry in value.split(","):
+        entry = entry.strip()
+        if not (entry.isdigit() or entry.startswith(("GPU-", "MIG-"))):
+            break
+        entries.append(entry)
+    return entries
+
+
+def _handle_by_index(nvml: ModuleType, index: int) -> tuple[Any, str | None]:
+    try:
+        return nvml.nvmlDeviceGetHandleByIndex(index), None
+    except nvml.NVMLError as exc:
+        if getattr(exc, "value", None) in (_NVML_ERROR_INVALID_ARGUMENT, _NVML_ERROR_NOT_FOUND):
+            return None, f"no NVIDIA GPU {index}"
+        return None, f"GPU {index}: {exc}"
+    except (OSError, AttributeError) as exc:
+        return None, f"GPU {index}: {exc}"
+
+
+def _handle_by_uuid(nvml: ModuleType, uuid: str) -> tuple[Any, str | None]:
+    """The GPU whose UUID is `uuid` or starts with it (CUDA takes a unique prefix too)."""
+    handle = _query(nvml, "nvmlDeviceGetHandleByUUID", uuid)
+    if handle is not None:
+        return handle, None
+    matches = []
+    for index in range(_query(nvml, "nvmlDeviceGetCount") or 0):
+        candidate = _query(nvml, "nvmlDeviceGetHandleByIndex", index)
+        found = _query(nvml, "nvmlDeviceGetUUID", candidate) if candidate is not None else None
+        found = found.decode("ascii", "replace") if isinstance(found, bytes) else found
+        if isinstance(found, str) and found.startswith(uuid):
+            matches.append(candidate)
+    if len(matches) == 1:
+        return matches[0], None
+    return None, f"no NVIDIA GPU {uuid}" if not matches else f"{uuid} names more than one GPU"
 
 
 class FakeGpuProbe:

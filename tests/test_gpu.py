@@ -20,6 +20,7 @@ from engine.gpu import (
     cuda_device_index,
     format_bytes,
     nvml_available,
+    visible_device_entries,
 )
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -91,11 +92,16 @@ def fresh_nvml(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(gpu, "_NVML", gpu._NvmlLibrary())
 
 
+def _use_fake_nvml(monkeypatch: pytest.MonkeyPatch, fake: FakePynvml) -> FakePynvml:
+    """`import pynvml` gives `fake`; the machine's own CUDA_VISIBLE_DEVICES is cleared."""
+    monkeypatch.setitem(sys.modules, "pynvml", fake)
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    return fake
+
+
 @pytest.fixture
 def fake_nvml(monkeypatch: pytest.MonkeyPatch, fresh_nvml: None) -> FakePynvml:
-    fake = FakePynvml()
-    monkeypatch.setitem(sys.modules, "pynvml", fake)
-    return fake
+    return _use_fake_nvml(monkeypatch, FakePynvml())
 
 
 def _snapshot(**changes: object) -> GpuSnapshot:
@@ -297,6 +303,97 @@ def test_missing_nvidia_ml_py_is_unavailable(fresh_nvml: None, monkeypatch: pyte
 
 def test_nvml_available_when_init_succeeds_and_a_gpu_is_seen(fake_nvml: FakePynvml) -> None:
     assert nvml_available() is True
+
+
+# CUDA_VISIBLE_DEVICES: CUDA's numbering of the GPUs a job was given
+
+
+class FakeFourGpuPynvml(FakePynvml):
+    """Four GPUs; GPU i is named "Fake GPU i", has i+1 GiB and UUID GPU-iiii0000-…."""
+
+    def nvmlDeviceGetCount(self) -> int:
+        return 4
+
+    def nvmlDeviceGetHandleByIndex(self, index: int) -> str:
+        if not 0 <= index < 4:
+            raise FakeNVMLError(2)
+        return f"handle-{index}"
+
+    def nvmlDeviceGetUUID(self, handle: str) -> str:
+        i = handle.removeprefix("handle-")
+        return f"GPU-{i * 4}0000-1111-2222-3333-444455556666"
+
+    def nvmlDeviceGetHandleByUUID(self, uuid: str) -> str:
+        for index in range(4):
+            if self.nvmlDeviceGetUUID(f"handle-{index}") == uuid:
+                return f"handle-{index}"
+        raise FakeNVMLError(6)  # NVML_ERROR_NOT_FOUND
+
+    def nvmlDeviceGetName(self, handle: str) -> str:
+        return f"Fake GPU {handle.removeprefix('handle-')}"
+
+
+@pytest.fixture
+def four_gpus(monkeypatch: pytest.MonkeyPatch, fresh_nvml: None) -> FakePynvml:
+    return _use_fake_nvml(monkeypatch, FakeFourGpuPynvml())
+
+
+def test_without_cuda_visible_devices_cuda_index_is_nvml_index(four_gpus: FakePynvml) -> None:
+    assert NvmlGpuProbe(index=1).snapshot().name == "Fake GPU 1"
+
+
+@pytest.mark.parametrize(("visible", "index", "name"), [("2,3", 0, "Fake GPU 2"), ("2,3", 1, "Fake GPU 3"), ("3, 0", 1, "Fake GPU 0")])
+def test_cuda_index_counts_the_gpus_cuda_visible_devices_lists(
+    four_gpus: FakePynvml, monkeypatch: pytest.MonkeyPatch, visible: str, index: int, name: str,
+) -> None:
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", visible)
+    assert NvmlGpuProbe(index=index).snapshot().name == name
+
+
+def test_cuda_visible_devices_by_full_uuid(four_gpus: FakePynvml, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "GPU-22220000-1111-2222-3333-444455556666")
+    assert NvmlGpuProbe().snapshot().name == "Fake GPU 2"
+
+
+def test_cuda_visible_devices_by_unique_uuid_prefix(four_gpus: FakePynvml, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "GPU-3333")
+    assert NvmlGpuProbe().snapshot().name == "Fake GPU 3"
+
+
+def test_cuda_visible_devices_uuid_prefix_of_several_gpus_is_unavailable(
+    four_gpus: FakePynvml, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "GPU-")
+    snapshot = NvmlGpuProbe().snapshot()
+    assert not snapshot.available
+    assert "more than one GPU" in snapshot.reason
+
+
+@pytest.mark.parametrize("visible", ["", "-1", "1,-1,0"])
+def test_gpu_not_among_cuda_visible_devices_is_unavailable_with_the_variable_named(
+    four_gpus: FakePynvml, monkeypatch: pytest.MonkeyPatch, visible: str,
+) -> None:
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", visible)
+    probe = NvmlGpuProbe(index=0 if visible != "1,-1,0" else 1)
+    snapshot = probe.snapshot()
+    assert not snapshot.available
+    assert "CUDA_VISIBLE_DEVICES" in snapshot.reason
+
+
+def test_listed_gpu_the_machine_lacks_is_unavailable(four_gpus: FakePynvml, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "7")
+    snapshot = NvmlGpuProbe().snapshot()
+    assert not snapshot.available
+    assert snapshot.reason == "no NVIDIA GPU 7 (CUDA_VISIBLE_DEVICES='7')"
+
+
+@pytest.mark.parametrize(
+    ("visible", "entries"),
+    [("0,1", ["0", "1"]), (" 2 , 3 ", ["2", "3"]), ("", []), ("-1", []), ("1,-1,0", ["1"]), ("1,foo,2", ["1"]),
+     ("GPU-abc,MIG-def,4", ["GPU-abc", "MIG-def", "4"])],
+)
+def test_visible_device_entries_stop_at_the_first_invalid_entry_as_cuda_does(visible: str, entries: list[str]) -> None:
+    assert visible_device_entries(visible) == entries
 
 
 # FakeGpuProbe
