@@ -48,6 +48,7 @@ class LiveView(Vertical):
         self.reset()
 
     def reset(self) -> None:
+        self.query_one("#run-status", Label).remove_class("-ended")
         self.undrawn_progress: Progress | None = None
         self.undrawn_epochs = False
         self.losses: list[float] = []
@@ -112,7 +113,9 @@ class LiveView(Vertical):
         summary = f"{event.status.value} · {event.message}"
         if event.test_accuracy is not None:
             summary += f" · test acc {event.test_accuracy:.2f} %"
-        self.query_one("#run-status", Label).update(summary)
+        status = self.query_one("#run-status", Label)
+        status.add_class("-ended")
+        status.update(summary)
 
     def show_gpu(self, snapshot: GpuSnapshot) -> None:
         text = f"GPU {snapshot.format_memory()}"
