@@ -30,6 +30,7 @@ from tuner_tui.components.tuning_screen import TuningScreen
 from tuner_tui.presets import list_presets
 from tuner_tui.store import ResultsStore
 from tuner_tui.system_info import FixedSystemInfo
+from tuner_tui.training_process import RunRejectedError, TrainingProcessError
 
 SIZE = (120, 40)
 TRAIN_SAMPLES, TEST_SAMPLES = 600, 100
@@ -373,5 +374,51 @@ def test_reports_drawn_together_still_put_every_loss_in_the_sparkline(store):
                 assert app.tuning.query_one("#loss-spark", Sparkline).data == [r.recent_loss for r in reports]
             finally:
                 app.cancel_event.set()
+
+    run_scenario(scenario)
+
+
+def status_text(app: TunerApp) -> str:
+    return str(app.tuning.query_one("#run-status", Label).render())
+
+
+def test_a_run_rejected_while_preparing_says_why_in_the_status_and_the_log(store):
+    def rejecting_runner(config, store, on_event, cancel, **options):
+        raise RunRejectedError("Fashion-MNIST not found in /nowhere")
+
+    app = make_app(store, runner=rejecting_runner)
+
+    async def scenario() -> None:
+        async with app.run_test(size=SIZE) as pilot:
+            await ready(pilot)
+            await pilot.press("f5")
+            await wait_until(pilot, lambda: not app.running)
+            assert status_text(app) == "not started · Fashion-MNIST not found in /nowhere"
+            assert " ".join(log_lines(app)).endswith("not started: Fashion-MNIST not found in /nowhere")
+            assert not app.tuning.query_one("#start", Button).disabled
+
+    run_scenario(scenario)
+    assert store.list_runs() == []
+
+
+def test_a_runner_that_fails_mid_run_shows_failed_with_its_message(store):
+    events = in_progress_events(RunConfig())[:3]  # Started and two reports
+
+    def failing_runner(config, store, on_event, cancel, **options):
+        for event in events:
+            on_event(event)
+        raise TrainingProcessError("the training process ended (exit code -9) before the run finished")
+
+    app = make_app(store, runner=failing_runner)
+
+    async def scenario() -> None:
+        async with app.run_test(size=SIZE) as pilot:
+            await ready(pilot)
+            await pilot.press("f5")
+            await wait_until(pilot, lambda: not app.running)
+            message = "the training process ended (exit code -9) before the run finished"
+            assert status_text(app) == f"failed · {message}"
+            assert " ".join(log_lines(app)).endswith(f"failed: {message}")  # the log wraps long lines
+            assert app.tuning.query_one("#loss-spark", Sparkline).data == [e.recent_loss for e in events[1:]]
 
     run_scenario(scenario)

@@ -249,6 +249,7 @@ class TunerApp(App):
     def on_run_rejected(self, message: RunRejected) -> None:
         self.tuning.log_view.add_line(f"not started: {message.reason}", now=True)
         self.tuning.live.reset()
+        self.tuning.live.show_outcome(f"not started · {message.reason}")
         self.notify(message.reason, severity="error")
         self._run_ended()
 
@@ -256,6 +257,7 @@ class TunerApp(App):
         if event.worker.group == "training" and event.state == WorkerState.ERROR and self.running:
             self.run_draws.now()  # what the run reported before it failed
             self.tuning.log_view.add_line(f"failed: {event.worker.error}", now=True)
+            self.tuning.live.show_outcome(f"failed · {event.worker.error}")
             self._run_ended()
 
     def _run_ended(self) -> None:

@@ -113,6 +113,10 @@ class LiveView(Vertical):
         summary = f"{event.status.value} · {event.message}"
         if event.test_accuracy is not None:
             summary += f" · test acc {event.test_accuracy:.2f} %"
+        self.show_outcome(summary)
+
+    def show_outcome(self, summary: str) -> None:
+        """Show how the run ended, or why it did not start, whole (on as many lines as it takes)."""
         status = self.query_one("#run-status", Label)
         status.add_class("-ended")
         status.update(summary)
