@@ -115,6 +115,17 @@ def log_lines(app: TunerApp) -> list[str]:
     return [line.text.rstrip() for line in app.tuning.query_one("#run-log", RichLog).lines]
 
 
+def status_text(app: TunerApp) -> str:
+    return str(app.tuning.query_one("#run-status", Label).render())
+
+
+async def start_and_wait_for_the_end(pilot: Pilot) -> None:
+    """F5 on the ready tuning screen, then wait until the run has ended (however it ended)."""
+    await ready(pilot)
+    await pilot.press("f5")
+    await wait_until(pilot, lambda: not pilot.app.running)
+
+
 def epoch_lines(app: TunerApp) -> list[str]:
     return [line for line in log_lines(app) if line.startswith("epoch ")]
 
@@ -370,16 +381,12 @@ def test_reports_drawn_together_still_put_every_loss_in_the_sparkline(store):
             try:
                 await wait_until(pilot, runner.waiting.is_set)
                 last = f"step {reports[-1].step}/{reports[-1].steps_per_epoch}"
-                await wait_until(pilot, lambda: last in str(app.tuning.query_one("#run-status", Label).render()))
+                await wait_until(pilot, lambda: last in status_text(app))
                 assert app.tuning.query_one("#loss-spark", Sparkline).data == [r.recent_loss for r in reports]
             finally:
                 app.cancel_event.set()
 
     run_scenario(scenario)
-
-
-def status_text(app: TunerApp) -> str:
-    return str(app.tuning.query_one("#run-status", Label).render())
 
 
 def test_a_run_rejected_while_preparing_says_why_in_the_status_and_the_log(store):
@@ -390,9 +397,7 @@ def test_a_run_rejected_while_preparing_says_why_in_the_status_and_the_log(store
 
     async def scenario() -> None:
         async with app.run_test(size=SIZE) as pilot:
-            await ready(pilot)
-            await pilot.press("f5")
-            await wait_until(pilot, lambda: not app.running)
+            await start_and_wait_for_the_end(pilot)
             assert status_text(app) == "not started · Fashion-MNIST not found in /nowhere"
             assert " ".join(log_lines(app)).endswith("not started: Fashion-MNIST not found in /nowhere")
             assert not app.tuning.query_one("#start", Button).disabled
@@ -413,9 +418,7 @@ def test_a_runner_that_fails_mid_run_shows_failed_with_its_message(store):
 
     async def scenario() -> None:
         async with app.run_test(size=SIZE) as pilot:
-            await ready(pilot)
-            await pilot.press("f5")
-            await wait_until(pilot, lambda: not app.running)
+            await start_and_wait_for_the_end(pilot)
             message = "the training process ended (exit code -9) before the run finished"
             assert status_text(app) == f"failed · {message}"
             assert " ".join(log_lines(app)).endswith(f"failed: {message}")  # the log wraps long lines

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 from textual.app import App, ComposeResult
+from textual.pilot import Pilot
 
 from tuner_tui.components.run_log import RunLog
 from tuner_tui.draw_pacer import DrawPacer
@@ -15,6 +18,14 @@ INTERVAL_S = 0.2
 class LogApp(App):
     def compose(self) -> ComposeResult:
         yield RunLog(id="run-log")
+
+
+@asynccontextmanager
+async def mounted_log() -> AsyncIterator[tuple[Pilot, RunLog]]:
+    """A running app with a RunLog that knows its size (a RichLog holds writes back until then)."""
+    async with LogApp().run_test() as pilot:
+        await pilot.pause()
+        yield pilot, pilot.app.query_one(RunLog)
 
 
 def written(log: RunLog) -> list[str]:
@@ -65,9 +76,7 @@ def test_now_draws_at_once_and_drops_the_pending_draw():
 
 def test_run_log_writes_lines_added_within_a_second_together_in_order():
     async def scenario() -> None:
-        async with LogApp().run_test() as pilot:
-            log = pilot.app.query_one(RunLog)
-            await pilot.pause()
+        async with mounted_log() as (pilot, log):
             log.add_line("epoch 1")
             log.add_line("epoch 2")
             log.add_line("epoch 3")
@@ -82,9 +91,7 @@ def test_run_log_writes_lines_added_within_a_second_together_in_order():
 
 def test_run_log_now_writes_the_waiting_lines_first():
     async def scenario() -> None:
-        async with LogApp().run_test() as pilot:
-            log = pilot.app.query_one(RunLog)
-            await pilot.pause()
+        async with mounted_log() as (pilot, log):
             log.add_line("epoch 1")
             log.add_line("epoch 2")
             log.add_line("completed: 2 epochs", now=True)
