@@ -32,13 +32,13 @@ from textual.binding import Binding
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from engine.config import RunConfig  # noqa: E402
-from engine.datasets import DEBIAN_FASHION_MNIST  # noqa: E402
-from engine.gpu import NvmlGpuProbe  # noqa: E402
-from tuner_tui.app import TunerApp  # noqa: E402
-from tuner_tui.session import run_recorded  # noqa: E402
-from tuner_tui.store import ResultsStore  # noqa: E402
-from tuner_tui.training_process import warm_up  # noqa: E402
+from engine.config import RunConfig
+from engine.datasets import DEBIAN_FASHION_MNIST
+from engine.gpu import NvmlGpuProbe
+from tuner_tui.app.app import TunerApp
+from tuner_tui.runs.session import run_recorded
+from tuner_tui.runs.store import ResultsStore
+from tuner_tui.runs.training_process import warm_up
 
 PING_INTERVAL_S = 0.25
 RUN_TIMEOUT_S = 300.0

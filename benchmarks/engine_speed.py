@@ -28,9 +28,9 @@ from torchvision import transforms
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from engine.backends import make_backend  # noqa: E402
-from engine.batching import DeviceData  # noqa: E402
-from engine.params import init_params  # noqa: E402
+from engine.backends import make_backend
+from engine.batching import DeviceData
+from engine.params import init_params
 
 IMPLEMENTATIONS = ("fast", "graph", "autograd", "idiomatic", "floor")
 

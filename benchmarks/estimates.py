@@ -32,7 +32,7 @@ def child(preset: str, seconds: float, data_root: str, device: str) -> None:
 
     from engine.events import Progress, Started
     from engine.runner import execute_run, prepare_run
-    from tuner_tui.presets import load_preset
+    from tuner_tui.runs.presets import load_preset
 
     config = dataclasses.replace(load_preset(preset).config, data_root=data_root, device=device)
     cancel = threading.Event()
@@ -79,9 +79,8 @@ def main(argv: list[str] | None = None) -> int:
         child(args.child, args.seconds, args.data_root, args.device)
         return 0
 
-    from tuner_tui.lab_table import format_seconds
-    from engine.gpu import format_bytes
-    from tuner_tui.presets import list_presets
+    from tuner_tui.formatting import format_bytes, format_seconds
+    from tuner_tui.runs.presets import list_presets
 
     names = QUICK if args.quick else [p.name for p in list_presets() if "_exp" in p.name and p.shipped]
     ensure_cifar10(Path(args.data_root))

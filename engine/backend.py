@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import torch
 
 from engine.batching import PIXEL_SCALE, DeviceData, batch_bounds, epoch_order, steps_per_epoch
+from engine.config import Conventions
 from engine.memory_model import EVAL_CHUNK_ROWS
 from engine.params import MLPParams
 
@@ -29,7 +30,7 @@ class EpochTotals:
 
 
 class Backend(ABC):
-    """Runs the steps of one run; subclasses implement `train_step`."""
+    """Runs the steps of one run; subclasses implement `train_step` (and `setup` if they need to)."""
 
     def __init__(
         self,
@@ -39,7 +40,7 @@ class Backend(ABC):
         lr: float,
         reg: float,
         batch_size: int,
-        conventions: str,
+        conventions: Conventions,
         seed: int = 0,
     ) -> None:
         self.params = params
@@ -57,6 +58,10 @@ class Backend(ABC):
         self.predictions = torch.zeros(self.samples, dtype=torch.int64, device=device)
         self.order: torch.Tensor | None = None
         self.labels_in_order = data.train_labels
+        self.setup()
+
+    def setup(self) -> None:
+        """Allocate what a subclass's steps need (called once, at the end of `__init__`)."""
 
     def start_epoch(self, epoch: int) -> None:
         """Fix this epoch's sample order (file order under lab4, a seeded permutation otherwise)."""
@@ -117,3 +122,20 @@ class Backend(ABC):
 
     def test_accuracy(self) -> float:
         return self.accuracy(self.data.test_images, self.data.test_labels)
+
+    @torch.no_grad()
+    def validation_metrics(self) -> tuple[float, float] | None:
+        """(mean cross-entropy, accuracy in percent) on the held-out rows; None without any."""
+        images, labels = self.data.val_images, self.data.val_labels
+        if images is None or labels is None or images.shape[0] == 0:
+            return None
+        loss_sum = torch.zeros((), dtype=torch.float64, device=self.device)
+        correct = torch.zeros((), dtype=torch.int64, device=self.device)
+        for start in range(0, images.shape[0], EVAL_CHUNK_ROWS):
+            chunk_labels = labels[start : start + EVAL_CHUNK_ROWS]
+            logits = self.logits(images[start : start + EVAL_CHUNK_ROWS])
+            log_p = torch.log_softmax(logits, dim=1)
+            loss_sum -= log_p.gather(1, chunk_labels.view(-1, 1)).sum().to(torch.float64)
+            correct += (logits.argmax(dim=1) == chunk_labels).sum()
+        count = images.shape[0]
+        return float(loss_sum) / count, 100.0 * int(correct) / count

@@ -7,6 +7,9 @@ from dataclasses import dataclass
 
 import torch
 
+from engine.config import Conventions
+from engine.datasets import LoadedDataset
+
 PIXEL_SCALE = 1.0 / 255.0
 
 
@@ -19,6 +22,8 @@ class DeviceData:
     test_images: torch.Tensor
     test_labels: torch.Tensor
     classes: int
+    val_images: torch.Tensor | None = None  # rows held out of the training set (sweeps), if any
+    val_labels: torch.Tensor | None = None
 
     @classmethod
     def from_tensors(
@@ -30,12 +35,33 @@ class DeviceData:
         classes: int,
         device: torch.device | str,
     ) -> DeviceData:
+        """Tensors (of any integer dtype) as uint8 images and int64 labels on `device`."""
         return cls(
             train_images.to(device=device, dtype=torch.uint8),
             train_labels.to(device=device, dtype=torch.int64),
             test_images.to(device=device, dtype=torch.uint8),
             test_labels.to(device=device, dtype=torch.int64),
             classes,
+        )
+
+    @classmethod
+    def from_dataset(cls, dataset: LoadedDataset, device: torch.device | str) -> DeviceData:
+        """The dataset's tensors on `device` (uint8 images, int64 labels)."""
+
+        def images(t: torch.Tensor | None) -> torch.Tensor | None:
+            return None if t is None else t.to(device=device, dtype=torch.uint8)
+
+        def labels(t: torch.Tensor | None) -> torch.Tensor | None:
+            return None if t is None else t.to(device=device, dtype=torch.int64)
+
+        return cls(
+            dataset.train_images.to(device=device, dtype=torch.uint8),
+            dataset.train_labels.to(device=device, dtype=torch.int64),
+            dataset.test_images.to(device=device, dtype=torch.uint8),
+            dataset.test_labels.to(device=device, dtype=torch.int64),
+            dataset.spec.classes,
+            images(dataset.val_images),
+            labels(dataset.val_labels),
         )
 
     @property
@@ -46,10 +72,6 @@ class DeviceData:
     def features(self) -> int:
         return self.train_images.shape[1]
 
-    @property
-    def nbytes(self) -> int:
-        tensors = (self.train_images, self.train_labels, self.test_images, self.test_labels)
-        return sum(t.numel() * t.element_size() for t in tensors)
 
 
 def steps_per_epoch(samples: int, batch_size: int) -> int:
@@ -64,7 +86,7 @@ def batch_bounds(step: int, batch_size: int, samples: int) -> tuple[int, int]:
 
 
 def epoch_order(
-    samples: int, *, conventions: str, seed: int, epoch: int, device: torch.device | str
+    samples: int, *, conventions: Conventions, seed: int, epoch: int, device: torch.device | str
 ) -> torch.Tensor | None:
     """The sample order of an epoch: None for file order (lab4), else a permutation from the seed."""
     if conventions == "lab4":

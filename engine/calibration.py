@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import statistics
+import threading
 import time
 from dataclasses import dataclass
 
@@ -27,23 +28,36 @@ class Calibration:
     steps_timed: int
 
 
-def calibrate_step_time(backend: Backend, device: torch.device) -> Calibration:
+class CalibrationCancelled(Exception):
+    """The run was asked to stop while it was being calibrated."""
+
+
+def calibrate_step_time(
+    backend: Backend, device: torch.device, cancel: threading.Event | None = None
+) -> Calibration:
     """Time real steps of `backend` after a warm-up, then restore its parameters.
 
     Steps are timed in chunks of CALIBRATION_CHUNK_STEPS until CALIBRATION_MIN_SECONDS and at
     least CALIBRATION_MIN_CHUNKS chunks have passed (or an epoch runs out); the estimate is the
-    median chunk, so a burst of other work on a shared machine does not skew it.
+    median chunk, so a burst of other work on a shared machine does not skew it. `cancel` is
+    checked between chunks (CalibrationCancelled), so a stop during a slow calibration is prompt.
     """
     saved = [t.detach().clone() for t in backend.params.tensors()]
     backend.start_epoch(0)
     limit = backend.steps_per_epoch
     warmup = min(CALIBRATION_WARMUP_STEPS, max(0, limit - 1))
     for step in range(warmup):
+        if cancel is not None and cancel.is_set():
+            _restore(backend, saved)
+            raise CalibrationCancelled
         backend.train_step(step)
     synchronize(device)
     step, begin = warmup, time.perf_counter()
     per_step: list[float] = []
     while step < limit:
+        if cancel is not None and cancel.is_set():
+            _restore(backend, saved)
+            raise CalibrationCancelled
         chunk_start = time.perf_counter()
         chunk_end = min(limit, step + CALIBRATION_CHUNK_STEPS)
         for index in range(step, chunk_end):
@@ -53,10 +67,14 @@ def calibrate_step_time(backend: Backend, device: torch.device) -> Calibration:
         step = chunk_end
         if len(per_step) >= CALIBRATION_MIN_CHUNKS and time.perf_counter() - begin >= CALIBRATION_MIN_SECONDS:
             break
-    with torch.no_grad():
-        for tensor, value in zip(backend.params.tensors(), saved):
-            tensor.copy_(value)
+    _restore(backend, saved)
     return Calibration(statistics.median(per_step), step - warmup)
+
+
+def _restore(backend: Backend, saved: list[torch.Tensor]) -> None:
+    with torch.no_grad():
+        for tensor, value in zip(backend.params.tensors(), saved, strict=True):
+            tensor.copy_(value)
 
 
 def time_test_pass(backend: Backend, device: torch.device) -> float:

@@ -58,6 +58,8 @@ class LoadedDataset:
     test_images: torch.Tensor
     test_labels: torch.Tensor
     source: str
+    val_images: torch.Tensor | None = None  # training rows held out for a sweep's objective
+    val_labels: torch.Tensor | None = None
 
 
 def default_data_root() -> Path:
@@ -195,7 +197,7 @@ def load_dataset(name: str, data_root: str | Path | None = None, *, download: bo
     if download:
         try:
             _download(name, root)
-        except Exception as error:  # noqa: BLE001 - offline, refused, or a partial file: all mean "not found"
+        except Exception as error:
             looked += f", a torchvision download into {root} ({type(error).__name__}: {str(error).splitlines()[0] if str(error) else 'failed'})"
         else:
             problems.clear()  # the same folders are read again: report what they hold now

@@ -13,12 +13,20 @@ from engine.config import RunConfig
 
 
 class RunStatus(str, Enum):
-    """How a run ended."""
+    """A run's state, one vocabulary for events, the store, sweeps and every reader.
+
+    The runner ends a run as completed, cancelled, diverged, failed or pruned (stopped by a
+    sweep's pruner); the store adds running (in progress, its lease renewed) and interrupted
+    (its process died, seen by a dead pid on its host or an expired lease anywhere).
+    """
 
     COMPLETED = "completed"
     CANCELLED = "cancelled"
     DIVERGED = "diverged"
     FAILED = "failed"
+    PRUNED = "pruned"
+    RUNNING = "running"
+    INTERRUPTED = "interrupted"
 
 
 @dataclass(frozen=True)
@@ -102,11 +110,19 @@ class Progress:
 
 @dataclass(frozen=True)
 class EpochEnd:
+    """A finished epoch: the lab's loss, mean cross-entropy, accuracies in percent, its seconds.
+
+    `val_*` are measured on the rows a sweep holds out of the training set (None without them).
+    """
+
     epoch: int
     train_loss: float
     train_accuracy: float
     test_accuracy: float
     seconds: float
+    train_ce: float | None = None
+    val_loss: float | None = None
+    val_accuracy: float | None = None
 
 
 @dataclass(frozen=True)

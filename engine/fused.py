@@ -68,8 +68,7 @@ class _StepPlan:
 class FusedMLPBackend(Backend):
     """The native engine: one fused, allocation-free SGD step per batch."""
 
-    def __init__(self, *args, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
+    def setup(self) -> None:
         self.decay = 1.0 - self.lr * self.reg
         self._epsilon = torch.tensor(LAB4_LOG_EPSILON, dtype=self.dtype, device=self.device)
         self._full = self._allocate(self.batch_size)

@@ -14,8 +14,6 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any, Protocol
 
-_BYTE_UNITS = ("B", "KiB", "MiB", "GiB", "TiB")
-
 # NVML return codes (nvml.h); stable across driver versions.
 _INIT_FAILURE_REASONS = {
     4: "no permission to use NVML",
@@ -25,20 +23,6 @@ _INIT_FAILURE_REASONS = {
 }
 _NVML_ERROR_INVALID_ARGUMENT = 2
 _NVML_ERROR_NOT_FOUND = 6
-
-
-def format_bytes(n: int | None) -> str:
-    """`n/a`, `512 B`, `12 KiB`, `945.0 MiB`, `1.2 GiB`: whole B and KiB, one decimal above."""
-    if n is None:
-        return "n/a"
-    sign, value = ("-" if n < 0 else ""), float(abs(n))
-    for exponent, unit in enumerate(_BYTE_UNITS):
-        decimals = 0 if exponent < 2 else 1
-        # Pick the unit after rounding, so 1023.99 MiB reads "1.0 GiB", not "1024.0 MiB".
-        shown = round(value / 1024**exponent, decimals)
-        if shown < 1024:
-            break
-    return f"{sign}{shown:.{decimals}f} {unit}"
 
 
 @dataclass(frozen=True)
@@ -57,18 +41,6 @@ class GpuSnapshot:
     def unavailable(cls, reason: str | None) -> GpuSnapshot:
         """A snapshot saying no GPU could be read, and why."""
         return cls(False, None, None, None, None, None, reason)
-
-    def format_memory(self) -> str:
-        """e.g. `1.2 GiB / 15.0 GiB used · this process 945.0 MiB`, or `n/a (no NVIDIA driver)`."""
-        if not self.available:
-            return f"n/a ({self.reason})" if self.reason else "n/a"
-        if self.used_bytes is None and self.total_bytes is None:
-            text = "n/a"
-        else:
-            text = f"{format_bytes(self.used_bytes)} / {format_bytes(self.total_bytes)} used"
-        if self.process_bytes is not None:
-            text += f" · this process {format_bytes(self.process_bytes)}"
-        return text
 
 
 class GpuProbe(Protocol):
@@ -254,21 +226,6 @@ def _handle_by_uuid(nvml: ModuleType, uuid: str) -> tuple[Any, str | None]:
     if len(matches) == 1:
         return matches[0], None
     return None, f"no NVIDIA GPU {uuid}" if not matches else f"{uuid} names more than one GPU"
-
-
-class FakeGpuProbe:
-    """Returns the given snapshots in order, then keeps returning the last one."""
-
-    def __init__(self, *snapshots: GpuSnapshot) -> None:
-        if not snapshots:
-            raise ValueError("FakeGpuProbe needs at least one snapshot")
-        self._snapshots = snapshots
-        self._next = 0
-
-    def snapshot(self) -> GpuSnapshot:
-        snapshot = self._snapshots[self._next]
-        self._next = min(self._next + 1, len(self._snapshots) - 1)
-        return snapshot
 
 
 def nvml_available() -> bool:

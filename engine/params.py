@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import torch
 
 from engine.architecture import layer_sizes
+from engine.config import Conventions
 
 LAB4_INIT_SCALE = 0.1
 
@@ -26,11 +27,6 @@ class MLPParams:
     def clone(self) -> MLPParams:
         return MLPParams([w.clone() for w in self.weights], [b.clone() for b in self.biases])
 
-    def to(self, device: torch.device | str, dtype: torch.dtype | None = None) -> MLPParams:
-        return MLPParams(
-            [w.to(device=device, dtype=dtype) for w in self.weights],
-            [b.to(device=device, dtype=dtype) for b in self.biases],
-        )
 
 
 def init_params(
@@ -38,7 +34,7 @@ def init_params(
     hidden: tuple[int, ...] | list[int],
     classes: int,
     *,
-    conventions: str,
+    conventions: Conventions,
     seed: int,
     dtype: torch.dtype = torch.float32,
     device: torch.device | str = "cpu",

@@ -14,8 +14,7 @@ from engine.nodes import LAB4_LOG_EPSILON
 class GraphBackend(Backend):
     """Each step runs the hand-written graph: forward, backward from 1, SGD step."""
 
-    def __init__(self, *args, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
+    def setup(self) -> None:
         self.graph = build_mlp(self.params, conventions=self.conventions, reg=self.reg)
 
     def train_step(self, step: int) -> None:
@@ -34,8 +33,7 @@ class GraphBackend(Backend):
 class AutogradBackend(Backend):
     """The lab's loop shape: manual tensors, loss written out, `loss.backward()`, manual SGD."""
 
-    def __init__(self, *args, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
+    def setup(self) -> None:
         for t in self.params.tensors():
             t.requires_grad_(True)
 

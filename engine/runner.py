@@ -18,14 +18,16 @@ from dataclasses import dataclass, field
 
 import torch
 
+from engine.architecture import count_parameters
 from engine.backend import Backend, EpochTotals
 from engine.backends import make_backend
 from engine.batching import DeviceData
-from engine.config import ConfigError, RunConfig
+from engine.calibration import CalibrationCancelled, calibrate_step_time, estimate_time, time_test_pass
+from engine.capacity import check_fits
+from engine.chance import at_chance, chance_accuracy, hopeless
+from engine.config import Conventions, RunConfig, check_batch_size
 from engine.datasets import LoadedDataset, load_dataset
 from engine.devices import device_name, resolve_device, synchronize
-from engine.calibration import calibrate_step_time, estimate_time, time_test_pass
-from engine.memory_model import estimate_memory
 from engine.events import (
     EpochEnd,
     Event,
@@ -39,14 +41,16 @@ from engine.events import (
 )
 from engine.gpu import NvmlGpuProbe
 from engine.memory import PeakRssTracker, remember_context_bytes, remembered_context_bytes
-from engine.architecture import count_parameters
+from engine.memory_model import estimate_memory
 from engine.params import init_params
+from engine.validation_split import hold_out
 
 PROGRESS_INTERVAL_S = 0.1
 GPU_SAMPLE_INTERVAL_S = 1.0
-COLLAPSE_MARGIN_PP = 2.0
 
 EventSink = Callable[[Event], None]
+# Called with each finished epoch; True stops the run as `pruned` (a sweep's pruner decides).
+EpochJudge = Callable[[EpochEnd], bool]
 
 
 @dataclass
@@ -60,34 +64,37 @@ class PreparedRun:
     start_time: float  # perf_counter at prepare
 
 
-def prepare_run(config: RunConfig, *, load: Callable[..., LoadedDataset] = load_dataset) -> PreparedRun:
-    """Resolve the device and load the dataset. Raises ConfigError or DatasetError (bad input)."""
+def prepare_run(
+    config: RunConfig, *, load: Callable[..., LoadedDataset] = load_dataset, force: bool = False
+) -> PreparedRun:
+    """Resolve the device, refuse a run that cannot fit (unless `force`), load the dataset and hold
+    out its validation rows. Raises ConfigError (WontFitError among them) or DatasetError: bad input."""
     start_time = time.perf_counter()
     rss = PeakRssTracker()
     rss.start()
     device = resolve_device(config.device)
-    dataset = load(config.dataset, config.data_root)
-    samples = dataset.train_images.shape[0]
-    if config.batch_size > samples:
-        raise ConfigError(
-            "batch_size",
-            f"must be in [1, {samples}] for {dataset.spec.title} ({samples} training images), "
-            f"got {config.batch_size}",
-        )
+    if not force:
+        context = remembered_context_bytes(device_name(device)) if device.type == "cuda" else None
+        check_fits(config, device, context_bytes=context)
+    dataset = hold_out(load(config.dataset, config.data_root), config.validation)
+    check_batch_size(config.batch_size, dataset.train_images.shape[0], dataset.spec.title)
     return PreparedRun(config, device, dataset, rss, start_time)
 
 
-def run_training(config: RunConfig, on_event: EventSink, *, cancel: threading.Event | None = None) -> Finished:
-    """`prepare_run` then `execute_run`; bad input raises, anything later is a `failed` run."""
-    return execute_run(prepare_run(config), on_event, cancel=cancel)
-
-
-def execute_run(prepared: PreparedRun, on_event: EventSink, *, cancel: threading.Event | None = None) -> Finished:
+def execute_run(
+    prepared: PreparedRun,
+    on_event: EventSink,
+    *,
+    cancel: threading.Event | None = None,
+    judge: EpochJudge | None = None,
+) -> Finished:
     """Train, reporting events; returns (and reports) the `Finished` event. Never raises."""
-    loop = _TrainingLoop(prepared, on_event, cancel or threading.Event())
+    loop = _TrainingLoop(prepared, on_event, cancel or threading.Event(), judge)
     try:
         finished = loop.run()
-    except Exception as error:  # noqa: BLE001 - any failure becomes a failed run, by design
+    except CalibrationCancelled:
+        finished = loop.finish(RunStatus.CANCELLED, "stopped before training started")
+    except Exception as error:  # any failure becomes a failed run, by design
         finished = loop.finish(RunStatus.FAILED, _one_line(error))
     finally:
         loop.release()
@@ -103,11 +110,11 @@ def _one_line(error: BaseException) -> str:
     return f"{type(error).__name__}: {first}" if first else type(error).__name__
 
 
-@dataclass
-class _Accounting:
+@dataclass(frozen=True)
+class Accounting:
     """Turns an epoch's totals into the reported figures (the lab's definitions under lab4)."""
 
-    conventions: str
+    conventions: Conventions
     classes: int
     samples: int
     batch_size: int
@@ -122,14 +129,22 @@ class _Accounting:
             return totals.loss_sum / self.classes / max(1, divisor)
         return totals.loss_sum / totals.samples
 
+    @staticmethod
+    def mean_cross_entropy(totals: EpochTotals) -> float:
+        """Mean cross-entropy per sample, comparable across batch sizes and conventions."""
+        return totals.loss_sum / totals.samples if totals.samples else math.nan
+
     def accuracy(self, totals: EpochTotals) -> float:
         return 100.0 * totals.correct / totals.samples if totals.samples else math.nan
 
-    def collapsed(self, totals: EpochTotals) -> bool:
-        """Mean cross-entropy above 2·ln(classes) with accuracy within 2 pp of chance."""
-        mean_ce = totals.loss_sum / max(1, totals.samples)
-        chance = 100.0 / self.classes
-        return mean_ce > 2 * math.log(self.classes) and abs(self.accuracy(totals) - chance) <= COLLAPSE_MARGIN_PP
+
+@dataclass(frozen=True)
+class _Stop:
+    """Why training stopped before its last epoch."""
+
+    status: RunStatus
+    message: str
+    diverged_step: int | None = None
 
 
 @dataclass
@@ -137,16 +152,17 @@ class _TrainingLoop:
     prepared: PreparedRun
     on_event: EventSink
     cancel: threading.Event
+    judge: EpochJudge | None = None
     backend: Backend | None = None
     data: DeviceData | None = None
     epochs_done: list[EpochEnd] = field(default_factory=list)
     loss_curve: list[float] = field(default_factory=list)
     train_time_s: float = 0.0
+    last_epoch_seconds: float = 0.0
     steps_done_total: int = 0
     gpu_probe: NvmlGpuProbe | None = None
     gpu_peak_process_bytes: int | None = None
     gpu_last_sample: float = 0.0
-    _resources: Resources | None = None
 
     @property
     def config(self) -> RunConfig:
@@ -156,9 +172,26 @@ class _TrainingLoop:
     def device(self) -> torch.device:
         return self.prepared.device
 
+    @property
+    def params(self) -> int:
+        spec = self.prepared.dataset.spec
+        return count_parameters(spec.features, self.config.hidden, spec.classes)
+
     def run(self) -> Finished:
+        backend, estimate = self._set_up()
+        accounting = Accounting(self.config.conventions, backend.data.classes, backend.samples, self.config.batch_size)
+        for epoch in range(1, self.config.epochs + 1):
+            stop = self._train_epoch(backend, epoch, accounting, estimate)
+            if stop is None:
+                stop = self._end_epoch(backend, epoch, accounting)
+            if stop is not None:
+                return self.finish(stop.status, stop.message, diverged_step=stop.diverged_step)
+        epochs = self.config.epochs
+        return self.finish(RunStatus.COMPLETED, f"{epochs} epoch{'' if epochs == 1 else 's'} in {self.train_time_s:.1f} s")
+
+    def _set_up(self) -> tuple[Backend, TimeEstimate]:
+        """Data on the device, parameters, the backend and its calibration; reports `Started`."""
         config, dataset, device = self.config, self.prepared.dataset, self.device
-        spec = dataset.spec
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)
             self.gpu_probe = NvmlGpuProbe(index=device.index or 0)
@@ -166,35 +199,26 @@ class _TrainingLoop:
             # Saturated softmax gradients (lab4 on CIFAR) underflow to denormals, which make CPU
             # matmuls ten times slower; flushing them to zero changes no reported figure.
             torch.set_flush_denormal(True)
-        self.data = DeviceData.from_tensors(
-            dataset.train_images, dataset.train_labels, dataset.test_images, dataset.test_labels,
-            spec.classes, device,
-        )
+        self.data = DeviceData.from_dataset(dataset, device)
         params = init_params(
-            spec.features, config.hidden, spec.classes, conventions=config.conventions,
+            dataset.spec.features, config.hidden, dataset.spec.classes, conventions=config.conventions,
             seed=config.seed, device=device,
         )
-        self.backend = make_backend(
+        self.backend = backend = make_backend(
             config.engine, params, self.data, lr=config.lr, reg=config.reg,
             batch_size=config.batch_size, conventions=config.conventions, seed=config.seed,
         )
-        calibration = calibrate_step_time(self.backend, device)
-        time_estimate = estimate_time(
-            config, calibration.seconds_per_step, time_test_pass(self.backend, device),
-            train_size=self.data.train_size,
+        calibration = calibrate_step_time(backend, device, self.cancel)
+        estimate = estimate_time(
+            config, calibration.seconds_per_step, time_test_pass(backend, device), train_size=self.data.train_size
         )
         name = device_name(device)
         self.on_event(Started(
             config=config, device_name=name, params=self.params, memory_estimate=self._memory_estimate(name),
-            time_estimate=time_estimate, data_source=dataset.source,
+            time_estimate=estimate, data_source=dataset.source,
             train_samples=self.data.train_size, test_samples=dataset.test_images.shape[0],
         ))
-        return self._train(time_estimate)
-
-    @property
-    def params(self) -> int:
-        spec = self.prepared.dataset.spec
-        return count_parameters(spec.features, self.config.hidden, spec.classes)
+        return backend, estimate
 
     def _memory_estimate(self, name: str) -> MemoryEstimate:
         context = None
@@ -202,9 +226,10 @@ class _TrainingLoop:
             context = remembered_context_bytes(name)
             if context is None:
                 context = self._measure_cuda_context(name)
+        dataset = self.prepared.dataset
         return estimate_memory(
             self.config, device_type=self.device.type, context_bytes=context,
-            train_size=self.data.train_size, test_size=self.prepared.dataset.test_images.shape[0],
+            train_size=dataset.train_images.shape[0], test_size=dataset.test_images.shape[0],
         )
 
     def _measure_cuda_context(self, name: str) -> int | None:
@@ -217,60 +242,63 @@ class _TrainingLoop:
         remember_context_bytes(name, context)
         return context
 
-    def _train(self, estimate: TimeEstimate) -> Finished:
-        backend, config = self.backend, self.config
-        accounting = _Accounting(config.conventions, self.data.classes, self.data.train_size, config.batch_size)
+    def _train_epoch(
+        self, backend: Backend, epoch: int, accounting: Accounting, estimate: TimeEstimate
+    ) -> _Stop | None:
+        """The steps of one epoch, with progress reports; a stop when cancelled or non-finite."""
+        backend.start_epoch(epoch - 1)
         steps = backend.steps_per_epoch
-        total_steps = steps * config.epochs
-        test_pass_s = estimate.test_pass_seconds
-        for epoch in range(1, config.epochs + 1):
-            backend.start_epoch(epoch - 1)
-            epoch_start = last_report = time.perf_counter()
-            reported = EpochTotals(0.0, 0, 0, 0)
-            step = 0
-            while step < steps:
+        epoch_start = last_report = time.perf_counter()
+        reported = EpochTotals(0.0, 0, 0, 0)
+        try:
+            for step in range(steps):
                 if self.cancel.is_set():
-                    self.train_time_s += time.perf_counter() - epoch_start
-                    return self.finish(RunStatus.CANCELLED, f"stopped in epoch {epoch} at step {step}")
+                    return _Stop(RunStatus.CANCELLED, f"stopped in epoch {epoch} at step {step}")
                 backend.train_step(step)
-                step += 1
                 now = time.perf_counter()
-                if now - last_report >= PROGRESS_INTERVAL_S or step == steps:
-                    totals = backend.epoch_totals(step)
+                if now - last_report >= PROGRESS_INTERVAL_S or step + 1 == steps:
+                    totals = backend.epoch_totals(step + 1)
                     if not math.isfinite(totals.loss_sum):
-                        self.train_time_s += time.perf_counter() - epoch_start
-                        return self._diverged_nonfinite(epoch)
+                        return self._diverged_nonfinite(backend, epoch)
                     now = time.perf_counter()
-                    self._report_progress(epoch, step, totals, reported, accounting, now - epoch_start, total_steps, test_pass_s)
+                    self._report_progress(epoch, totals, reported, accounting, now - epoch_start, estimate)
                     reported, last_report = totals, now
                     self._sample_gpu(now)
-            epoch_seconds = time.perf_counter() - epoch_start
-            self.train_time_s += epoch_seconds
-            totals = backend.epoch_totals(steps)
-            test_accuracy = backend.test_accuracy()
-            end = EpochEnd(
-                epoch=epoch, train_loss=accounting.loss(totals, final=True),
-                train_accuracy=accounting.accuracy(totals), test_accuracy=test_accuracy,
-                seconds=epoch_seconds,
-            )
-            self.epochs_done.append(end)
-            self.on_event(end)
-            if epoch >= 2 and accounting.collapsed(totals):
-                return self.finish(
-                    RunStatus.DIVERGED,
-                    f"collapsed after epoch {epoch}: mean cross-entropy {totals.loss_sum / totals.samples:.3g} "
-                    f"> 2·ln({self.data.classes}) with accuracy {end.train_accuracy:.1f} % (chance "
-                    f"{100 / self.data.classes:.0f} %)",
-                    diverged_step=self.steps_done_total,
-                )
-        return self.finish(
-            RunStatus.COMPLETED, f"{config.epochs} epoch{'s' if config.epochs != 1 else ''} in {self.train_time_s:.1f} s"
+            return None
+        finally:
+            self.last_epoch_seconds = time.perf_counter() - epoch_start
+            self.train_time_s += self.last_epoch_seconds
+
+    def _end_epoch(self, backend: Backend, epoch: int, accounting: Accounting) -> _Stop | None:
+        """Report the finished epoch; a stop when the run is hopeless or its judge prunes it."""
+        totals = backend.epoch_totals(backend.steps_per_epoch)
+        validation = backend.validation_metrics()
+        end = EpochEnd(
+            epoch=epoch, train_loss=accounting.loss(totals, final=True),
+            train_accuracy=accounting.accuracy(totals), test_accuracy=backend.test_accuracy(),
+            seconds=self.last_epoch_seconds, train_ce=accounting.mean_cross_entropy(totals),
+            val_loss=validation[0] if validation else None, val_accuracy=validation[1] if validation else None,
         )
+        self.epochs_done.append(end)
+        self.on_event(end)
+        classes, patience = backend.data.classes, self.config.chance_patience
+        if hopeless([e.train_accuracy for e in self.epochs_done], classes, patience):
+            return _Stop(
+                RunStatus.DIVERGED,
+                f"stopped after epoch {epoch}: training accuracy at chance ({chance_accuracy(classes):.0f} %) "
+                f"for {patience} epochs in a row",
+                diverged_step=self.steps_done_total,
+            )
+        if self.judge is not None and epoch < self.config.epochs and self.judge(end):
+            return _Stop(RunStatus.PRUNED, f"pruned after epoch {epoch}")
+        return None
 
     def _report_progress(
-        self, epoch: int, step: int, totals: EpochTotals, previous: EpochTotals,
-        accounting: _Accounting, epoch_elapsed: float, total_steps: int, test_pass_s: float,
+        self, epoch: int, totals: EpochTotals, previous: EpochTotals, accounting: Accounting,
+        epoch_elapsed: float, estimate: TimeEstimate,
     ) -> None:
+        backend = self.backend
+        assert backend is not None
         new_steps = totals.steps - previous.steps
         self.steps_done_total += new_steps
         recent = EpochTotals(
@@ -280,19 +308,20 @@ class _TrainingLoop:
         self.loss_curve.append(accounting.loss(recent, final=False))
         elapsed = self.train_time_s + epoch_elapsed
         seconds_per_step = elapsed / max(1, self.steps_done_total)
+        total_steps = backend.steps_per_epoch * self.config.epochs
         remaining_epochs = self.config.epochs - epoch + 1
-        eta = (total_steps - self.steps_done_total) * seconds_per_step + remaining_epochs * test_pass_s
+        eta = (total_steps - self.steps_done_total) * seconds_per_step + remaining_epochs * estimate.test_pass_seconds
         self.on_event(Progress(
-            epoch=epoch, epochs=self.config.epochs, step=step, steps_per_epoch=self.backend.steps_per_epoch,
+            epoch=epoch, epochs=self.config.epochs, step=totals.steps, steps_per_epoch=backend.steps_per_epoch,
             loss=accounting.loss(totals, final=False), accuracy=accounting.accuracy(totals),
             recent_loss=self.loss_curve[-1], samples_per_s=totals.samples / max(epoch_elapsed, 1e-9),
             elapsed_s=elapsed, eta_s=eta,
         ))
 
-    def _diverged_nonfinite(self, epoch: int) -> Finished:
-        step = self.backend.first_nonfinite_step(self.backend.steps_per_epoch) or 1
-        global_step = (epoch - 1) * self.backend.steps_per_epoch + step
-        return self.finish(
+    def _diverged_nonfinite(self, backend: Backend, epoch: int) -> _Stop:
+        step = backend.first_nonfinite_step(backend.steps_per_epoch) or 1
+        global_step = (epoch - 1) * backend.steps_per_epoch + step
+        return _Stop(
             RunStatus.DIVERGED, f"non-finite loss at step {global_step} (epoch {epoch}, step {step})",
             diverged_step=global_step,
         )
@@ -309,9 +338,12 @@ class _TrainingLoop:
         """The Finished event: the last completed epoch's figures (the lab's definitions)."""
         last = self.epochs_done[-1] if self.epochs_done else None
         finite = last is not None and math.isfinite(last.train_loss)
+        classes = self.prepared.dataset.spec.classes
+        if status is RunStatus.COMPLETED and last is not None and at_chance(last.test_accuracy, classes):
+            message += f"; test accuracy at chance ({chance_accuracy(classes):.0f} %)"
         return Finished(
             status=status, message=message,
-            train_loss=last.train_loss if finite else None,
+            train_loss=last.train_loss if last is not None and finite else None,
             train_accuracy=last.train_accuracy if last else None,
             test_accuracy=last.test_accuracy if last else None,
             params=self.params, resources=self._measure_resources(),
@@ -321,16 +353,13 @@ class _TrainingLoop:
 
     def _measure_resources(self) -> Resources:
         total = time.perf_counter() - self.prepared.start_time
+        rss_growth = self.prepared.rss.peak_growth_bytes()
         if self.device.type != "cuda":
-            return Resources(
-                train_time_s=self.train_time_s, total_time_s=total,
-                peak_rss_growth_bytes=self.prepared.rss.peak_growth_bytes(),
-            )
+            return Resources(train_time_s=self.train_time_s, total_time_s=total, peak_rss_growth_bytes=rss_growth)
         self._sample_gpu(math.inf)
         snapshot = self.gpu_probe.snapshot() if self.gpu_probe else None
         return Resources(
-            train_time_s=self.train_time_s, total_time_s=total,
-            peak_rss_growth_bytes=self.prepared.rss.peak_growth_bytes(),
+            train_time_s=self.train_time_s, total_time_s=total, peak_rss_growth_bytes=rss_growth,
             cuda_peak_allocated_bytes=torch.cuda.max_memory_allocated(self.device),
             cuda_peak_reserved_bytes=torch.cuda.max_memory_reserved(self.device),
             gpu_process_memory_bytes=self.gpu_peak_process_bytes,

@@ -1,7 +1,7 @@
 """A deterministic stand-in for the app's training runner, and scripted event lists for it.
 
 `ScriptedRunner` has the runner's signature `(config, store, on_event, cancel, **options)` and records the
-run in the store the way `tuner_tui.session.run_recorded` does (a `running` row at `Started`,
+run in the store the way `tuner_tui.runs.session.run_recorded` does (a `running` row at `Started`,
 finished in one transaction at `Finished`), so screens that read the store see a real record.
 Every number is fixed: no clock, no torch, no randomness.
 """
@@ -27,7 +27,7 @@ from engine.events import (
     Started,
     TimeEstimate,
 )
-from tuner_tui.store import ResultsStore
+from tuner_tui.runs.store import ResultsStore, RunLabels
 
 DEVICE_NAME = "FakeGPU 16 GB (cuda:0)"
 DATA_SOURCE = "/data/fashion-mnist"
@@ -48,7 +48,7 @@ class ScriptedRunner:
         self.hold = hold
         self.record = record
         self.calls: list[RunConfig] = []
-        self.options: list[dict[str, object]] = []  # keyword arguments of each call (e.g. preset=)
+        self.options: list[dict[str, object]] = []  # keyword arguments of each call (labels=, force=)
         self.run_ids: list[int] = []
         self.waiting = threading.Event()  # set once a held run is waiting for its cancel
 
@@ -58,12 +58,12 @@ class ScriptedRunner:
         store: ResultsStore,
         on_event: Callable[[Event], None],
         cancel: threading.Event,
-        **options: object,
+        *,
+        labels: RunLabels | None = None,
+        force: bool = False,
     ) -> None:
         self.calls.append(config)
-        self.options.append(options)
-        # Only what the caller passed (e.g. `preset`) goes on to the store, as the real path does.
-        store_options = {key: value for key, value in options.items() if value is not None}
+        self.options.append({"labels": labels, "force": force})
         run_id: int | None = None
 
         def emit(event: Event) -> None:
@@ -73,7 +73,7 @@ class ScriptedRunner:
                     event.config, device_name=event.device_name, params=event.params,
                     estimated_memory_bytes=event.memory_estimate.total,
                     estimated_time_s=event.time_estimate.train_seconds, data_source=event.data_source,
-                    **store_options,
+                    labels=labels,
                 )
                 self.run_ids.append(run_id)
             elif self.record and isinstance(event, Finished) and run_id is not None:

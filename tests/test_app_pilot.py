@@ -1,6 +1,6 @@
 """The app's behaviour, driven with Textual's pilot: starting, stopping, validating, presets, quitting.
 
-Runs go through the real runner (`tuner_tui.session.run_recorded`) on a tiny Fashion-MNIST written
+Runs go through the real runner (`tuner_tui.runs.session.run_recorded`) on a tiny Fashion-MNIST written
 in the real IDX format under tmp_path; downloads and the system-wide copy are switched off. No
 async pytest plugin is installed, so each test drives its scenario with `asyncio.run`.
 """
@@ -20,17 +20,17 @@ from textual.widgets import Button, Input, Label, RichLog, Select, Sparkline
 
 from engine.config import RunConfig
 from engine.events import Progress
-from engine.gpu import FakeGpuProbe, GpuSnapshot
-from fake_runner import ScriptedRunner, completed_run_events, in_progress_events
-from tuner_tui.app import TunerApp
-from tuner_tui.components.confirm import ConfirmScreen
-from tuner_tui.components.runs_screen import RunsScreen
-from tuner_tui.components.save_preset import SavePresetScreen
-from tuner_tui.components.tuning_screen import TuningScreen
-from tuner_tui.presets import list_presets
-from tuner_tui.store import ResultsStore
-from tuner_tui.system_info import FixedSystemInfo
-from tuner_tui.training_process import RunRejectedError, TrainingProcessError
+from engine.gpu import GpuSnapshot
+from tests.doubles import FakeGpuProbe, FixedSystemInfo
+from tests.fake_runner import ScriptedRunner, completed_run_events, in_progress_events
+from tuner_tui.app.app import TunerApp
+from tuner_tui.app.components.confirm import ConfirmScreen
+from tuner_tui.app.components.runs_screen import RunsScreen
+from tuner_tui.app.components.save_preset import SavePresetScreen
+from tuner_tui.app.components.tuning_screen import TuningScreen
+from tuner_tui.runs.presets import list_presets
+from tuner_tui.runs.store import ResultsStore
+from tuner_tui.runs.training_process import RunRejectedError, TrainingProcessError
 
 SIZE = (120, 40)
 TRAIN_SAMPLES, TEST_SAMPLES = 600, 100

@@ -19,15 +19,15 @@ from textual.widgets import Input
 
 from engine.config import RunConfig
 from engine.events import Event
-from engine.gpu import FakeGpuProbe, GpuSnapshot
-from fake_runner import ScriptedRunner, completed_run_events, diverged_run_events, in_progress_events
-from tuner_tui.app import TunerApp
-from tuner_tui.components.runs_screen import RunsScreen
-from tuner_tui.components.save_preset import SavePresetScreen
-from tuner_tui.components.tuning_screen import TuningScreen
-from tuner_tui.presets import load_preset
-from tuner_tui.store import ResultsStore
-from tuner_tui.system_info import FixedSystemInfo
+from engine.gpu import GpuSnapshot
+from tests.doubles import FakeGpuProbe, FixedSystemInfo
+from tests.fake_runner import ScriptedRunner, completed_run_events, diverged_run_events, in_progress_events
+from tuner_tui.app.app import TunerApp
+from tuner_tui.app.components.runs_screen import RunsScreen
+from tuner_tui.app.components.save_preset import SavePresetScreen
+from tuner_tui.app.components.tuning_screen import TuningScreen
+from tuner_tui.runs.presets import load_preset
+from tuner_tui.runs.store import ResultsStore
 
 SIZES = pytest.mark.parametrize("terminal_size", [(80, 24), (120, 40)], ids=["80x24", "120x40"])
 GIB = 1024**3

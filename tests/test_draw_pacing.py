@@ -9,8 +9,8 @@ from contextlib import asynccontextmanager
 from textual.app import App, ComposeResult
 from textual.pilot import Pilot
 
-from tuner_tui.components.run_log import RunLog
-from tuner_tui.draw_pacer import DrawPacer
+from tuner_tui.app.components.run_log import RunLog
+from tuner_tui.app.draw_pacer import DrawPacer
 
 INTERVAL_S = 0.2
 

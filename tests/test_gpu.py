@@ -14,14 +14,14 @@ import pytest
 
 from engine import gpu
 from engine.gpu import (
-    FakeGpuProbe,
     GpuSnapshot,
     NvmlGpuProbe,
     cuda_device_index,
-    format_bytes,
     nvml_available,
     visible_device_entries,
 )
+from tests.doubles import FakeGpuProbe
+from tuner_tui.formatting import format_bytes, gpu_memory_text
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 GIB = 1024**3
@@ -38,7 +38,7 @@ class FakeNVMLError(Exception):
 @dataclass
 class FakeProcess:
     pid: int
-    usedGpuMemory: int | None  # noqa: N815 - pynvml's field name
+    usedGpuMemory: int | None
 
 
 class FakePynvml:
@@ -126,7 +126,7 @@ def test_real_probe_without_driver_is_unavailable_with_a_reason(fresh_nvml: None
     assert snapshot.available is False
     assert snapshot.reason
     assert snapshot.used_bytes is None and snapshot.process_bytes is None
-    assert snapshot.format_memory() == f"n/a ({snapshot.reason})"
+    assert gpu_memory_text(snapshot) == f"n/a ({snapshot.reason})"
 
 
 @pytest.mark.skipif(not nvml_available(), reason="no NVIDIA driver or GPU")
@@ -252,7 +252,7 @@ def test_init_failure_makes_snapshot_unavailable_with_reason(fake_nvml: FakePynv
     snapshot = NvmlGpuProbe().snapshot()
 
     assert snapshot == GpuSnapshot.unavailable("no NVIDIA driver")
-    assert snapshot.format_memory() == "n/a (no NVIDIA driver)"
+    assert gpu_memory_text(snapshot) == "n/a (no NVIDIA driver)"
 
 
 def test_init_is_attempted_once_across_many_snapshots(fake_nvml: FakePynvml) -> None:
@@ -436,15 +436,15 @@ def test_format_bytes(n: int | None, text: str) -> None:
 
 
 def test_format_memory_shows_device_and_process_usage() -> None:
-    assert _snapshot().format_memory() == "1.2 GiB / 15.0 GiB used · this process 945.0 MiB"
+    assert gpu_memory_text(_snapshot()) == "1.2 GiB / 15.0 GiB used · this process 945.0 MiB"
 
 
 def test_format_memory_leaves_out_process_when_unknown() -> None:
-    assert _snapshot(process_bytes=None).format_memory() == "1.2 GiB / 15.0 GiB used"
+    assert gpu_memory_text(_snapshot(process_bytes=None)) == "1.2 GiB / 15.0 GiB used"
 
 
 def test_format_memory_unavailable_without_reason_is_plain_na() -> None:
-    assert GpuSnapshot.unavailable(None).format_memory() == "n/a"
+    assert gpu_memory_text(GpuSnapshot.unavailable(None)) == "n/a"
 
 
 # Device strings

@@ -19,8 +19,8 @@ import engine
 REPO_ROOT = Path(__file__).resolve().parents[1]
 ENGINE_MODULES = sorted(info.name for info in pkgutil.iter_modules(engine.__path__, prefix="engine."))
 HEADLESS_MODULES = [
-    "tuner_tui.cli", "tuner_tui.headless", "tuner_tui.lab_table", "tuner_tui.presets",
-    "tuner_tui.session", "tuner_tui.store",
+    "tuner_tui.cli", "tuner_tui.headless", "tuner_tui.runs.lab_table", "tuner_tui.runs.presets",
+    "tuner_tui.runs.session", "tuner_tui.runs.store",
 ]
 NO_TEXTUAL = """
     import sys
@@ -30,21 +30,21 @@ NO_TEXTUAL = """
 """
 NO_TORCH = """
     import sys
-    import tuner_tui.app
-    assert "torch" not in sys.modules, "tuner_tui.app imported torch"
+    import tuner_tui.app.app
+    assert "torch" not in sys.modules, "tuner_tui.app.app imported torch"
 """
 CLI_TO_APP_WITHOUT_TORCH = """
     import sys
     from tuner_tui.cli import resolve_config
     resolve_config("fmnist_exp5", ["epochs=3"], data_root=None, device=None)
-    import tuner_tui.app
+    import tuner_tui.app.app
     assert "torch" not in sys.modules, "the CLI's path to the app imported torch"
 """
 
 
 def _checks() -> dict[str, str]:
     checks = {module: NO_TEXTUAL.format(module=module) for module in ENGINE_MODULES + HEADLESS_MODULES}
-    checks["tuner_tui.app without torch"] = NO_TORCH
+    checks["tuner_tui.app.app without torch"] = NO_TORCH
     checks["cli to app without torch"] = CLI_TO_APP_WITHOUT_TORCH
     return checks
 
@@ -75,7 +75,7 @@ def test_module_does_not_import_textual(results, module):
 
 
 def test_importing_the_app_does_not_import_torch(results):
-    returncode, stderr = results["tuner_tui.app without torch"]
+    returncode, stderr = results["tuner_tui.app.app without torch"]
     assert returncode == 0, stderr
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from engine.config import RunConfig
-from tuner_tui.presets import (
+from tuner_tui.runs.presets import (
     SHIPPED_PRESETS_DIR,
     Preset,
     PresetError,
@@ -90,8 +90,8 @@ def test_shipped_presets_use_lab4_conventions_native_engine_auto_device_seed_zer
         assert preset.config.data_root is None
 
 
-def test_shipped_files_name_every_field_except_data_root() -> None:
-    expected = set(RunConfig().to_dict()) - {"data_root"}
+def test_shipped_files_name_every_field_of_the_lab_and_leave_the_rest_default() -> None:
+    expected = set(RunConfig().to_dict()) - {"data_root", "chance_patience", "validation"}
     for path in SHIPPED_PRESETS_DIR.glob("*.toml"):
         assert set(tomllib.loads(path.read_text(encoding="utf-8"))) == expected, path.name
 

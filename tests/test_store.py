@@ -15,8 +15,8 @@ import pytest
 
 from engine.config import RunConfig
 from engine.events import EpochEnd, Finished, Resources, RunStatus
-from tuner_tui import store
-from tuner_tui.store import ResultsStore, StoreError, default_store_path
+from tuner_tui.runs import store
+from tuner_tui.runs.store import ResultsStore, StoreError, default_store_path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -122,13 +122,13 @@ def test_to_json_has_documented_keys_and_values(path: Path) -> None:
     assert set(data["metrics"]) == {
         "train_accuracy", "train_loss", "test_accuracy", "params", "estimated_memory_bytes",
         "peak_memory_bytes", "gpu_memory_bytes", "estimated_time_s", "train_time_s",
-        "total_time_s",
+        "total_time_s", "train_ce",
     }
     assert data["metrics"]["test_accuracy"] == 84.25
     assert data["metrics"]["gpu_memory_bytes"] is None
     assert data["epochs"][1] == {
         "epoch": 2, "train_loss": 0.42, "train_accuracy": 85.5, "test_accuracy": 84.25,
-        "seconds": 5.0,
+        "seconds": 5.0, "train_ce": None, "val_loss": None, "val_accuracy": None,
     }
 
 
@@ -265,7 +265,7 @@ WRITER = textwrap.dedent(
     import sys
     from engine.config import RunConfig
     from engine.events import Finished, Resources, RunStatus
-    from tuner_tui.store import ResultsStore
+    from tuner_tui.runs.store import ResultsStore
 
     with ResultsStore(sys.argv[1]) as s:
         for i in range(25):
@@ -318,14 +318,16 @@ def test_path_under_a_file_raises_store_error(tmp_path: Path) -> None:
 
 
 def test_finish_run_is_all_or_nothing(path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    def failing_rows(run_id: int, epochs: tuple[EpochEnd, ...]):
-        e = epochs[0]
-        yield (run_id, e.epoch, e.train_loss, e.train_accuracy, e.test_accuracy, e.seconds)
-        raise RuntimeError("disk on fire")
+    real_row = store._epoch_row
+
+    def failing_row(run_id: int, epoch: EpochEnd):
+        if epoch.epoch > 1:
+            raise RuntimeError("disk on fire")
+        return real_row(run_id, epoch)
 
     with ResultsStore(path) as s:
         run_id = _start(s)
-        monkeypatch.setattr(store, "_epoch_rows", failing_rows)
+        monkeypatch.setattr(store, "_epoch_row", failing_row)
         with pytest.raises(RuntimeError, match="disk on fire"):
             s.finish_run(run_id, _finished())
         run = s.get_run(run_id)

@@ -16,11 +16,11 @@ from pathlib import Path
 
 import pytest
 
-from datafiles import write_idx_dataset
 from engine.config import RunConfig
 from engine.events import EpochEnd, Finished, Progress, RunStatus, Started
-from tuner_tui.store import ResultsStore
-from tuner_tui.training_process import RunRejectedError, TrainingProcessError, run_in_child_process, warm_up
+from tests.datafiles import write_idx_dataset
+from tuner_tui.runs.store import ResultsStore, RunLabels
+from tuner_tui.runs.training_process import RunRejectedError, TrainingProcessError, run_in_child_process, warm_up
 
 TRAIN, TEST = 300, 50
 
@@ -51,7 +51,7 @@ def endless_config(root: Path) -> RunConfig:
 def test_a_run_in_the_child_relays_every_event_and_the_child_records_it(store, data_root):
     events: list = []
 
-    finished = run_in_child_process(small_config(data_root), store.path, events.append, threading.Event(), preset="mine")
+    finished = run_in_child_process(small_config(data_root), store.path, events.append, threading.Event(), labels=RunLabels(preset="mine"))
 
     assert isinstance(events[0], Started) and events[-1] is finished
     assert finished.status is RunStatus.COMPLETED
@@ -122,7 +122,7 @@ def test_a_run_whose_parent_dies_stops_itself_and_is_stored_as_cancelled(tmp_pat
         import os, threading
         from engine.config import RunConfig
         from engine.events import Progress
-        from tuner_tui.training_process import run_in_child_process
+        from tuner_tui.runs.training_process import run_in_child_process
 
         def on_event(event):
             if isinstance(event, Progress):

@@ -1,22 +1,26 @@
 """`tuner-tui`: open the app, or run headless (`--no-ui`), list runs and presets, print the report.
 
 Exit codes: 0 completed; 1 diverged or failed; 2 bad input (one line on stderr, store untouched);
-130 interrupted by Ctrl-C (the run is stored as cancelled).
+128 + the signal's number when stopped by a signal (130 Ctrl-C, 143 SIGTERM, 129 SIGHUP; the run
+is stored as cancelled).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import signal
 import sys
-import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, NoReturn
 
 from rich.console import Console
 
+if TYPE_CHECKING:
+    from engine.config import RunConfig
+    from tuner_tui.runs.store import ResultsStore
+
 EXIT_OK, EXIT_RUN_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
-SUBCOMMANDS = ("runs", "presets", "report")
+MAX_LIMIT = 2**31 - 1
 
 
 class BadInput(Exception):
@@ -24,43 +28,100 @@ class BadInput(Exception):
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # one line, not usage + message
+    def error(self, message: str) -> NoReturn:  # one line, not usage + message
         raise BadInput(message)
 
 
-def _run_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="tuner-tui", description="Tune small networks from a terminal.")
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("tuner-tui")
+    except PackageNotFoundError:
+        return "unknown (not installed)"
+
+
+def _add_global_options(parser: argparse.ArgumentParser, *, default: object) -> None:
+    """Options that mean the same to every command; accepted before or after the command."""
+    group = parser.add_argument_group("global options")
+    group.add_argument("--store", metavar="PATH", default=default, help="results store file (env TUNER_TUI_STORE)")
+    group.add_argument(
+        "--data-root", metavar="DIR", default=default, help="where datasets are looked for (env TUNER_TUI_DATA)"
+    )
+    group.add_argument("--device", default=default, help="auto | cpu | cuda | cuda:N")
+
+
+def _add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--preset", metavar="NAME", help="a preset's name or a path to a preset TOML file")
     parser.add_argument(
         "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
         help="override a config key (dataset, hidden, lr, batch_size, epochs, reg, seed, "
         "conventions, engine, device); repeatable",
     )
-    parser.add_argument("--data-root", metavar="DIR", help="where datasets are looked for (env TUNER_TUI_DATA)")
-    parser.add_argument("--store", metavar="PATH", help="results store file (env TUNER_TUI_STORE)")
-    parser.add_argument("--device", help="auto | cpu | cuda | cuda:N")
     parser.add_argument("--no-ui", action="store_true", help="run headless and exit")
     parser.add_argument("--json", action="store_true", help="with --no-ui: print one JSON object at the end")
+    parser.add_argument("--force", action="store_true", help="start even when the memory estimate does not fit")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number in [1, {MAX_LIMIT}], got {text}") from None
+    if not 1 <= value <= MAX_LIMIT:
+        raise argparse.ArgumentTypeError(f"must be a whole number in [1, {MAX_LIMIT}], got {text}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The whole command line: run options at the top, one subparser per command."""
+    parser = _Parser(
+        prog="tuner-tui",
+        description="Tune small networks from a terminal. Without a command: open the app (or run headless "
+        "with --no-ui).",
+    )
+    parser.add_argument("--version", action="version", version=f"tuner-tui {_version()}")
+    _add_run_options(parser)
+    _add_global_options(parser, default=None)
+    commands = parser.add_subparsers(dest="command", title="commands", metavar="COMMAND")
+
+    def command(name: str, help_text: str) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=help_text, description=help_text)
+        _add_global_options(sub, default=argparse.SUPPRESS)
+        return sub
+
+    runs = command("runs", "list stored runs")
+    runs.add_argument("--json", action="store_true", help="one JSON object per line")
+    runs.add_argument("--limit", type=_positive_int, metavar="N", help="newest N runs")
+    command("presets", "list shipped and user presets")
+    report = command("report", "the lab report's tables from stored runs")
+    report.add_argument(
+        "--format", choices=("markdown", "csv"), default="markdown",
+        help="markdown: the lab's two tables; csv: one table of raw numbers",
+    )
     return parser
 
 
-def _list_parser(command: str) -> argparse.ArgumentParser:
-    parser = _Parser(prog=f"tuner-tui {command}")
-    if command != "presets":
-        parser.add_argument("--store", metavar="PATH", help="results store file (env TUNER_TUI_STORE)")
-    if command == "runs":
-        parser.add_argument("--json", action="store_true", help="one JSON object per line")
-        parser.add_argument("--limit", type=int, metavar="N", help="newest N runs")
-    if command == "report":
-        parser.add_argument("--format", choices=("markdown", "csv"), default="markdown")
-    return parser
+def parse_arguments(argv: Sequence[str]) -> argparse.Namespace:
+    """Parse `argv`; BadInput (one line) for anything argparse refuses or run options given to a command."""
+    args = build_parser().parse_args(argv)
+    if args.command is not None:
+        given = [flag for flag, value in (("--preset", args.preset), ("--set", args.overrides),
+                                          ("--no-ui", args.no_ui), ("--force", args.force)) if value]
+        if given:
+            raise BadInput(f"{given[0]} goes with a run, not with the {args.command} command")
+    elif args.json and not args.no_ui:
+        raise BadInput("--json goes with --no-ui")
+    return args
 
 
-def resolve_config(preset: str | None, overrides: Sequence[str], *, data_root: str | None, device: str | None):
+def resolve_config(
+    preset: str | None, overrides: Sequence[str], *, data_root: str | None, device: str | None
+) -> tuple[RunConfig, str | None]:
     """The run's config and the label it is stored under: a preset (or the defaults), then
     `--set` values, then the flags."""
     from engine.config import ConfigError, RunConfig
-    from tuner_tui.presets import PresetError, load_preset, preset_label
+    from tuner_tui.runs.presets import PresetError, load_preset, preset_label
 
     try:
         loaded = load_preset(preset) if preset else None
@@ -69,7 +130,7 @@ def resolve_config(preset: str | None, overrides: Sequence[str], *, data_root: s
         for item in overrides:
             key, sep, value = item.partition("=")
             if not sep:
-                raise BadInput(f"--set {item!r}: expected KEY=VALUE")
+                raise BadInput(f"--set {item}: expected KEY=VALUE")
             values[key.strip()] = value
         if data_root is not None:
             values["data_root"] = data_root
@@ -81,60 +142,29 @@ def resolve_config(preset: str | None, overrides: Sequence[str], *, data_root: s
         raise BadInput(str(error)) from None
 
 
-def _open_store(path: str | None):
-    from tuner_tui.store import ResultsStore, StoreError
+def open_store(path: str | None, *, create: bool) -> ResultsStore:
+    """The results store for writing (`create`: made if absent) or reading (must exist)."""
+    from tuner_tui.runs.store import ResultsStore, StoreError
 
     try:
-        return ResultsStore(path)
+        return ResultsStore(path) if create else ResultsStore.open_existing(path)
     except StoreError as error:
         raise BadInput(str(error)) from None
 
 
-def _run_headless(args: argparse.Namespace) -> int:
-    from engine.config import ConfigError
-    from engine.datasets import DatasetError
-    from engine.events import RunStatus
-    from engine.runner import prepare_run
-    from tuner_tui.headless import HeadlessReporter, run_table
-    from tuner_tui.session import execute_and_record
+def _run(args: argparse.Namespace) -> int:
+    if args.no_ui:
+        from tuner_tui.headless import run_headless
 
-    config, label = resolve_config(args.preset, args.overrides, data_root=args.data_root, device=args.device)
-    try:
-        prepared = prepare_run(config)
-    except (ConfigError, DatasetError) as error:
-        raise BadInput(str(error)) from None
-    store = _open_store(args.store)
-    stderr = Console(stderr=True)
-    reporter = HeadlessReporter(stderr)
-    cancel = threading.Event()
-    interrupted = threading.Event()
-
-    def on_interrupt(signum, frame) -> None:
-        interrupted.set()
-        cancel.set()
-
-    previous = signal.signal(signal.SIGINT, on_interrupt)
-    try:
-        recorded = execute_and_record(prepared, store, reporter, cancel=cancel, preset=label)
-    finally:
-        reporter.stop()
-        signal.signal(signal.SIGINT, previous)
-    record = store.get_run(recorded.run_id)
-    store.close()
-    if args.json:
-        print(json.dumps(record.to_json()))
-    else:
-        Console().print(run_table(record))
-    if interrupted.is_set():
-        return EXIT_INTERRUPTED
-    return EXIT_OK if recorded.finished.status == RunStatus.COMPLETED else EXIT_RUN_FAILED
+        return run_headless(args)
+    return _run_app(args)
 
 
 def _run_app(args: argparse.Namespace) -> int:
-    from tuner_tui.app import TunerApp
+    from tuner_tui.app.app import TunerApp
 
     config, label = resolve_config(args.preset, args.overrides, data_root=args.data_root, device=args.device)
-    store = _open_store(args.store)
+    store = open_store(args.store, create=True)
     unedited = label if label and not label.endswith("(edited)") else None
     app = TunerApp(store=store, config=config, preset_name=unedited)
     app.run()
@@ -142,69 +172,68 @@ def _run_app(args: argparse.Namespace) -> int:
     return app.return_code or EXIT_OK
 
 
+def _plain_console() -> Console:
+    """stdout: as wide as the terminal, or as wide as the text when piped (never cut at 80)."""
+    console = Console()
+    return console if console.is_terminal else Console(width=100_000)
+
+
 def _list_runs(args: argparse.Namespace) -> int:
     from tuner_tui.headless import runs_table
 
-    if args.limit is not None and args.limit < 1:
-        raise BadInput(f"--limit: must be a whole number ≥ 1, got {args.limit}")
-    with _open_store(args.store) as store:
+    with open_store(args.store, create=False) as store:
         records = store.list_runs(limit=args.limit)
     if args.json:
         for record in records:
             print(json.dumps(record.to_json()))
     else:
-        Console().print(runs_table(records))
+        _plain_console().print(runs_table(records))
     return EXIT_OK
 
 
 def _list_presets(args: argparse.Namespace) -> int:
-    from rich import box
-    from rich.table import Table
+    from tuner_tui.headless import presets_table
+    from tuner_tui.runs.presets import list_presets, preset_errors
 
-    from tuner_tui.presets import list_presets
-
-    table = Table(title="presets", title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
-    table.add_column("name", no_wrap=True)
-    table.add_column("layers", no_wrap=True)
-    for title in ("lr", "batch", "epochs", "λ"):
-        table.add_column(title, justify="right", no_wrap=True)
-    table.add_column("conv.", no_wrap=True)
-    table.add_column("source", overflow="fold")
-    for preset in list_presets():
-        c = preset.config
-        table.add_row(
-            preset.name, c.layers_label, f"{c.lr:g}", str(c.batch_size), str(c.epochs), f"{c.reg:g}",
-            c.conventions, "shipped" if preset.shipped else str(preset.path),
-        )
-    Console().print(table)
+    console = _plain_console()
+    console.print(presets_table(list_presets()))
+    for error in preset_errors():
+        console.print(f"skipped: {error}", markup=False, highlight=False, soft_wrap=True)
     return EXIT_OK
 
 
 def _report(args: argparse.Namespace) -> int:
-    from tuner_tui.lab_table import lab_report
+    from tuner_tui.runs.lab_table import lab_report
 
-    with _open_store(args.store) as store:
+    with open_store(args.store, create=False) as store:
         records = [r for r in reversed(store.list_runs()) if r.status == "completed"]
     sys.stdout.write(lab_report(records, args.format))
     return EXIT_OK
 
 
+COMMANDS: dict[str | None, Callable[[argparse.Namespace], int]] = {
+    None: _run,
+    "runs": _list_runs,
+    "presets": _list_presets,
+    "report": _report,
+}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the `tuner-tui` console script."""
+    """Entry point of the `tuner-tui` console script and `python -m tuner_tui`."""
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
-        if argv and argv[0] in SUBCOMMANDS:
-            command = argv[0]
-            args = _list_parser(command).parse_args(argv[1:])
-            return {"runs": _list_runs, "presets": _list_presets, "report": _report}[command](args)
-        args = _run_parser().parse_args(argv)
-        if args.json and not args.no_ui:
-            raise BadInput("--json goes with --no-ui")
-        return _run_headless(args) if args.no_ui else _run_app(args)
+        args = parse_arguments(argv)
+        return COMMANDS[args.command](args)
     except BadInput as error:
         print(f"tuner-tui: error: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except KeyboardInterrupt:  # Ctrl-C before a run installed its own handler: nothing was stored
+        print("tuner-tui: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+if __name__ == "__main__":  # `python -m tuner_tui.cli`: run the package's copy, so its classes are the ones raised
+    from tuner_tui.cli import main as package_main
+
+    sys.exit(package_main())

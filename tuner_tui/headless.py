@@ -1,18 +1,25 @@
-"""What `--no-ui` shows on stderr while a run goes: a rich progress bar, or plain lines off a terminal."""
+"""`--no-ui`: run one config headless; its progress on stderr (a rich bar, or plain lines off a
+terminal), its result on stdout (the lab's columns, or one JSON object); and the CLI's tables."""
 
 from __future__ import annotations
 
+import argparse
+import json
 import time
+from collections.abc import Sequence
 
 from rich import box
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskID, TextColumn
 from rich.table import Table
+from rich.text import Text
 
-from engine.events import EpochEnd, Event, Finished, Progress as ProgressEvent, Started
-from engine.gpu import format_bytes
-from tuner_tui.lab_table import LAB_COLUMNS, STATUS_COLUMN, format_seconds, rows
-from tuner_tui.store import RunRecord
+from engine.events import EpochEnd, Event, Finished, Started
+from engine.events import Progress as ProgressEvent
+from tuner_tui.formatting import epoch_line, format_seconds, started_lines
+from tuner_tui.runs.lab_table import LAB_COLUMNS, STATUS_COLUMN, rows
+from tuner_tui.runs.presets import Preset
+from tuner_tui.runs.store import RunLabels, RunRecord, UnreadableRun
 
 PLAIN_PROGRESS_INTERVAL_S = 5.0
 
@@ -33,26 +40,15 @@ class HeadlessReporter:
         elif isinstance(event, ProgressEvent):
             self._progress(event)
         elif isinstance(event, EpochEnd):
-            self._print(
-                f"epoch {event.epoch}: train loss {event.train_loss:.4f}, train acc "
-                f"{event.train_accuracy:.2f} %, test acc {event.test_accuracy:.2f} % "
-                f"({format_seconds(event.seconds)})"
-            )
+            self._print(epoch_line(event))
         elif isinstance(event, Finished):
             self.stop()
             self._print(f"{event.status.value}: {event.message}")
 
     def _started(self, event: Started) -> None:
         estimate = event.time_estimate
-        self._print(
-            f"{event.config.layers_label} on {event.device_name}; {event.params:,} parameters; "
-            f"data {event.data_source}"
-        )
-        self._print(
-            f"estimates: memory {format_bytes(event.memory_estimate.total)}, training time "
-            f"{format_seconds(estimate.train_seconds)} ({estimate.steps_per_epoch} steps/epoch at "
-            f"{estimate.seconds_per_step * 1e3:.3f} ms/step)"
-        )
+        for line in started_lines(event):
+            self._print(line)
         if self.live:
             self._bar = Progress(
                 TextColumn("epoch {task.fields[epoch]}"),
@@ -90,7 +86,7 @@ class HeadlessReporter:
 
     def _print(self, text: str) -> None:
         target = self._bar.console if self._bar is not None else self.console
-        target.print(text, highlight=False, markup=False, soft_wrap=True)
+        target.print(printable(text), highlight=False, markup=False, soft_wrap=True)
 
     def stop(self) -> None:
         if self._bar is not None:
@@ -98,7 +94,17 @@ class HeadlessReporter:
             self._bar = None
 
 
-def runs_table(records: list[RunRecord]) -> Table:
+def _plain(value: object) -> Text:
+    """Store and user text as it is: never parsed as markup, control characters shown, not sent."""
+    return Text(printable(str(value)))
+
+
+def printable(text: str) -> str:
+    """`text` with control characters (escape sequences among them) replaced by `�`."""
+    return "".join(char if char.isprintable() or char == " " else "\ufffd" for char in text)
+
+
+def runs_table(records: Sequence[RunRecord], unreadable: Sequence[UnreadableRun] = ()) -> Table:
     """A line per run with the columns that fit a terminal (`runs --json` has them all)."""
     by_title = {c.title: c for c in (STATUS_COLUMN, *LAB_COLUMNS)}
     shown = {"status": "status", "layers": "layers", "lr": "lr", "batch": "batch", "epochs": "ep",
@@ -108,16 +114,83 @@ def runs_table(records: list[RunRecord]) -> Table:
     table.add_column("run", overflow="fold", min_width=12)
     for title, header in shown.items():
         table.add_column(header, justify="right" if by_title[title].numeric else "left", no_wrap=True)
-    for record, row in zip(records, rows(records, [by_title[t] for t in shown])):
-        table.add_row(str(record.id), record.preset or "", *row)
+    for record, row in zip(records, rows(records, [by_title[t] for t in shown]), strict=True):
+        if record.at_chance:
+            row[0] += " (at chance)"
+        table.add_row(_plain(record.id), _plain(record.label if record.preset or record.sweep else ""),
+                      *(_plain(cell) for cell in row))
+    for bad in unreadable:
+        table.add_row(_plain(bad.id), _plain(f"unreadable: {bad.reason}"), _plain(bad.status))
     return table
 
 
 def run_table(record: RunRecord) -> Table:
     """One run's lab columns, one per line (fits an 80-column terminal)."""
-    table = Table(title=f"run {record.id}: {record.status}", title_justify="left", show_header=False)
+    status = record.status + (" (test accuracy at chance)" if record.at_chance else "")
+    title = f"run {record.id}: {status}" if record.id else f"run (not stored): {status}"
+    table = Table(title=_plain(title), title_justify="left", show_header=False)
     table.add_column("column", style="bold")
     table.add_column("value", justify="right")
-    for column in (*LAB_COLUMNS[1:],):
-        table.add_row(column.title, column.cell(record))
+    for column in LAB_COLUMNS[1:]:
+        table.add_row(column.title, _plain(column.cell(record)))
     return table
+
+
+def presets_table(presets: Sequence[Preset]) -> Table:
+    """The presets with what they train; user presets show their file."""
+    table = Table(title="presets", title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
+    table.add_column("name", no_wrap=True)
+    table.add_column("layers", no_wrap=True)
+    for title in ("lr", "batch", "epochs", "λ"):
+        table.add_column(title, justify="right", no_wrap=True)
+    table.add_column("conv.", no_wrap=True)
+    table.add_column("source", overflow="fold")
+    for preset in presets:
+        c = preset.config
+        table.add_row(
+            _plain(preset.name), c.layers_label, f"{c.lr:g}", str(c.batch_size), str(c.epochs), f"{c.reg:g}",
+            c.conventions, _plain("shipped" if preset.shipped else preset.path),
+        )
+    return table
+
+
+def run_headless(args: argparse.Namespace) -> int:
+    """`tuner-tui --no-ui`: run the config, record it, print its result; the CLI's exit code."""
+    from engine.capacity import WontFitError
+    from engine.config import ConfigError
+    from engine.datasets import DatasetError
+    from engine.events import RunStatus
+    from engine.runner import prepare_run
+    from tuner_tui.cli import EXIT_OK, EXIT_RUN_FAILED, BadInput, open_store, resolve_config
+    from tuner_tui.runs.session import execute_and_record
+    from tuner_tui.runs.stop_signals import StopSignals
+
+    config, label = resolve_config(args.preset, args.overrides, data_root=args.data_root, device=args.device)
+    with StopSignals() as stop:
+        try:
+            prepared = prepare_run(config, force=args.force)
+        except WontFitError as error:
+            raise BadInput(f"{error}; use --force to try anyway") from None
+        except (ConfigError, DatasetError) as error:
+            raise BadInput(str(error)) from None
+        with open_store(args.store, create=True) as store:
+            reporter = HeadlessReporter(Console(stderr=True))
+            try:
+                recorded = execute_and_record(
+                    prepared, store, reporter, cancel=stop.cancel, labels=RunLabels(preset=label)
+                )
+            finally:
+                reporter.stop()
+            record = store.get_run(recorded.run_id) if recorded.run_id is not None else recorded.unsaved
+    assert record is not None
+    if args.json:
+        print(json.dumps(record.to_json()))
+    else:
+        Console().print(run_table(record))
+    if recorded.store_error is not None:
+        Console(stderr=True).print(_plain(f"tuner-tui: error: the run was not stored: {recorded.store_error}"))
+        return EXIT_RUN_FAILED
+    signalled = stop.exit_code()
+    if signalled is not None:
+        return signalled
+    return EXIT_OK if recorded.finished.status == RunStatus.COMPLETED else EXIT_RUN_FAILED

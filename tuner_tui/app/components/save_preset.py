@@ -9,6 +9,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label
 
 from engine.config import RunConfig
+from tuner_tui.formatting import config_brief
 
 
 class SavePresetScreen(ModalScreen[str | None]):
@@ -25,8 +26,7 @@ class SavePresetScreen(ModalScreen[str | None]):
     def compose(self) -> ComposeResult:
         with Vertical(id="save-dialog", classes="dialog"):
             yield Label("Save the form's config as a preset", classes="dialog-title")
-            yield Label(f"{self.config.dataset} {self.config.layers_label} · lr {self.config.lr:g} · "
-                        f"batch {self.config.batch_size} · {self.config.epochs} epochs · λ {self.config.reg:g}")
+            yield Label(config_brief(self.config), classes="dialog-text")
             yield Input(self.suggestion, placeholder="name (letters, digits, _ and -)", id="preset-name")
             yield Label("", id="save-error", classes="form-error")
             with Horizontal(classes="dialog-buttons"):
@@ -50,14 +50,14 @@ class SavePresetScreen(ModalScreen[str | None]):
         self.dismiss(None)
 
     def _save(self) -> None:
-        from tuner_tui.presets import PresetError, save_preset, user_presets_dir
+        from tuner_tui.runs.presets import PresetError, PresetExistsError, save_preset
 
         name = self.query_one("#preset-name", Input).value.strip()
         overwrite = name == self._confirm_overwrite
         try:
             save_preset(name, self.config, overwrite=overwrite)
         except PresetError as error:
-            exists = (user_presets_dir() / f"{name}.toml").exists() and error.key is None and "exists" in str(error)
+            exists = isinstance(error, PresetExistsError)
             self._confirm_overwrite = name if exists else None
             message = f"⚠ user preset {name} exists: Save again to overwrite it" if exists else f"⚠ {error}"
             label = self.query_one("#save-error", Label)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from textual.widgets import RichLog
 
-from tuner_tui.draw_pacer import DrawPacer
+from tuner_tui.app.draw_pacer import DrawPacer
 
 # Each write to a log costs a layout pass of the whole screen (its scrollable height changes),
 # several times the cost of any other frame. A fast CPU run ends a few epochs a second: their

@@ -14,15 +14,19 @@ import re
 import tempfile
 import tomllib
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import platformdirs
 
 from engine.config import ConfigError, RunConfig
+from tuner_tui.formatting import config_summary
 
-SHIPPED_PRESETS_DIR: Path = Path(__file__).resolve().parent.parent / "presets"
+# The shipped presets are package data (`tuner_tui.presets`: the repository's presets/ folder).
+SHIPPED_PRESETS_DIR: Path = Path(str(resources.files("tuner_tui.presets")))
 CONFIG_DIR_ENV_VAR = "TUNER_TUI_CONFIG_DIR"
+MAX_TOML_BYTES = 1024 * 1024  # a preset or sweep spec is a few hundred bytes; /dev/zero is not
 
 _NAME_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _TOML_ESCAPES = {
@@ -42,6 +46,10 @@ class PresetError(ValueError):
     def _message(self) -> str:
         where = f"{self.source}: {self.key}" if self.key else self.source
         return f"{where}: {self.reason}"
+
+
+class PresetExistsError(PresetError):
+    """A user preset of this name exists and `overwrite` was not asked for."""
 
 
 class UnknownPresetError(PresetError):
@@ -66,11 +74,15 @@ class Preset:
     shipped: bool
 
 
-def user_presets_dir() -> Path:
-    """`$TUNER_TUI_CONFIG_DIR/presets` if that is set, else `presets` in the per-user config folder."""
+def user_config_dir() -> Path:
+    """`$TUNER_TUI_CONFIG_DIR` if that is set, else the per-user config folder."""
     override = os.environ.get(CONFIG_DIR_ENV_VAR)
-    base = Path(override).expanduser() if override else Path(platformdirs.user_config_dir("tuner-tui"))
-    return base / "presets"
+    return Path(override).expanduser() if override else Path(platformdirs.user_config_dir("tuner-tui"))
+
+
+def user_presets_dir() -> Path:
+    """`presets` in the user config folder."""
+    return user_config_dir() / "presets"
 
 
 def list_presets() -> list[Preset]:
@@ -79,13 +91,18 @@ def list_presets() -> list[Preset]:
 
 
 def preset_errors() -> list[PresetError]:
-    """The errors of the preset files that `list_presets` skipped."""
+    """Why each user or shipped preset file that `list_presets` skips is skipped (broken or shadowed)."""
     return _scan()[1]
+
+
+def is_path_argument(name_or_path: str) -> bool:
+    """Whether a preset or spec argument names a file (ends in `.toml` or holds a `/`)."""
+    return name_or_path.endswith(".toml") or "/" in name_or_path or os.sep in name_or_path
 
 
 def load_preset(name_or_path: str) -> Preset:
     """A preset by name, or by path when the argument ends in `.toml` or contains a `/`."""
-    if name_or_path.endswith(".toml") or "/" in name_or_path or os.sep in name_or_path:
+    if is_path_argument(name_or_path):
         path = Path(name_or_path).expanduser()
         return _read(path, shipped=path.resolve().parent == SHIPPED_PRESETS_DIR)
     files = _preset_files()
@@ -96,19 +113,26 @@ def load_preset(name_or_path: str) -> Preset:
 
 
 def save_preset(name: str, config: RunConfig, *, overwrite: bool = False) -> Path:
-    """Write `config` as the user preset `name` (atomically) and return the file's path."""
+    """Write `config` as the user preset `name` (atomically) and return the file's path.
+
+    PresetExistsError when the user preset exists and `overwrite` is false.
+    """
     if not _NAME_PATTERN.fullmatch(name):
         raise PresetError(f"preset {name!r}", "a name is 1 to 64 letters, digits, _ or -")
     if (SHIPPED_PRESETS_DIR / f"{name}.toml").exists():
         raise PresetError(f"preset {name!r}", "a shipped preset has this name; choose another")
-    directory = user_presets_dir()
-    target = directory / f"{name}.toml"
+    target = user_presets_dir() / f"{name}.toml"
     if target.exists() and not overwrite:
-        raise PresetError(target, "already exists; choose another name or overwrite it")
-    text = f"# {name}: {_summary(config)}\n{preset_to_toml(config)}"
+        raise PresetExistsError(target, "already exists; choose another name or overwrite it")
+    write_text_atomically(target, f"# {name}: {config_summary(config)}\n{preset_to_toml(config)}")
+    return target
+
+
+def write_text_atomically(target: Path, text: str) -> None:
+    """Write `text` to `target` through a temporary file in its folder; PresetError on failure."""
     try:
-        directory.mkdir(parents=True, exist_ok=True)
-        fd, temp = tempfile.mkstemp(dir=directory, prefix=f".{name}.", suffix=".tmp")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, temp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.stem}.", suffix=".tmp")
         try:
             with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as file:
                 file.write(text)
@@ -118,17 +142,29 @@ def save_preset(name: str, config: RunConfig, *, overwrite: bool = False) -> Pat
             raise
     except OSError as error:
         raise PresetError(target, f"cannot write: {error.strerror or error}") from None
-    return target
 
 
 def preset_to_toml(config: RunConfig) -> str:
     """The config as flat TOML, one `key = value` line per field (`data_root` only when set)."""
-    lines = [
-        f"{key} = {_toml_value(value)}"
-        for key, value in config.to_dict().items()
-        if value is not None
-    ]
+    lines = [f"{key} = {toml_value(value)}" for key, value in config.to_dict().items() if value is not None]
     return "\n".join(lines) + "\n"
+
+
+def read_toml(path: Path) -> dict[str, Any]:
+    """A TOML file's table, read through at most MAX_TOML_BYTES; PresetError (one line) if unusable."""
+    try:
+        with path.open("rb") as file:
+            raw = file.read(MAX_TOML_BYTES + 1)
+    except OSError as error:
+        raise PresetError(path, f"cannot read: {error.strerror or error}") from None
+    if len(raw) > MAX_TOML_BYTES:
+        raise PresetError(path, f"larger than {MAX_TOML_BYTES // 1024} KiB; not a preset file")
+    try:
+        return tomllib.loads(raw.decode("utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
+        raise PresetError(path, f"not valid TOML: {error}") from None
+    except RecursionError:
+        raise PresetError(path, "not valid TOML: nested too deeply") from None
 
 
 def _scan() -> tuple[list[Preset], list[PresetError]]:
@@ -141,6 +177,10 @@ def _scan() -> tuple[list[Preset], list[PresetError]]:
             presets.append(_read(path, shipped))
         except PresetError as error:
             errors.append(error)
+    shipped_names = {path.stem for path in _toml_files(SHIPPED_PRESETS_DIR)}
+    for path in _toml_files(user_presets_dir()):
+        if path.stem in shipped_names:
+            errors.append(PresetError(path, "hidden by the shipped preset of the same name; rename the file"))
     return presets, errors
 
 
@@ -158,13 +198,7 @@ def _toml_files(directory: Path) -> list[Path]:
 
 
 def _read(path: Path, shipped: bool) -> Preset:
-    try:
-        with path.open("rb") as file:
-            data = tomllib.load(file)
-    except OSError as error:
-        raise PresetError(path, f"cannot read: {error.strerror or error}") from None
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
-        raise PresetError(path, f"not valid TOML: {error}") from None
+    data = read_toml(path)
     try:
         config = RunConfig.from_mapping(data)
     except ConfigError as error:
@@ -177,20 +211,16 @@ def _natural_key(name: str) -> list[Any]:
     return [int(part) if index % 2 else part.casefold() for index, part in enumerate(parts)]
 
 
-def _summary(config: RunConfig) -> str:
-    return (
-        f"{config.dataset} {config.layers_label}, lr {config.lr:g}, batch {config.batch_size}, "
-        f"{config.epochs} epochs, λ {config.reg:g}, {config.conventions} conventions"
-    )
-
-
-def _toml_value(value: Any) -> str:
+def toml_value(value: Any) -> str:
+    """A TOML literal for a str, bool, int, float or list of them."""
     if isinstance(value, str):
         return '"' + "".join(_toml_char(char) for char in value) + '"'
+    if isinstance(value, bool):
+        return "true" if value else "false"
     if isinstance(value, float):
         return repr(value)
-    if isinstance(value, list):
-        return "[" + ", ".join(_toml_value(item) for item in value) + "]"
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(toml_value(item) for item in value) + "]"
     return str(value)
 
 
@@ -204,10 +234,13 @@ def _toml_char(char: str) -> str:
 
 def preset_label(name: str | None, preset_config: RunConfig | None, config: RunConfig) -> str | None:
     """The name a run is stored under: the preset's, marked when the config was edited away from
-    it (the data root and device do not count: they say where, not what)."""
+    it. The data root and the device do not count: they say where a run trains, not what."""
     if name is None or preset_config is None:
         return None
+    return name if not is_edited(preset_config, config) else f"{name} (edited)"
+
+
+def is_edited(preset_config: RunConfig, config: RunConfig) -> bool:
+    """Whether `config` differs from the preset's in anything but where it runs."""
     where = {"data_root": None, "device": "auto"}
-    if dataclasses.replace(config, **where) == dataclasses.replace(preset_config, **where):
-        return name
-    return f"{name} (edited)"
+    return dataclasses.replace(config, **where) != dataclasses.replace(preset_config, **where)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 
 from textual.app import ComposeResult
@@ -11,8 +10,9 @@ from textual.message import Message
 from textual.validation import ValidationResult, Validator
 from textual.widgets import Input, Label, Select
 
-from engine.config import CONVENTIONS, ENGINES, ConfigError, RunConfig
+from engine.config import CONVENTIONS, ENGINES, ConfigError, RunConfig, check_batch_size
 from engine.dataset_specs import DATASET_SPECS
+from tuner_tui.runs.presets import is_edited
 
 INPUT_FIELDS: dict[str, str] = {
     "hidden": "hidden",
@@ -144,15 +144,12 @@ class ConfigForm(Vertical):
         if not errors:
             try:
                 config = RunConfig.from_mapping(values, base=self._initial)
-                train_size = DATASET_SPECS[config.dataset].train_size
-                if config.batch_size > train_size:
-                    raise ConfigError("batch_size", f"must be in [1, {train_size}] for {config.dataset}")
+                spec = DATASET_SPECS[config.dataset]
+                check_batch_size(config.batch_size, spec.train_size, spec.title)
             except ConfigError as error:
                 errors[error.field] = error.reason
                 config = None
-        edited = self.preset_config is not None and (
-            config is None or dataclasses.replace(config, data_root=None) != dataclasses.replace(self.preset_config, data_root=None)
-        )
+        edited = self.preset_config is not None and (config is None or is_edited(self.preset_config, config))
         return FormState(config, errors, edited)
 
     def load(self, config: RunConfig, preset_name: str | None = None) -> None:

@@ -1,6 +1,6 @@
 """Training in a child process, so that the app's drawing and the training loop share no GIL.
 
-The child (`python -m tuner_tui.training_process`) runs the same path as `--no-ui`
+The child (`python -m tuner_tui.runs.training_process`) runs the same path as `--no-ui`
 (`run_recorded`, writing the same store itself) and sends every event back, pickled, on its
 stdout; the parent relays them and forwards a stop request on the child's stdin. A child is
 started ahead of time as a standby that has already imported torch (`warm_up()`, and again after
@@ -20,15 +20,34 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Protocol
 
 from engine.config import RunConfig
 from engine.events import Event, Finished
+from tuner_tui.runs.store import ResultsStore, RunLabels
 
 CANCEL = "cancel"
 READY = "ready"
 CANCEL_POLL_S = 0.05
-PACKAGE_ROOT = Path(__file__).resolve().parents[1]
+
+
+class TrainingRunner(Protocol):
+    """How the app runs a config: in a child process (`training_process`), or a scripted fake in tests.
+
+    Calls `on_event` for every event after the store has seen it; raises RunRejectedError for bad
+    input found while preparing. It may have a `warm_up()`, called off the UI thread.
+    """
+
+    def __call__(
+        self,
+        config: RunConfig,
+        store: ResultsStore,
+        on_event: Callable[[Event], None],
+        cancel: threading.Event,
+        *,
+        labels: RunLabels | None = None,
+        force: bool = False,
+    ) -> object: ...
 
 
 class RunRejectedError(Exception):
@@ -48,7 +67,8 @@ class _Rejected:
 class _Job:
     config: RunConfig
     store_path: str
-    preset: str | None
+    labels: RunLabels
+    force: bool
     environ: dict[str, str]
     cwd: str
 
@@ -58,11 +78,11 @@ class _Child:
 
     def __init__(self) -> None:
         self.output = tempfile.TemporaryFile()
-        environ = dict(os.environ)
-        environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PACKAGE_ROOT), environ.get("PYTHONPATH")]))
+        # -P: the child's import path holds the installed packages only, never the directory the app
+        # was started in (a stray platformdirs.py there must not run).
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "tuner_tui.training_process"],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.output, env=environ,
+            [sys.executable, "-P", "-m", "tuner_tui.runs.training_process"],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.output,
         )
         self._ready = False
 
@@ -158,7 +178,8 @@ def run_in_child_process(
     on_event: Callable[[Event], None],
     cancel: threading.Event,
     *,
-    preset: str | None = None,
+    labels: RunLabels | None = None,
+    force: bool = False,
 ) -> Finished:
     """Run `config` in a child process that records it in the store at `store_path`.
 
@@ -170,7 +191,7 @@ def run_in_child_process(
     done = threading.Event()
     try:
         child.wait_ready()
-        child.send(_Job(config, str(store_path), preset, dict(os.environ), os.getcwd()))
+        child.send(_Job(config, str(store_path), labels or RunLabels(), force, dict(os.environ), os.getcwd()))
         threading.Thread(target=_forward_cancel, args=(child, cancel, done), daemon=True).start()
         while True:
             message = child.receive()
@@ -201,7 +222,7 @@ def _forward_cancel(child: _Child, cancel: threading.Event, done: threading.Even
 
 
 def _mark_interrupted(store_path: Path) -> None:
-    from tuner_tui.store import ResultsStore
+    from tuner_tui.runs.store import ResultsStore
 
     ResultsStore(store_path).close()  # opening a store marks the rows of dead processes interrupted
 
@@ -234,8 +255,8 @@ def child_main() -> int:
         if hasattr(signal, name):
             signal.signal(getattr(signal, name), signal.SIG_IGN)
 
-    from tuner_tui.session import run_recorded
-    from tuner_tui.store import ResultsStore
+    from tuner_tui.runs.session import run_recorded
+    from tuner_tui.runs.store import ResultsStore
 
     _send(events, READY)
     try:
@@ -256,8 +277,8 @@ def child_main() -> int:
 
     try:
         with ResultsStore(job.store_path) as store:
-            run_recorded(job.config, store, report, cancel=cancel, preset=job.preset)
-    except Exception as error:  # noqa: BLE001 - bad input found while preparing: one line to the parent
+            run_recorded(job.config, store, report, cancel=cancel, labels=job.labels, force=job.force)
+    except Exception as error:
         try:
             _send(events, _Rejected(str(error)))
         except OSError:
@@ -267,6 +288,6 @@ def child_main() -> int:
 
 if __name__ == "__main__":
     # Run the package's copy of this module, so what the child pickles names `tuner_tui.…`, not `__main__`.
-    from tuner_tui.training_process import child_main as package_child_main
+    from tuner_tui.runs.training_process import child_main as package_child_main
 
     raise SystemExit(package_child_main())

@@ -40,21 +40,3 @@ class SystemInfo:
         self.device_names["cpu"] = device_name(torch.device("cpu"))
         if torch.cuda.is_available():
             self.device_names["cuda"] = device_name(torch.device("cuda", torch.cuda.current_device()))
-
-
-class FixedSystemInfo(SystemInfo):
-    """Fixed answers, for snapshot tests and demos."""
-
-    def __init__(self, gpu_probe: GpuProbe, *, free: int | None, device_names: dict[str, str] | None = None) -> None:
-        super().__init__(gpu_probe)
-        self._free = free
-        self.device_names = dict(device_names or {})
-
-    def free_bytes(self, device_type: str) -> int | None:
-        return self._free
-
-    def context_bytes(self, device_type: str) -> int | None:
-        return None
-
-    def load_device_names(self) -> None:
-        return None

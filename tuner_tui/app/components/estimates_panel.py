@@ -11,9 +11,8 @@ from textual.widgets import Static
 from engine.architecture import count_parameters
 from engine.config import RunConfig
 from engine.dataset_specs import DATASET_SPECS
-from engine.gpu import format_bytes
 from engine.memory_model import estimate_memory
-from tuner_tui.lab_table import format_seconds
+from tuner_tui.formatting import format_bytes, format_seconds
 
 SHORT_PART_NAMES = {
     "dataset": "data",

@@ -8,7 +8,7 @@ from textual.widgets import Label, ProgressBar, Sparkline
 
 from engine.events import EpochEnd, Finished, Progress, Started
 from engine.gpu import GpuSnapshot
-from tuner_tui.lab_table import format_seconds
+from tuner_tui.formatting import format_seconds, gpu_memory_text
 
 LOSS_POINTS = 240  # the loss sparkline keeps the most recent reports
 
@@ -21,7 +21,7 @@ class LiveView(Vertical):
     """Updated from run events on the UI thread; `reset()` before a new run.
 
     Reports and epoch ends are recorded with `add_progress` and `add_epoch` and drawn by `draw()`,
-    so that the caller decides how often the screen changes (see `tuner_tui.draw_pacer`).
+    so that the caller decides how often the screen changes (see `tuner_tui.app.draw_pacer`).
     """
 
     gpu_text = ""  # the GPU line on screen
@@ -122,7 +122,7 @@ class LiveView(Vertical):
         status.update(summary)
 
     def show_gpu(self, snapshot: GpuSnapshot) -> None:
-        text = f"GPU {snapshot.format_memory()}"
+        text = f"GPU {gpu_memory_text(snapshot)}"
         if text != self.gpu_text:  # an unchanged figure (or "n/a") costs no frame
             self.gpu_text = text
             self.query_one("#gpu-memory", Label).update(text)  # two lines in the compact layout

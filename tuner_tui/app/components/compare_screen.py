@@ -10,10 +10,10 @@ from textual.screen import Screen
 from textual.widgets import Footer, Header, Static
 
 from engine.config import FIELD_NAMES
-from tuner_tui.components.config_form import format_field
-from tuner_tui.components.runs_screen import RunCurves, run_summary
-from tuner_tui.lab_table import LAB_COLUMNS
-from tuner_tui.store import RunRecord
+from tuner_tui.app.components.config_form import format_field
+from tuner_tui.app.components.runs_screen import RunCurves, run_summary
+from tuner_tui.runs.lab_table import LAB_COLUMNS
+from tuner_tui.runs.store import RunRecord
 
 
 def comparison_table(left: RunRecord, right: RunRecord) -> Table:

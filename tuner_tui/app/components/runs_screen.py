@@ -12,22 +12,13 @@ from textual.widgets import DataTable, Footer, Header, Label, Sparkline, Static
 
 from engine.config import DATASETS
 from engine.events import RunStatus
-from tuner_tui.lab_table import LAB_COLUMNS, STATUS_COLUMN, Column, format_seconds
-from tuner_tui.store import RunRecord
+from tuner_tui.formatting import config_summary, format_seconds
+from tuner_tui.runs.lab_table import LAB_COLUMNS, STATUS_COLUMN, Column
+from tuner_tui.runs.store import RunRecord
 
 DATASET_COLUMN = Column("dataset", lambda r: r.config.dataset, lambda r: r.config.dataset, numeric=False)
 TABLE_COLUMNS: tuple[Column, ...] = (STATUS_COLUMN, DATASET_COLUMN, *LAB_COLUMNS)
 MARK = "●"
-
-
-def config_summary(record: RunRecord) -> str:
-    """The config as one line of prose that wraps at any width."""
-    c = record.config
-    return (
-        f"{c.dataset} {c.layers_label} · lr {c.lr:g} · batch {c.batch_size} · {c.epochs} "
-        f"epoch{'s' if c.epochs != 1 else ''} · λ {c.reg:g} · seed {c.seed} · {c.conventions} · "
-        f"{c.engine} · device {c.device}"
-    )
 
 
 def run_summary(record: RunRecord) -> str:
@@ -165,7 +156,7 @@ class RunsScreen(Screen):
             config.update("no runs stored yet — start one with F5 on the tuning screen")
             return
         timing = f"training {format_seconds(record.train_time_s)} (estimated {format_seconds(record.estimated_time_s)})"
-        config.update(f"{run_summary(record)}\n{timing}\n{config_summary(record)}")
+        config.update(f"{run_summary(record)}\n{timing}\n{config_summary(record.config)}")
 
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
         if event.row_key.value is not None:
@@ -206,7 +197,7 @@ class RunsScreen(Screen):
         self._update_status()
 
     def action_compare(self) -> None:
-        from tuner_tui.components.compare_screen import CompareScreen
+        from tuner_tui.app.components.compare_screen import CompareScreen
 
         records = [self.record_by_id(i) for i in self.marked]
         if len(records) != 2 or None in records:

@@ -8,10 +8,10 @@ from textual.screen import Screen
 from textual.widgets import Button, Footer, Header
 
 from engine.config import RunConfig
-from tuner_tui.components.config_form import ConfigForm, FormState
-from tuner_tui.components.estimates_panel import EstimatesPanel
-from tuner_tui.components.live_view import LiveView
-from tuner_tui.components.run_log import RunLog
+from tuner_tui.app.components.config_form import ConfigForm, FormState
+from tuner_tui.app.components.estimates_panel import EstimatesPanel
+from tuner_tui.app.components.live_view import LiveView
+from tuner_tui.app.components.run_log import RunLog
 
 
 class TuningScreen(Screen):

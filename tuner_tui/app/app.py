@@ -1,6 +1,6 @@
 """The Textual app: edit a config, run it in a background worker, watch it live, browse past runs.
 
-Training goes through the same path as `--no-ui` (`tuner_tui.session.run_recorded`) in a child
+Training goes through the same path as `--no-ui` (`tuner_tui.runs.session.run_recorded`) in a child
 process, driven by a thread worker that relays its events with `post_message`: drawing and the
 training loop never wait on one GIL. The events are drawn at most four times a second and the
 log written at most once a second, since every frame costs CPU that a CPU run would rather have.
@@ -21,26 +21,23 @@ from textual.worker import Worker, WorkerState
 
 from engine.config import RunConfig
 from engine.events import EpochEnd, Event, Finished, Progress, RunStatus, Started
-from engine.gpu import GpuProbe, NvmlGpuProbe, format_bytes
-from tuner_tui.commands import PresetCommands
-from tuner_tui.components.config_form import ConfigForm
-from tuner_tui.components.confirm import ConfirmScreen
-from tuner_tui.components.estimates_panel import DeviceContext
-from tuner_tui.components.runs_screen import RunsScreen
-from tuner_tui.components.save_preset import SavePresetScreen
-from tuner_tui.components.tuning_screen import TuningScreen
-from tuner_tui.draw_pacer import DrawPacer
-from tuner_tui.lab_table import format_seconds
-from tuner_tui.messages import RunEventMessage, RunRejected
-from tuner_tui.store import ResultsStore
-from tuner_tui.system_info import SystemInfo
-from tuner_tui.training_process import RunRejectedError, run_in_child_process
-from tuner_tui.training_process import warm_up as warm_up_training_process
+from engine.gpu import GpuProbe, NvmlGpuProbe
+from tuner_tui.app.commands import PresetCommands
+from tuner_tui.app.components.config_form import ConfigForm
+from tuner_tui.app.components.confirm import ConfirmScreen
+from tuner_tui.app.components.estimates_panel import DeviceContext
+from tuner_tui.app.components.runs_screen import RunsScreen
+from tuner_tui.app.components.save_preset import SavePresetScreen
+from tuner_tui.app.components.tuning_screen import TuningScreen
+from tuner_tui.app.draw_pacer import DrawPacer
+from tuner_tui.app.messages import RunEventMessage, RunRejected
+from tuner_tui.formatting import config_summary, epoch_line, started_lines
+from tuner_tui.runs.presets import preset_label
+from tuner_tui.runs.store import ResultsStore, RunLabels
+from tuner_tui.runs.system_info import SystemInfo
+from tuner_tui.runs.training_process import RunRejectedError, TrainingRunner, run_in_child_process
+from tuner_tui.runs.training_process import warm_up as warm_up_training_process
 
-# (config, store, on_event, cancel, preset=label) -> anything; calls on_event on the worker thread
-# and raises RunRejectedError for bad input found while preparing. It may have a `warm_up()`,
-# which the app calls off the UI thread once the first screen is drawn.
-TrainingRunner = Callable[..., object]
 GPU_REFRESH_S = 1.0
 # Progress arrives ten times a second and a CPU run may end several epochs a second; the screen
 # shows them at most four times a second (each frame costs CPU that training would rather have).
@@ -50,7 +47,7 @@ WARM_UP_DELAY_S = 0.5
 
 
 class ChildProcessRunner:
-    """The app's runner: the `--no-ui` path in a child process (see `tuner_tui.training_process`)."""
+    """The app's runner: the `--no-ui` path in a child process (see `tuner_tui.runs.training_process`)."""
 
     def __call__(
         self,
@@ -59,9 +56,10 @@ class ChildProcessRunner:
         on_event: Callable[[Event], None],
         cancel: threading.Event,
         *,
-        preset: str | None = None,
+        labels: RunLabels | None = None,
+        force: bool = False,
     ) -> object:
-        return run_in_child_process(config, store.path, on_event, cancel, preset=preset)
+        return run_in_child_process(config, store.path, on_event, cancel, labels=labels, force=force)
 
     def warm_up(self) -> None:
         warm_up_training_process()
@@ -116,7 +114,7 @@ class TunerApp(App):
         return Path(preset).stem if preset.endswith(".toml") else preset
 
     async def on_mount(self) -> None:
-        from tuner_tui.presets import list_presets
+        from tuner_tui.runs.presets import list_presets
 
         names = [p.name for p in list_presets()]
         self.tuning = TuningScreen(self.initial_config, names, self.initial_preset)
@@ -164,7 +162,7 @@ class TunerApp(App):
         self.tuning.live.show_gpu(self.gpu_probe.snapshot())
 
     def load_preset(self, name: str) -> None:
-        from tuner_tui.presets import PresetError, load_preset
+        from tuner_tui.runs.presets import PresetError, load_preset
 
         try:
             preset = load_preset(name)
@@ -190,10 +188,10 @@ class TunerApp(App):
         self.cancel_event = threading.Event()
         self.tuning.set_running(True)
         self.tuning.live.show_preparing(state.config.layers_label)
-        self.tuning.log_view.add_line(f"start: {describe(state.config)}", now=True)
+        self.tuning.log_view.add_line(f"start: {config_summary(state.config)}", now=True)
         form = self.tuning.form
-        label = form.preset_name and (f"{form.preset_name} (edited)" if state.edited else form.preset_name)
-        self._train(state.config, self.cancel_event, label)
+        label = preset_label(form.preset_name, form.preset_config, state.config)
+        self._train(state.config, self.cancel_event, RunLabels(preset=label))
 
     def action_stop(self) -> None:
         if self.running and not self.cancel_event.is_set():
@@ -201,11 +199,11 @@ class TunerApp(App):
             self.tuning.log_view.add_line("stopping…", now=True)
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="training")
-    def _train(self, config: RunConfig, cancel: threading.Event, preset: str | None) -> None:
+    def _train(self, config: RunConfig, cancel: threading.Event, labels: RunLabels) -> None:
         try:
             self.runner(
                 config, self.store, lambda event: self.post_message(RunEventMessage(event)), cancel,
-                preset=preset,
+                labels=labels,
             )
         except RunRejectedError as error:  # anything else fails the worker: logged as "failed"
             self.post_message(RunRejected(str(error)))
@@ -223,21 +221,12 @@ class TunerApp(App):
         for event in events:
             if isinstance(event, Started):
                 live.show_started(event)
-                estimate = event.time_estimate
-                log.add_line(
-                    f"{event.device_name} · {event.params:,} parameters · data {event.data_source}\n"
-                    f"estimated memory {format_bytes(event.memory_estimate.total)} · time "
-                    f"{format_seconds(estimate.train_seconds)} ({estimate.seconds_per_step * 1e3:.3f} ms/step)",
-                    now=True,
-                )
+                log.add_line("\n".join(started_lines(event)), now=True)
             elif isinstance(event, Progress):
                 live.add_progress(event)
             elif isinstance(event, EpochEnd):
                 live.add_epoch(event)
-                log.add_line(
-                    f"epoch {event.epoch}: loss {event.train_loss:.4f} · train {event.train_accuracy:.2f} % · "
-                    f"test {event.test_accuracy:.2f} % · {format_seconds(event.seconds)}"
-                )
+                log.add_line(epoch_line(event))
             elif isinstance(event, Finished):
                 live.show_finished(event)
                 log.add_line(f"{event.status.value}: {event.message}", now=True)
@@ -295,7 +284,7 @@ class TunerApp(App):
 
         def saved(name: str | None) -> None:
             if name:
-                from tuner_tui.presets import list_presets
+                from tuner_tui.runs.presets import list_presets
 
                 self.tuning.form.adopt_preset(name, [p.name for p in list_presets()])
                 self.notify(f"saved preset {name}")
@@ -318,9 +307,3 @@ class TunerApp(App):
 
         self.push_screen(ConfirmScreen("A run is in progress. Stop it (it is stored as cancelled) and quit?", "Stop and quit"), answered)
 
-
-def describe(config: RunConfig) -> str:
-    return (
-        f"{config.dataset} {config.layers_label} · lr {config.lr:g} · batch {config.batch_size} · "
-        f"{config.epochs} epoch{'s' if config.epochs != 1 else ''} · λ {config.reg:g} · {config.conventions} · {config.engine} · {config.device}"
-    )

@@ -6,18 +6,18 @@ from functools import partial
 
 from textual.command import DiscoveryHit, Hit, Hits, Provider
 
+from tuner_tui.formatting import config_brief
+
 
 class PresetCommands(Provider):
     """`Load preset NAME` for every shipped and user preset."""
 
     def _commands(self) -> list[tuple[str, str, object]]:
-        from tuner_tui.presets import list_presets
+        from tuner_tui.runs.presets import list_presets
 
         app = self.app
         commands = [
-            (f"Load preset {p.name}", f"{p.config.dataset} {p.config.layers_label}, lr {p.config.lr:g}, "
-             f"batch {p.config.batch_size}, {p.config.epochs} epoch{'s' if p.config.epochs != 1 else ''}, λ {p.config.reg:g}",
-             partial(app.load_preset, p.name))
+            (f"Load preset {p.name}", config_brief(p.config), partial(app.load_preset, p.name))
             for p in list_presets()
         ]
         commands.append(("Show runs", "browse and compare stored runs (F2)", app.action_runs))

@@ -8,29 +8,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from engine.gpu import format_bytes
-from tuner_tui.store import RunRecord
-
-
-def format_seconds(seconds: float | None) -> str:
-    """`0.8 s`, `42.1 s`, `3 min 05 s`, `1 h 02 min`; `n/a` for None."""
-    if seconds is None:
-        return "n/a"
-    if seconds < 60:
-        return f"{seconds:.1f} s"
-    minutes, secs = divmod(int(round(seconds)), 60)
-    if minutes < 60:
-        return f"{minutes} min {secs:02d} s"
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours} h {minutes:02d} min"
-
-
-def format_percent(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:.2f} %"
-
-
-def format_number(value: float | None, digits: int = 4) -> str:
-    return "n/a" if value is None else f"{value:.{digits}g}"
+from tuner_tui.formatting import format_bytes, format_number, format_percent, format_seconds
+from tuner_tui.runs.store import RunRecord
 
 
 @dataclass(frozen=True)

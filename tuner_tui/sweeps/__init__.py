@@ -1,0 +1,1 @@
+"""Sweeps: search specs, the Optuna study, the trial scheduler and the cluster."""
