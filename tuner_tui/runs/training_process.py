@@ -4,12 +4,21 @@ The child (`python -m tuner_tui.runs.training_process`) runs the same path as `-
 (`run_recorded`, writing the same store itself) and sends every event back, pickled, on its
 stdout; the parent relays them and forwards a stop request on the child's stdin. A child is
 started ahead of time as a standby that has already imported torch (`warm_up()`, and again after
-each run), so a run does not wait for that import. A child whose parent goes away (stdin closed)
-stops: an orphaned run is stored as cancelled, an unused standby just exits.
+each run), so a run does not wait for that import.
+
+A stop always stops. Loading data, timing the test pass or one huge step can keep a run from
+seeing its stop for minutes, so a child that has not ended `STOP_GRACE_S` after it was asked is
+killed, and the parent stores the run as `cancelled` with the epochs it finished (a run stopped
+before it started is stored as `cancelled` with none). A child whose parent goes away (its stdin
+closes) stops the same way, on its own: an orphaned run is stored as cancelled and the child
+exits within the grace period; an unused standby just exits. Children still alive when the app's
+interpreter exits are told to stop and then killed.
 """
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import os
 import pickle
 import signal
@@ -17,25 +26,31 @@ import subprocess
 import sys
 import tempfile
 import threading
-from collections.abc import Callable
-from dataclasses import dataclass
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Protocol
 
 from engine.config import RunConfig
-from engine.events import Event, Finished
-from tuner_tui.runs.store import ResultsStore, RunLabels
+from engine.events import EpochEnd, Event, Finished, Progress, Resources, RunStatus, Started
+from tuner_tui.runs.store import ResultsStore, RunLabels, RunRecord
 
 CANCEL = "cancel"
 READY = "ready"
-CANCEL_POLL_S = 0.05
+POLL_S = 0.05
+STOP_GRACE_S = 5.0  # a run asked to stop (or orphaned) that has not ended after this is killed
+CHILD_COMMAND = (sys.executable, "-P", "-m", "tuner_tui.runs.training_process")
+Clock = Callable[[], float]
 
 
 class TrainingRunner(Protocol):
     """How the app runs a config: in a child process (`training_process`), or a scripted fake in tests.
 
     Calls `on_event` for every event after the store has seen it; raises RunRejectedError for bad
-    input found while preparing. It may have a `warm_up()`, called off the UI thread.
+    input found while preparing (`force` skips the check that the run fits in memory). A stop set
+    on `cancel` ends the run within a grace period, whatever it is doing. It may have a
+    `warm_up()`, called off the UI thread.
     """
 
     def __call__(
@@ -51,7 +66,14 @@ class TrainingRunner(Protocol):
 
 
 class RunRejectedError(Exception):
-    """The child found bad input while preparing the run (the message is one line)."""
+    """The child found bad input while preparing the run (the message is one line).
+
+    `field` names the config field at fault (`memory` for a run that would not fit), when known.
+    """
+
+    def __init__(self, reason: str, field: str | None = None) -> None:
+        super().__init__(reason)
+        self.field = field
 
 
 class TrainingProcessError(Exception):
@@ -61,6 +83,7 @@ class TrainingProcessError(Exception):
 @dataclass(frozen=True)
 class _Rejected:
     reason: str
+    field: str | None = None
 
 
 @dataclass(frozen=True)
@@ -71,39 +94,69 @@ class _Job:
     force: bool
     environ: dict[str, str]
     cwd: str
+    since: float  # wall time before the job was sent: the child's run row starts after it
+
+
+def wait_on_clock(done: threading.Event, seconds: float, clock: Clock, poll_s: float = POLL_S) -> bool:
+    """Wait until `done` is set or `seconds` have passed on `clock`; returns whether `done` was set."""
+    deadline = clock() + seconds
+    while not done.wait(poll_s):
+        if clock() >= deadline:
+            return done.is_set()
+    return True
 
 
 class _Child:
     """A started child process, its pipes, and a file that collects its output."""
 
-    def __init__(self) -> None:
-        self.output = tempfile.TemporaryFile()
+    def __init__(self, command: Sequence[str]) -> None:
+        # Lives as long as the child (closed in close()); a `with` block cannot span that.
+        self.output = tempfile.TemporaryFile()  # noqa: SIM115
         # -P: the child's import path holds the installed packages only, never the directory the app
         # was started in (a stray platformdirs.py there must not run).
         self.process = subprocess.Popen(
-            [sys.executable, "-P", "-m", "tuner_tui.runs.training_process"],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.output,
+            list(command), stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.output
         )
+        if self.process.stdin is None or self.process.stdout is None:
+            raise TrainingProcessError("the training process has no pipes")
+        self.commands: IO[bytes] = self.process.stdin
+        self.events: IO[bytes] = self.process.stdout
         self._ready = False
+        self.has_job = False
+        _LIVE_CHILDREN.add(self)
 
-    def wait_ready(self) -> None:
-        """Block until the child has imported torch and the engine."""
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def wait_ready(self) -> bool:
+        """Block until the child has imported torch and the engine; False when it ended instead."""
         if not self._ready:
-            message = self.receive()
-            if message != READY:
-                raise self.failure()
-            self._ready = True
+            self._ready = self.receive() == READY
+        return self._ready
 
     def send(self, message: object) -> None:
-        pickle.dump(message, self.process.stdin)
-        self.process.stdin.flush()
+        pickle.dump(message, self.commands)
+        self.commands.flush()
+
+    def send_job(self, job: _Job) -> None:
+        self.has_job = True
+        self.send(job)
+
+    def ask_to_stop(self) -> None:
+        with contextlib.suppress(OSError):  # the child has gone; the relay sees that
+            self.send(CANCEL)
 
     def receive(self) -> Any:
         """The next message, or None when the child has closed its end."""
         try:
-            return pickle.load(self.process.stdout)
+            return pickle.load(self.events)
         except (EOFError, pickle.UnpicklingError, OSError):
             return None
+
+    def kill(self) -> None:
+        with contextlib.suppress(OSError):
+            self.process.kill()
 
     def failure(self) -> TrainingProcessError:
         """Why the child ended early: exit code and the last line it wrote."""
@@ -111,25 +164,77 @@ class _Child:
         self.output.seek(0)
         lines = self.output.read().decode(errors="replace").strip().splitlines()
         last_words = f": {lines[-1].strip()}" if lines else ""
-        return TrainingProcessError(f"the training process ended (exit code {code}) before the run finished{last_words}")
+        return TrainingProcessError(
+            f"the training process ended (exit code {code}) before the run finished{last_words}"
+        )
 
-    def close(self) -> None:
-        for pipe in (self.process.stdin, self.process.stdout):
-            try:
+    def close(self, grace_s: float = STOP_GRACE_S) -> None:
+        """Close its pipes (a child on its own stops), wait `grace_s` for it, then kill it."""
+        for pipe in (self.commands, self.events):
+            with contextlib.suppress(OSError):
                 pipe.close()
-            except OSError:
-                pass
         try:
-            self.process.wait(timeout=5)
+            self.process.wait(timeout=grace_s)
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait()
         self.output.close()
+        _LIVE_CHILDREN.discard(self)
 
 
-_standby: _Child | None = None
-_runs_in_progress = 0  # a standby's torch import is not started while a run could feel it
-_standby_lock = threading.Lock()
+_LIVE_CHILDREN: set[_Child] = set()
+
+
+@atexit.register
+def _end_children() -> None:
+    """No child outlives the app: a standby is killed; a run is told its parent is going (it stores
+    itself as cancelled) and killed if still there after the grace period."""
+    for child in list(_LIVE_CHILDREN):
+        if not child.has_job:
+            child.kill()
+        child.close()
+
+
+class _Standby:
+    """At most one child waiting with torch imported; none is started while a run is in progress."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.child: _Child | None = None
+        self.runs_in_progress = 0
+
+    def warm_up(self, *, wait: bool) -> None:
+        with self.lock:
+            if self.runs_in_progress:
+                return
+            if self.child is not None and self.child.process.poll() is not None:
+                self.child.close()
+                self.child = None
+            if self.child is None:
+                self.child = _Child(CHILD_COMMAND)
+            if wait:
+                self.child.wait_ready()
+
+    def take(self) -> _Child:
+        """The standby (or a new child) for a run; call `run_ended()` after it."""
+        with self.lock:
+            child, self.child = self.child, None
+            self.runs_in_progress += 1
+        try:
+            if child is not None and child.process.poll() is not None:
+                child.close()  # a standby that died waiting
+                child = None
+            return child or _Child(CHILD_COMMAND)
+        except BaseException:
+            self.run_ended()
+            raise
+
+    def run_ended(self) -> None:
+        with self.lock:
+            self.runs_in_progress -= 1
+
+
+_STANDBY = _Standby()
 
 
 def warm_up(*, wait: bool = False) -> None:
@@ -138,92 +243,200 @@ def warm_up(*, wait: bool = False) -> None:
     Does nothing while a run is in progress (the run starts the next standby when it ends). With
     `wait`, return only once the standby is ready (benchmarks keep its import out of their timings).
     """
-    global _standby
-    with _standby_lock:
-        if _runs_in_progress:
-            return
-        if _standby is not None and _standby.process.poll() is not None:
-            _standby.close()
-            _standby = None
-        if _standby is None:
-            _standby = _Child()
-        if wait:
-            _standby.wait_ready()
+    _STANDBY.warm_up(wait=wait)
 
 
-def _take_standby() -> _Child:
-    global _standby, _runs_in_progress
-    with _standby_lock:
-        child, _standby = _standby, None
-        _runs_in_progress += 1
-    try:
-        if child is not None and child.process.poll() is not None:
-            child.close()  # a standby that died waiting
-            child = None
-        return child or _Child()
-    except BaseException:
-        _run_ended()
-        raise
+# --- what a stopped run leaves in the store ------------------------------------------------
 
 
-def _run_ended() -> None:
-    global _runs_in_progress
-    with _standby_lock:
-        _runs_in_progress -= 1
+@dataclass
+class RunTrace:
+    """What a run has reported so far: enough to store it as cancelled when its process is killed."""
+
+    config: RunConfig
+    labels: RunLabels
+    started: Started | None = None
+    epochs: list[EpochEnd] = field(default_factory=list)
+    losses: list[float] = field(default_factory=list)
+    began: float = field(default_factory=time.monotonic)
+
+    def add(self, event: Event) -> None:
+        if isinstance(event, Started):
+            self.started = event
+        elif isinstance(event, Progress):
+            self.losses.append(event.recent_loss)
+        elif isinstance(event, EpochEnd):
+            self.epochs.append(event)
+
+    def cancelled(self, why: str, stored: RunRecord | None) -> Finished:
+        """The run as cancelled now, with the epochs the store kept (or the ones reported); `why`
+        is added to its message when not empty."""
+        epochs = [EpochEnd(**vars(e)) for e in stored.epochs] if stored is not None else self.epochs
+        last = epochs[-1] if epochs else None
+        began = self.started is not None or stored is not None
+        where = f"in epoch {len(epochs) + 1}" if began else "before training started"
+        params = self.started.params if self.started else (stored.params if stored else _params(self.config))
+        return Finished(
+            status=RunStatus.CANCELLED, message=f"stopped {where}" + (f" ({why})" if why else ""),
+            train_loss=last.train_loss if last else None, train_accuracy=last.train_accuracy if last else None,
+            test_accuracy=last.test_accuracy if last else None, params=params,
+            resources=Resources(
+                train_time_s=sum(e.seconds for e in epochs), total_time_s=time.monotonic() - self.began
+            ),
+            epochs=tuple(epochs), loss_curve=tuple(self.losses),
+        )
+
+
+def _params(config: RunConfig) -> int:
+    from engine.architecture import count_parameters
+    from engine.dataset_specs import DATASET_SPECS
+
+    spec = DATASET_SPECS[config.dataset]
+    return count_parameters(spec.features, config.hidden, spec.classes)
+
+
+def record_stopped_run(store_path: str | Path, pid: int, since: float, trace: RunTrace, why: str) -> Finished:
+    """Store as cancelled the run that process `pid` started after `since` (a row is made if it had
+    none yet), unless it already ended there; returns how it ended."""
+    with ResultsStore(store_path) as store:
+        # A killed child's row is already marked interrupted by opening the store: it is ours to finish.
+        row = next((r for r in store.list_runs(limit=100) if r.pid == pid and r.started_at >= since), None)
+        if row is not None and row.status not in (RunStatus.RUNNING.value, RunStatus.INTERRUPTED.value):
+            return _finished_from(row)
+        finished = trace.cancelled(why, row)
+        if row is None:
+            started = trace.started
+            run_id = store.start_run(
+                trace.config, device_name=started.device_name if started else trace.config.device,
+                params=finished.params, estimated_memory_bytes=None, estimated_time_s=None,
+                data_source=started.data_source if started else None, labels=trace.labels,
+            )
+        else:
+            run_id = row.id
+        store.finish_run(run_id, finished)
+        return finished
+
+
+def _finished_from(record: RunRecord) -> Finished:
+    """The Finished of a run the store has already seen end."""
+    return Finished(
+        status=RunStatus(record.status), message=record.message, train_loss=record.train_loss,
+        train_accuracy=record.train_accuracy, test_accuracy=record.test_accuracy, params=record.params,
+        resources=Resources(train_time_s=record.train_time_s or 0.0, total_time_s=record.total_time_s or 0.0),
+        epochs=tuple(EpochEnd(**vars(e)) for e in record.epochs), loss_curve=record.loss_curve,
+        diverged_step=record.diverged_step,
+    )
+
+
+# --- the parent ---------------------------------------------------------------------------
+
+
+class _Stopper(threading.Thread):
+    """Forwards a stop to the child, and kills it when it has not ended `grace_s` later on `clock`.
+
+    A stop that comes before the job was sent kills the child at once: it holds nothing yet.
+    """
+
+    def __init__(
+        self, child: _Child, cancel: threading.Event, done: threading.Event, grace_s: float, clock: Clock
+    ) -> None:
+        super().__init__(daemon=True)
+        self.child, self.cancel, self.done = child, cancel, done
+        self.grace_s, self.clock = grace_s, clock
+        self.lock = threading.Lock()
+        self.killed = False
+
+    def send_job(self, job: _Job) -> bool:
+        """Send the job unless the run was stopped before; whether it was sent."""
+        with self.lock:
+            if self.cancel.is_set():
+                return False
+            self.child.send_job(job)
+            return True
+
+    def run(self) -> None:
+        while not self.cancel.wait(POLL_S):
+            if self.done.is_set():
+                return
+        with self.lock:
+            if self.done.is_set():
+                return
+            if not self.child.has_job:
+                self._kill()
+                return
+        self.child.ask_to_stop()
+        if not wait_on_clock(self.done, self.grace_s, self.clock):
+            self._kill()
+
+    def _kill(self) -> None:
+        self.killed = True
+        self.child.kill()
 
 
 def run_in_child_process(
     config: RunConfig,
-    store_path: Path,
+    store_path: str | Path,
     on_event: Callable[[Event], None],
     cancel: threading.Event,
     *,
     labels: RunLabels | None = None,
     force: bool = False,
+    stop_grace_s: float = STOP_GRACE_S,
+    clock: Clock = time.monotonic,
+    child_command: Sequence[str] | None = None,
 ) -> Finished:
     """Run `config` in a child process that records it in the store at `store_path`.
 
-    Calls `on_event` (on this thread) for every event, after the store has seen it. Raises
-    RunRejectedError for bad input, and TrainingProcessError when the child dies without
-    finishing the run (its store row, if it had one, is then marked interrupted).
+    Calls `on_event` (on this thread) for every event, after the store has seen it. A stop set on
+    `cancel` is forwarded; a child still running `stop_grace_s` later (on `clock`) is killed and the
+    run stored as cancelled. Raises RunRejectedError for bad input, and TrainingProcessError when
+    the child dies on its own without finishing the run (its row, if it had one, is then marked
+    interrupted). `child_command` replaces the training process (tests run a stand-in).
     """
-    child = _take_standby()
+    labels = labels or RunLabels()
+    child = _STANDBY.take() if child_command is None else _Child(child_command)
     done = threading.Event()
+    stopper = _Stopper(child, cancel, done, stop_grace_s, clock)
+    trace = RunTrace(config, labels)
+    since = time.time()
     try:
-        child.wait_ready()
-        child.send(_Job(config, str(store_path), labels or RunLabels(), force, dict(os.environ), os.getcwd()))
-        threading.Thread(target=_forward_cancel, args=(child, cancel, done), daemon=True).start()
-        while True:
-            message = child.receive()
-            if isinstance(message, _Rejected):
-                raise RunRejectedError(message.reason)
-            if message is None:
-                failure = child.failure()  # reaps the child: a zombie would still count as alive
-                _mark_interrupted(store_path)
-                raise failure
-            on_event(message)
-            if isinstance(message, Finished):
-                return message
+        stopper.start()
+        job = _Job(config, str(store_path), labels, force, dict(os.environ), os.getcwd(), since)
+        if child.wait_ready() and _sent(stopper, job):
+            while (message := child.receive()) is not None:
+                if isinstance(message, _Rejected):
+                    raise RunRejectedError(message.reason, message.field)
+                trace.add(message)
+                on_event(message)
+                if isinstance(message, Finished):
+                    return message
+        failure = child.failure()  # reaps the child: a zombie would still count as alive
+        if not (stopper.killed or cancel.is_set()):
+            _mark_interrupted(store_path)
+            raise failure
+        if stopper.killed and child.has_job:
+            why = f"the training process did not stop within {stop_grace_s:g} s and was killed"
+        else:
+            why = "" if not child.has_job else str(failure)
+        finished = record_stopped_run(store_path, child.pid, since, trace, why)
+        on_event(finished)
+        return finished
     finally:
         done.set()
         child.close()
-        _run_ended()
-        warm_up()
+        if child_command is None:
+            _STANDBY.run_ended()
+            warm_up()
 
 
-def _forward_cancel(child: _Child, cancel: threading.Event, done: threading.Event) -> None:
-    while not done.is_set():
-        if cancel.wait(CANCEL_POLL_S):
-            try:
-                child.send(CANCEL)
-            except OSError:
-                pass  # the child has gone; the relay sees that
-            return
+def _sent(stopper: _Stopper, job: _Job) -> bool:
+    try:
+        return stopper.send_job(job)
+    except OSError:
+        return False  # the child has gone: the caller finds out how
 
 
-def _mark_interrupted(store_path: Path) -> None:
-    from tuner_tui.runs.store import ResultsStore
-
+def _mark_interrupted(store_path: str | Path) -> None:
     ResultsStore(store_path).close()  # opening a store marks the rows of dead processes interrupted
 
 
@@ -235,13 +448,27 @@ def _send(stream: IO[bytes], message: object) -> None:
     stream.flush()
 
 
-def _wait_for_cancel(commands: IO[bytes], cancel: threading.Event) -> None:
-    """Set `cancel` when the parent asks, or when it has gone (an orphaned run stops itself)."""
-    try:
-        pickle.load(commands)
-    except (EOFError, OSError, pickle.UnpicklingError):
-        pass
+def watch_parent(
+    commands: IO[bytes],
+    cancel: threading.Event,
+    run_over: threading.Event,
+    on_abandoned: Callable[[], None],
+    *,
+    grace_s: float = STOP_GRACE_S,
+    clock: Clock = time.monotonic,
+) -> None:
+    """Set `cancel` when the parent asks. When the parent has gone (stdin closed), set it too, give
+    the run `grace_s` to end, and call `on_abandoned` if it has not (an orphan must not run on)."""
+    while True:
+        try:
+            message = pickle.load(commands)
+        except (EOFError, OSError, pickle.UnpicklingError):
+            break
+        if message == CANCEL:
+            cancel.set()
     cancel.set()
+    if not wait_on_clock(run_over, grace_s, clock):
+        on_abandoned()
 
 
 def child_main() -> int:
@@ -256,20 +483,32 @@ def child_main() -> int:
             signal.signal(getattr(signal, name), signal.SIG_IGN)
 
     from tuner_tui.runs.session import run_recorded
-    from tuner_tui.runs.store import ResultsStore
 
     _send(events, READY)
     try:
-        job: _Job = pickle.load(commands)
+        job = pickle.load(commands)
     except (EOFError, OSError, pickle.UnpicklingError):
         return 0  # the app went away before it needed this standby
+    if not isinstance(job, _Job):
+        return 0
     os.environ.clear()
     os.environ.update(job.environ)
     os.chdir(job.cwd)  # a relative data root means the same folder as in the app
-    cancel = threading.Event()
-    threading.Thread(target=_wait_for_cancel, args=(commands, cancel), daemon=True).start()
+    cancel, run_over = threading.Event(), threading.Event()
+    trace = RunTrace(job.config, job.labels)
+
+    def abandoned() -> None:
+        with contextlib.suppress(Exception):  # nothing can be reported any more: store what we can
+            record_stopped_run(
+                job.store_path, os.getpid(), job.since, trace,
+                f"the app went away and the run did not stop within {STOP_GRACE_S:g} s",
+            )
+        os._exit(0)
+
+    threading.Thread(target=watch_parent, args=(commands, cancel, run_over, abandoned), daemon=True).start()
 
     def report(event: Event) -> None:
+        trace.add(event)
         try:
             _send(events, event)
         except OSError:  # the app has gone: stop the run (it is stored as cancelled)
@@ -279,10 +518,10 @@ def child_main() -> int:
         with ResultsStore(job.store_path) as store:
             run_recorded(job.config, store, report, cancel=cancel, labels=job.labels, force=job.force)
     except Exception as error:
-        try:
-            _send(events, _Rejected(str(error)))
-        except OSError:
-            pass  # nobody is listening any more
+        with contextlib.suppress(OSError):  # nobody may be listening any more
+            _send(events, _Rejected(str(error), getattr(error, "field", None)))
+    finally:
+        run_over.set()
     return 0
 
 
