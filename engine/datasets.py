@@ -4,6 +4,10 @@ Search order, reported in the run record: the data root (argument, `TUNER_TUI_DA
 cache dir) in the layouts torchvision uses; the Debian package's folder for Fashion-MNIST; then a
 torchvision download into the data root. Files are read here (IDX and CIFAR pickles), not through
 torchvision, so a valid local copy is never refused for its md5 sum.
+
+A data root is often a shared folder, and unpickling can run code: CIFAR pickles are read by an
+unpickler that builds only what the real files hold (dicts, lists, strings, numbers, numpy arrays)
+and refuses every other global as a corrupt copy.
 """
 
 from __future__ import annotations
@@ -118,16 +122,60 @@ def _load_idx_folder(spec: DatasetSpec, folder: Path) -> LoadedDataset | None:
     return LoadedDataset(spec, *tensors, source=str(folder))
 
 
+def _latin1_bytes(text: str, encoding: str) -> bytes:
+    """`_codecs.encode` as protocol-2 pickles written by Python 3 use it: bytes stored as latin-1 text."""
+    if encoding != "latin1" or not isinstance(text, str):
+        raise pickle.UnpicklingError(f"refused _codecs.encode to {encoding!r}")
+    return text.encode("latin1")
+
+
+def _empty_array(subtype: object, shape: object, typecode: object) -> np.ndarray:
+    """numpy's `_reconstruct`: a plain empty array; the pickle's state then sets its shape and data."""
+    if subtype is not np.ndarray:
+        raise pickle.UnpicklingError(f"refused an array of type {subtype!r}")
+    return np.empty(0, np.uint8)
+
+
+def _array_from_buffer(buffer: object, dtype: object, shape: object, order: object) -> np.ndarray:
+    """numpy's `_frombuffer`, used by protocol-5 pickles of an array."""
+    if not (isinstance(buffer, bytes | bytearray) and isinstance(dtype, np.dtype) and isinstance(shape, tuple)):
+        raise pickle.UnpicklingError("refused a numpy buffer that is not bytes of a dtype and shape")
+    return np.frombuffer(buffer, dtype=dtype).reshape(shape, order="F" if order == "F" else "C")
+
+
+# Every global a CIFAR batch may name, as numpy 1 and numpy 2 (which moved numpy.core to numpy._core)
+# and Python 2 and 3 write them; each maps to what this process builds instead.
+CIFAR_PICKLE_GLOBALS: dict[tuple[str, str], object] = {
+    ("numpy", "ndarray"): np.ndarray,
+    ("numpy", "dtype"): np.dtype,
+    ("numpy.core.multiarray", "_reconstruct"): _empty_array,
+    ("numpy._core.multiarray", "_reconstruct"): _empty_array,
+    ("numpy.core.numeric", "_frombuffer"): _array_from_buffer,
+    ("numpy._core.numeric", "_frombuffer"): _array_from_buffer,
+    ("_codecs", "encode"): _latin1_bytes,
+}
+
+
+class _CifarUnpickler(pickle.Unpickler):
+    """Builds dicts, lists, strings, numbers and numpy arrays; any other global is refused."""
+
+    def find_class(self, module: str, name: str) -> object:
+        try:
+            return CIFAR_PICKLE_GLOBALS[module, name]
+        except KeyError:
+            raise pickle.UnpicklingError(f"refused {module}.{name}: not part of a CIFAR batch") from None
+
+
 def _read_cifar_pickle(path: Path, label_key: str) -> tuple[np.ndarray, list[int]]:
     try:
         with open(path, "rb") as handle:
-            batch = pickle.load(handle, encoding="bytes")
+            batch = _CifarUnpickler(handle, encoding="bytes").load()
         if not isinstance(batch, dict):
             raise TypeError(f"holds a {type(batch).__name__}, not a dict")
         # The official files were pickled by Python 2 (bytes keys); rebuilt copies have str keys.
         batch = {k.decode() if isinstance(k, bytes) else k: v for k, v in batch.items()}
         return np.asarray(batch["data"], dtype=np.uint8), list(batch[label_key])
-    except (OSError, pickle.UnpicklingError, EOFError, KeyError, TypeError, ValueError) as error:
+    except Exception as error:  # a hostile or damaged file can fail in any way: all mean a corrupt copy
         raise DatasetFormatError(f"{path}: not a CIFAR batch ({type(error).__name__}: {error})") from None
 
 
