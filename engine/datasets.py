@@ -104,22 +104,48 @@ def _find_idx(folder: Path, stem: str) -> Path | None:
     return None
 
 
+def _check_split(spec: DatasetSpec, images: np.ndarray, labels: np.ndarray, images_at: Path, labels_at: Path) -> None:
+    """Refuse a split a run cannot train on: no images, rows that are not `spec.features` uint8
+    values, or labels that are not one integer in 0..classes-1 per image."""
+    if images.ndim != 2 or images.shape[1] != spec.features or images.dtype != np.uint8:
+        raise DatasetFormatError(
+            f"{images_at}: images of shape {images.shape} ({images.dtype}), expected (N, {spec.features}) uint8"
+        )
+    count = images.shape[0]
+    if count == 0:
+        raise DatasetFormatError(f"{images_at}: holds no images")
+    if labels.ndim != 1 or labels.dtype.kind not in "iu":
+        raise DatasetFormatError(f"{labels_at}: labels of shape {labels.shape} ({labels.dtype}), expected integers")
+    if labels.shape[0] != count:
+        raise DatasetFormatError(f"{images_at}: {count} images but {labels.shape[0]} labels")
+    outside = labels[(labels < 0) | (labels >= spec.classes)]
+    if outside.size:
+        raise DatasetFormatError(
+            f"{labels_at}: label {outside[0]} outside 0..{spec.classes - 1} ({outside.size} of {count} labels)"
+        )
+
+
+def _read_idx_split(spec: DatasetSpec, images_path: Path, labels_path: Path) -> tuple[torch.Tensor, torch.Tensor]:
+    images = read_idx(images_path, IDX_IMAGES_MAGIC)
+    labels = read_idx(labels_path, IDX_LABELS_MAGIC)
+    if images.shape[1:] != (spec.height, spec.width):
+        side = "×".join(str(n) for n in images.shape[1:])
+        raise DatasetFormatError(f"{images_path}: images of {side} pixels, expected {spec.height}×{spec.width}")
+    rows = images.reshape(images.shape[0], spec.features)
+    _check_split(spec, rows, labels, images_path, labels_path)
+    return torch.from_numpy(rows.copy()), torch.from_numpy(labels.astype(np.int64))
+
+
 def _load_idx_folder(spec: DatasetSpec, folder: Path) -> LoadedDataset | None:
-    found = {split: [_find_idx(folder, stem) for stem in stems] for split, stems in IDX_FILES.items()}
-    if any(path is None for paths in found.values() for path in paths):
-        return None
-    tensors = []
-    for split in ("train", "test"):
-        images_path, labels_path = found[split]
-        images = read_idx(images_path, IDX_IMAGES_MAGIC)
-        labels = read_idx(labels_path, IDX_LABELS_MAGIC)
-        if images.shape[0] != labels.shape[0]:
-            raise DatasetFormatError(f"{images_path}: {images.shape[0]} images but {labels.shape[0]} labels")
-        tensors += [
-            torch.from_numpy(images.reshape(images.shape[0], -1).copy()),
-            torch.from_numpy(labels.astype(np.int64)),
-        ]
-    return LoadedDataset(spec, *tensors, source=str(folder))
+    found = {}
+    for split, stems in IDX_FILES.items():
+        images_path, labels_path = (_find_idx(folder, stem) for stem in stems)
+        if images_path is None or labels_path is None:
+            return None
+        found[split] = (images_path, labels_path)
+    train_images, train_labels = _read_idx_split(spec, *found["train"])
+    test_images, test_labels = _read_idx_split(spec, *found["test"])
+    return LoadedDataset(spec, train_images, train_labels, test_images, test_labels, source=str(folder))
 
 
 def _latin1_bytes(text: str, encoding: str) -> bytes:
@@ -166,7 +192,8 @@ class _CifarUnpickler(pickle.Unpickler):
             raise pickle.UnpicklingError(f"refused {module}.{name}: not part of a CIFAR batch") from None
 
 
-def _read_cifar_pickle(path: Path, label_key: str) -> tuple[np.ndarray, list[int]]:
+def _read_cifar_pickle(path: Path, label_key: str) -> tuple[np.ndarray, np.ndarray]:
+    """A batch file's data and labels as arrays, their shapes and values not yet checked."""
     try:
         with open(path, "rb") as handle:
             batch = _CifarUnpickler(handle, encoding="bytes").load()
@@ -174,24 +201,32 @@ def _read_cifar_pickle(path: Path, label_key: str) -> tuple[np.ndarray, list[int
             raise TypeError(f"holds a {type(batch).__name__}, not a dict")
         # The official files were pickled by Python 2 (bytes keys); rebuilt copies have str keys.
         batch = {k.decode() if isinstance(k, bytes) else k: v for k, v in batch.items()}
-        return np.asarray(batch["data"], dtype=np.uint8), list(batch[label_key])
+        data, labels = batch["data"], np.asarray(batch[label_key])
+        if not isinstance(data, np.ndarray):
+            raise TypeError(f"data is a {type(data).__name__}, not an array")
+        return data, labels
     except Exception as error:  # a hostile or damaged file can fail in any way: all mean a corrupt copy
         raise DatasetFormatError(f"{path}: not a CIFAR batch ({type(error).__name__}: {error})") from None
+
+
+def _read_cifar_split(spec: DatasetSpec, paths: list[Path], label_key: str) -> tuple[torch.Tensor, torch.Tensor]:
+    parts = []
+    for path in paths:
+        images, labels = _read_cifar_pickle(path, label_key)
+        _check_split(spec, images, labels, path, path)
+        parts.append((images, labels))
+    images = np.concatenate([images for images, _ in parts])
+    labels = np.concatenate([labels for _, labels in parts]).astype(np.int64)
+    return torch.from_numpy(images), torch.from_numpy(labels)
 
 
 def _load_cifar_folder(spec: DatasetSpec, folder: Path) -> LoadedDataset | None:
     _, train_files, test_files, label_key = CIFAR_LAYOUTS[spec.name]
     if not all((folder / name).is_file() for name in train_files + test_files):
         return None
-    tensors = []
-    for files in (train_files, test_files):
-        parts = [_read_cifar_pickle(folder / name, label_key) for name in files]
-        images = np.concatenate([images for images, _ in parts])
-        labels = [label for _, batch_labels in parts for label in batch_labels]
-        if images.ndim != 2 or images.shape[1] != spec.features or images.shape[0] != len(labels):
-            raise DatasetFormatError(f"{folder}: data of shape {images.shape} with {len(labels)} labels")
-        tensors += [torch.from_numpy(images), torch.tensor(labels, dtype=torch.int64)]
-    return LoadedDataset(spec, *tensors, source=str(folder))
+    train_images, train_labels = _read_cifar_split(spec, [folder / name for name in train_files], label_key)
+    test_images, test_labels = _read_cifar_split(spec, [folder / name for name in test_files], label_key)
+    return LoadedDataset(spec, train_images, train_labels, test_images, test_labels, source=str(folder))
 
 
 def _candidates(spec: DatasetSpec, root: Path) -> list[Path]:
@@ -226,6 +261,9 @@ def _first_loadable(spec: DatasetSpec, places: list[Path], problems: list[str]) 
             loaded = _load_folder(spec, folder)
         except DatasetFormatError as error:
             problems.append(str(error))
+            continue
+        except OSError as error:  # e.g. a folder this user may not read
+            problems.append(f"{folder}: cannot read: {error}")
             continue
         if loaded is not None:
             return loaded

@@ -8,6 +8,8 @@ numpy 1's `numpy.core.multiarray._reconstruct`); `_python2_batch` writes that by
 
 from __future__ import annotations
 
+import builtins
+import errno
 import os
 import pickle
 import struct
@@ -137,7 +139,7 @@ def test_the_cli_refuses_a_hostile_cifar_copy_with_one_line_exit_2_and_no_store(
     store = Path(isolated["TUNER_TUI_STORE"])
 
     code = main(["--no-ui", "--set", "dataset=cifar10", "--set", "hidden=8", "--set", "epochs=1",
-                 "--set", "device=cpu", "--data-root", str(tmp_path / "root")])
+                 "--set", "device=cpu", "--set", "batch_size=1", "--data-root", str(tmp_path / "root")])
 
     err = capsys.readouterr().err
     assert code == 2
@@ -203,3 +205,181 @@ def test_the_real_cifar10_copy_loads_through_the_restricted_unpickler():
     assert loaded.train_images.dtype == torch.uint8
     assert torch.bincount(loaded.train_labels).tolist() == [5000] * 10
     assert torch.bincount(loaded.test_labels).tolist() == [1000] * 10
+
+
+# --- bad data is bad input, found when loading ----------------------------------------------------
+
+
+def _write_idx(folder: Path, images: dict[str, np.ndarray], labels: dict[str, np.ndarray]) -> Path:
+    """Raw IDX files for train and t10k from the given arrays (whatever their shapes)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for prefix in ("train", "t10k"):
+        for kind, magic, array in (("images-idx3", 0x803, images[prefix]), ("labels-idx1", 0x801, labels[prefix])):
+            header = magic.to_bytes(4, "big") + b"".join(n.to_bytes(4, "big") for n in array.shape)
+            (folder / f"{prefix}-{kind}-ubyte").write_bytes(header + array.astype(np.uint8).tobytes())
+    return folder
+
+
+def _idx_copy(root: Path, train_images: np.ndarray, train_labels: np.ndarray) -> Path:
+    """An MNIST copy under root/MNIST/raw with the given training files and a valid 2-image test split."""
+    test_images, test_labels = np.zeros((2, 28, 28), np.uint8), np.array([0, 9], np.uint8)
+    return _write_idx(
+        root / "MNIST" / "raw",
+        {"train": train_images, "t10k": test_images},
+        {"train": train_labels, "t10k": test_labels},
+    )
+
+
+def _cifar_copy(root: Path, change: Callable[[dict], None], name: str = "data_batch_2") -> Path:
+    """A tiny CIFAR-10 copy (str keys) whose batch `name` is edited by `change`; returns that file."""
+    folder = write_cifar10(root, train_per_batch=3, test=3)
+    path = folder / name
+    batch = {key.decode(): value for key, value in pickle.loads(path.read_bytes(), encoding="bytes").items()}
+    change(batch)
+    path.write_bytes(pickle.dumps(batch, protocol=4))
+    return path
+
+
+IDX_BAD_COPIES: dict[str, tuple[np.ndarray, np.ndarray, str]] = {
+    "no images": (np.zeros((0, 28, 28), np.uint8), np.zeros(0, np.uint8), "train-images-idx3-ubyte: holds no images"),
+    "32×32 images": (
+        np.zeros((3, 32, 32), np.uint8), np.array([0, 1, 2], np.uint8),
+        "train-images-idx3-ubyte: images of 32×32 pixels, expected 28×28",
+    ),
+    "label 10": (
+        np.zeros((3, 28, 28), np.uint8), np.array([0, 10, 9], np.uint8),
+        "train-labels-idx1-ubyte: label 10 outside 0..9 (1 of 3 labels)",
+    ),
+    "label 255": (
+        np.zeros((2, 28, 28), np.uint8), np.array([255, 255], np.uint8),
+        "train-labels-idx1-ubyte: label 255 outside 0..9 (2 of 2 labels)",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", IDX_BAD_COPIES)
+def test_an_idx_copy_that_cannot_be_trained_on_is_refused_when_loading(offline_datasets, tmp_path, case):
+    images, labels, reason = IDX_BAD_COPIES[case]
+    folder = _idx_copy(tmp_path, images, labels)
+
+    with pytest.raises(DatasetNotFoundError) as caught:
+        load_dataset("mnist", tmp_path, download=False)
+
+    assert f"unusable: {folder}/{reason}" in str(caught.value)
+
+
+def _set(key: str, value: object) -> Callable[[dict], None]:
+    return lambda batch: batch.__setitem__(key, value)
+
+
+CIFAR_BAD_BATCHES: dict[str, tuple[Callable[[dict], None], str]] = {
+    "label -1": (_set("labels", [0, -1, 2]), "label -1 outside 0..9 (1 of 3 labels)"),
+    "label 10": (_set("labels", [10, 1, 2]), "label 10 outside 0..9 (1 of 3 labels)"),
+    "float labels": (_set("labels", [0.5, 1.0, 2.0]), "labels of shape (3,) (float64), expected integers"),
+    "text labels": (_set("labels", ["cat", "dog", "cat"]), "labels of shape (3,) (<U3), expected integers"),
+    "int64 pixels": (
+        _set("data", np.full((3, CIFAR_FEATURES), 300, np.int64)),
+        "images of shape (3, 3072) (int64), expected (N, 3072) uint8",
+    ),
+    "images as HWC": (
+        _set("data", np.zeros((3, 32, 32, 3), np.uint8)), "images of shape (3, 32, 32, 3) (uint8), expected (N, 3072)",
+    ),
+    "more labels than rows": (_set("labels", [0, 1, 2, 3]), "3 images but 4 labels"),
+    "no rows": (
+        lambda batch: batch.update(data=np.zeros((0, CIFAR_FEATURES), np.uint8), labels=[]), "holds no images"
+    ),
+}
+
+
+@pytest.mark.parametrize("case", CIFAR_BAD_BATCHES)
+def test_a_cifar_batch_that_cannot_be_trained_on_is_refused_when_loading(offline_datasets, tmp_path, case):
+    change, reason = CIFAR_BAD_BATCHES[case]
+    bad = _cifar_copy(tmp_path, change)
+
+    with pytest.raises(DatasetNotFoundError) as caught:
+        load_dataset("cifar10", tmp_path, download=False)
+
+    assert f"unusable: {bad}: {reason}" in str(caught.value)
+
+
+def test_a_cifar100_fine_label_of_100_is_out_of_range(offline_datasets, tmp_path):
+    folder = tmp_path / "cifar-100-python"
+    folder.mkdir()
+    for name, labels in (("train", [0, 99]), ("test", [100, 5])):
+        batch = {"data": np.zeros((2, CIFAR_FEATURES), np.uint8), "fine_labels": labels, "coarse_labels": [0, 19]}
+        (folder / name).write_bytes(pickle.dumps(batch))
+
+    with pytest.raises(DatasetNotFoundError) as caught:
+        load_dataset("cifar100", tmp_path, download=False)
+    assert f"{folder / 'test'}: label 100 outside 0..99" in str(caught.value)
+
+
+def test_rows_and_labels_are_matched_in_each_batch_not_only_in_total(offline_datasets, tmp_path):
+    """3+2 rows and 2+3 labels add up, but every label after the first batch would be one row off."""
+    folder = write_cifar10(tmp_path, train_per_batch=2, test=2)
+    for name, rows, labels in (("data_batch_1", 3, [0, 1]), ("data_batch_2", 2, [2, 3, 4])):
+        batch = {"data": np.zeros((rows, CIFAR_FEATURES), np.uint8), "labels": labels}
+        (folder / name).write_bytes(pickle.dumps(batch))
+
+    with pytest.raises(DatasetNotFoundError, match="data_batch_1: 3 images but 2 labels"):
+        load_dataset("cifar10", tmp_path, download=False)
+
+
+def _deny_reading(monkeypatch: pytest.MonkeyPatch, folder: Path) -> None:
+    """Act as if `folder` were `chmod 000` for this user (the tests run as root, who reads anything):
+    stat and open of a path below it raise PermissionError, as the kernel would."""
+
+    def check(path: object) -> None:
+        if isinstance(path, str | os.PathLike) and folder in Path(os.fspath(path)).parents:
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), os.fspath(path))
+
+    real_stat, real_open = Path.stat, builtins.open
+
+    def stat(self: Path, *, follow_symlinks: bool = True) -> os.stat_result:
+        check(self)
+        return real_stat(self, follow_symlinks=follow_symlinks)
+
+    def open_(file, *args, **kwargs):
+        check(file)
+        return real_open(file, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "stat", stat)
+    monkeypatch.setattr(builtins, "open", open_)
+
+
+def test_an_unreadable_data_root_is_reported_as_not_found_naming_the_folder(offline_datasets, monkeypatch, tmp_path):
+    write_cifar10(tmp_path / "locked", train_per_batch=2, test=2)
+    _deny_reading(monkeypatch, tmp_path / "locked")
+
+    with pytest.raises(DatasetNotFoundError) as caught:
+        load_dataset("cifar10", tmp_path / "locked", download=False)
+
+    message = str(caught.value)
+    assert "\n" not in message
+    folder = tmp_path / "locked" / "cifar-10-batches-py"
+    assert f"unusable: {folder}: cannot read: [Errno 13] Permission denied" in message
+
+
+def _unusable_root(case: str, root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An MNIST copy under `root` that no run can use."""
+    if case == "unreadable data root":
+        _idx_copy(root, np.zeros((2, 28, 28), np.uint8), np.array([1, 2], np.uint8))
+        _deny_reading(monkeypatch, root)
+    else:
+        _idx_copy(root, *IDX_BAD_COPIES[case][:2])
+
+
+@pytest.mark.parametrize("case", ["no images", "label 10", "unreadable data root"])
+def test_the_cli_refuses_an_unusable_copy_with_one_line_exit_2_and_no_store(
+    isolated, monkeypatch, tmp_path, capsys, case
+):
+    _unusable_root(case, tmp_path / "root", monkeypatch)
+
+    code = main(["--no-ui", "--set", "dataset=mnist", "--set", "hidden=8", "--set", "epochs=1",
+                 "--set", "device=cpu", "--set", "batch_size=1", "--data-root", str(tmp_path / "root")])
+
+    err = capsys.readouterr().err
+    assert code == 2
+    assert len(err.strip().splitlines()) == 1 and err.startswith("tuner-tui: error: MNIST not found")
+    assert f"unusable: {tmp_path / 'root'}" in err
+    assert not Path(isolated["TUNER_TUI_STORE"]).exists()

@@ -468,9 +468,9 @@ def test_cifar_pickle_without_the_label_key_is_reported(offline_datasets, tmp_pa
 def test_cifar_data_of_the_wrong_width_is_reported(offline_datasets, tmp_path):
     batches = {name: (np.zeros((2, 784), np.uint8), [0, 1]) for name in CIFAR10_FILES}
     folder = _write_cifar_folder(tmp_path / "cifar-10-batches-py", batches)
-    with pytest.raises(DatasetNotFoundError, match="shape \\(10, 784\\)") as caught:
+    with pytest.raises(DatasetNotFoundError) as caught:
         load_dataset("cifar10", tmp_path, download=False)
-    assert str(folder) in str(caught.value)
+    assert f"{folder / 'data_batch_1'}: images of shape (2, 784) (uint8), expected (N, 3072) uint8" in str(caught.value)
 
 
 def test_cifar_pickle_that_is_not_a_dict_is_reported(offline_datasets, tmp_path):
