@@ -12,6 +12,7 @@ and refuses every other global as a corrupt copy.
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import os
 import pickle
@@ -64,6 +65,7 @@ class LoadedDataset:
     source: str
     val_images: torch.Tensor | None = None  # training rows held out for a sweep's objective
     val_labels: torch.Tensor | None = None
+    notes: tuple[str, ...] = ()  # one line per unusable copy passed over on the way to `source`
 
 
 def default_data_root() -> Path:
@@ -270,15 +272,23 @@ def _first_loadable(spec: DatasetSpec, places: list[Path], problems: list[str]) 
     return None
 
 
+def _noting_skipped(loaded: LoadedDataset, problems: list[str]) -> LoadedDataset:
+    """`loaded`, with a note for each unusable copy looked at before it."""
+    notes = tuple(f"{loaded.spec.title} read from {loaded.source}, skipping an unusable copy: {p}" for p in problems)
+    return dataclasses.replace(loaded, notes=notes)
+
+
 def load_dataset(name: str, data_root: str | Path | None = None, *, download: bool = True) -> LoadedDataset:
-    """Find and read dataset `name`; raises DatasetNotFoundError (one line) when there is none."""
+    """Find and read dataset `name`; raises DatasetNotFoundError (one line) when there is none.
+
+    A copy found after unusable ones says why they were passed over in its `notes`."""
     spec = DATASET_SPECS[name]
     root = Path(data_root).expanduser() if data_root else default_data_root()
     places = _candidates(spec, root)
     problems: list[str] = []
     loaded = _first_loadable(spec, places, problems)
     if loaded is not None:
-        return loaded
+        return _noting_skipped(loaded, problems)
     looked = ", ".join(str(p) for p in places)
     if download:
         try:
@@ -289,7 +299,7 @@ def load_dataset(name: str, data_root: str | Path | None = None, *, download: bo
             problems.clear()  # the same folders are read again: report what they hold now
             loaded = _first_loadable(spec, places, problems)
             if loaded is not None:
-                return loaded
+                return _noting_skipped(loaded, problems)
             looked += f", a torchvision download into {root} (no usable files after it)"
     fix = f"put it under a folder given with --data-root DIR or the env var {DATA_ROOT_ENV}"
     if name == "fmnist":

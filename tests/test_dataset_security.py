@@ -22,8 +22,9 @@ import torch
 
 from engine.datasets import DatasetNotFoundError, load_dataset
 from tests.conftest import require_path
-from tests.datafiles import write_cifar10
+from tests.datafiles import write_cifar10, write_idx_dataset
 from tuner_tui.cli import main
+from tuner_tui.runs.store import ResultsStore
 
 CIFAR10_FILES = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
 CIFAR_FEATURES = 3 * 32 * 32
@@ -383,3 +384,45 @@ def test_the_cli_refuses_an_unusable_copy_with_one_line_exit_2_and_no_store(
     assert len(err.strip().splitlines()) == 1 and err.startswith("tuner-tui: error: MNIST not found")
     assert f"unusable: {tmp_path / 'root'}" in err
     assert not Path(isolated["TUNER_TUI_STORE"]).exists()
+
+
+# --- which copy was used, and why -----------------------------------------------------------------
+
+
+def test_an_unreadable_data_root_falls_back_to_the_system_copy_saying_why(offline_datasets, monkeypatch, tmp_path):
+    debian = write_idx_dataset(tmp_path / "debian", folder="", train=4, test=2)
+    monkeypatch.setattr("engine.datasets.DEBIAN_FASHION_MNIST", debian)
+    write_idx_dataset(tmp_path / "locked", train=6, test=2)
+    _deny_reading(monkeypatch, tmp_path / "locked")
+
+    loaded = load_dataset("fmnist", tmp_path / "locked", download=False)
+
+    assert loaded.source == str(debian)
+    skipped = [tmp_path / "locked" / "FashionMNIST" / "raw", tmp_path / "locked"]
+    assert [note.split(": cannot read: ")[0] for note in loaded.notes] == [
+        f"Fashion-MNIST read from {debian}, skipping an unusable copy: {folder}" for folder in skipped
+    ]
+    assert all("Permission denied" in note for note in loaded.notes)
+
+
+def test_the_cli_warns_on_one_line_which_copy_it_used_instead_of_a_broken_one(
+    isolated, monkeypatch, tmp_path, capsys
+):
+    debian = write_idx_dataset(tmp_path / "debian", folder="", train=40, test=10)
+    monkeypatch.setattr("engine.datasets.DEBIAN_FASHION_MNIST", debian)
+    broken = write_idx_dataset(tmp_path / "root", train=40, test=10, gz=False) / "t10k-labels-idx1-ubyte"
+    broken.write_bytes(broken.read_bytes()[:-3])
+
+    code = main(["--no-ui", "--set", "dataset=fmnist", "--set", "hidden=8", "--set", "epochs=1",
+                 "--set", "device=cpu", "--set", "batch_size=10", "--data-root", str(tmp_path / "root")])
+
+    err = capsys.readouterr().err
+    assert code == 0
+    warning = (
+        f"tuner-tui: warning: Fashion-MNIST read from {debian}, skipping an unusable copy: "
+        f"{broken}: holds 7 bytes of data, its header says 10"
+    )
+    assert warning in err.splitlines()
+    with ResultsStore(Path(isolated["TUNER_TUI_STORE"])) as store:
+        [record] = store.list_runs()
+    assert record.data_source == str(debian)

@@ -235,6 +235,7 @@ def test_data_root_wins_over_the_debian_folder(offline_datasets, monkeypatch, tm
 
     assert loaded.source == str(in_root)
     assert _sizes(loaded) == (7, 3)
+    assert loaded.notes == ()
 
 
 def test_debian_folder_is_used_when_the_data_root_is_empty(offline_datasets, monkeypatch, tmp_path):
@@ -246,6 +247,7 @@ def test_debian_folder_is_used_when_the_data_root_is_empty(offline_datasets, mon
 
     assert loaded.source == str(debian)
     assert _sizes(loaded) == (5, 2)
+    assert loaded.notes == ()  # an absent copy is no news
 
 
 def test_data_root_env_var_sets_the_default_data_root(monkeypatch, tmp_path):
@@ -493,6 +495,10 @@ def test_corrupt_root_copy_falls_through_to_a_valid_debian_copy(offline_datasets
 
     assert loaded.source == str(debian)
     assert _sizes(loaded) == (4, 1)
+    assert loaded.notes == (
+        f"Fashion-MNIST read from {debian}, skipping an unusable copy: "
+        f"{folder / 'train-images-idx3-ubyte'}: too short for an IDX file",
+    )
 
 
 def test_corrupt_copy_left_in_place_by_a_download_is_still_not_found(offline_datasets, monkeypatch, tmp_path):

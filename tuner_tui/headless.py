@@ -173,6 +173,8 @@ def run_headless(args: argparse.Namespace) -> int:
             raise BadInput(f"{error}; use --force to try anyway") from None
         except (ConfigError, DatasetError) as error:
             raise BadInput(str(error)) from None
+        for note in prepared.dataset.notes:
+            Console(stderr=True).print(_plain(f"tuner-tui: warning: {note}"), soft_wrap=True)
         with open_store(args.store, create=True) as store:
             reporter = HeadlessReporter(Console(stderr=True))
             try:
