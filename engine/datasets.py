@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import gzip
+import importlib
 import os
 import pickle
 from dataclasses import dataclass
@@ -38,6 +39,7 @@ CIFAR_LAYOUTS = {
     "cifar10": ("cifar-10-batches-py", [f"data_batch_{i}" for i in range(1, 6)], ["test_batch"], "labels"),
     "cifar100": ("cifar-100-python", ["train"], ["test"], "fine_labels"),
 }
+TORCHVISION_MISSING = "torchvision is not installed (pip install 'tuner-tui[download]')"
 TORCHVISION_CLASSES = {"fmnist": "FashionMNIST", "mnist": "MNIST", "cifar10": "CIFAR10", "cifar100": "CIFAR100"}
 
 
@@ -51,6 +53,10 @@ class DatasetNotFoundError(DatasetError):
 
 class DatasetFormatError(DatasetError):
     """A dataset file exists but is not what its name says."""
+
+
+class DownloadUnavailable(Exception):
+    """This installation cannot download datasets; `str()` says what to install."""
 
 
 @dataclass(frozen=True)
@@ -248,12 +254,22 @@ def _load_folder(spec: DatasetSpec, folder: Path) -> LoadedDataset | None:
 
 
 def _download(name: str, root: Path) -> None:
-    """Fetch the dataset into `root` with torchvision (raises when offline)."""
-    import torchvision.datasets
-
-    dataset_class = getattr(torchvision.datasets, TORCHVISION_CLASSES[name])
+    """Fetch the dataset into `root` with torchvision: DownloadUnavailable without torchvision, any
+    other exception when offline or refused."""
+    try:
+        torchvision_datasets = importlib.import_module("torchvision.datasets")
+    except ModuleNotFoundError as error:
+        if error.name not in ("torchvision", "torchvision.datasets"):
+            raise
+        raise DownloadUnavailable(TORCHVISION_MISSING) from None
+    dataset_class = getattr(torchvision_datasets, TORCHVISION_CLASSES[name])
     for train in (True, False):
         dataset_class(str(root), train=train, download=True)
+
+
+def _first_line(error: Exception) -> str:
+    lines = str(error).splitlines()
+    return f"{type(error).__name__}: {lines[0] if lines else 'failed'}"
 
 
 def _first_loadable(spec: DatasetSpec, places: list[Path], problems: list[str]) -> LoadedDataset | None:
@@ -293,8 +309,10 @@ def load_dataset(name: str, data_root: str | Path | None = None, *, download: bo
     if download:
         try:
             _download(name, root)
-        except Exception as error:
-            looked += f", a torchvision download into {root} ({type(error).__name__}: {str(error).splitlines()[0] if str(error) else 'failed'})"
+        except DownloadUnavailable as error:
+            looked += f"; no download: {error}"
+        except Exception as error:  # offline, refused, or a partial file: all mean "not found"
+            looked += f", a torchvision download into {root} ({_first_line(error)})"
         else:
             problems.clear()  # the same folders are read again: report what they hold now
             loaded = _first_loadable(spec, places, problems)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import gzip
 import pickle
+import sys
 import urllib.error
 from pathlib import Path
 
@@ -371,6 +372,22 @@ def test_download_that_writes_the_files_is_then_loaded(offline_datasets, monkeyp
     assert calls == [("mnist", root)]
     assert loaded.source == str(root / "MNIST" / "raw")
     assert _sizes(loaded) == (6, 3)
+
+
+@pytest.mark.parametrize("name", ["fmnist", "cifar10"])
+def test_without_torchvision_not_found_says_so_plainly_and_how_to_install_it(monkeypatch, tmp_path, name):
+    monkeypatch.setattr(datasets, "DEBIAN_FASHION_MNIST", tmp_path / "no-debian-fashion-mnist")
+    monkeypatch.setitem(sys.modules, "torchvision", None)  # import torchvision raises ModuleNotFoundError
+    monkeypatch.setitem(sys.modules, "torchvision.datasets", None)
+
+    with pytest.raises(DatasetNotFoundError) as caught:
+        load_dataset(name, tmp_path / "root")
+
+    message = str(caught.value)
+    assert "\n" not in message
+    assert "; no download: torchvision is not installed (pip install 'tuner-tui[download]'); " in message
+    assert "ModuleNotFoundError" not in message and "download into" not in message
+    assert not (tmp_path / "root").exists()
 
 
 def test_download_that_writes_nothing_is_reported_as_not_found(offline_datasets, monkeypatch, tmp_path):
