@@ -197,7 +197,8 @@ class _CifarUnpickler(pickle.Unpickler):
         try:
             return CIFAR_PICKLE_GLOBALS[module, name]
         except KeyError:
-            raise pickle.UnpicklingError(f"refused {module}.{name}: not part of a CIFAR batch") from None
+            refused = ascii(f"{module}.{name}")  # the file's own text: quoted, on one line
+            raise pickle.UnpicklingError(f"refused global {refused}: not part of a CIFAR batch") from None
 
 
 def _read_cifar_pickle(path: Path, label_key: str) -> tuple[np.ndarray, np.ndarray]:
@@ -214,7 +215,7 @@ def _read_cifar_pickle(path: Path, label_key: str) -> tuple[np.ndarray, np.ndarr
             raise TypeError(f"data is a {type(data).__name__}, not an array")
         return data, labels
     except Exception as error:  # a hostile or damaged file can fail in any way: all mean a corrupt copy
-        raise DatasetFormatError(f"{path}: not a CIFAR batch ({type(error).__name__}: {error})") from None
+        raise DatasetFormatError(f"{path}: not a CIFAR batch ({_first_line(error)})") from None
 
 
 def _read_cifar_split(spec: DatasetSpec, paths: list[Path], label_key: str) -> tuple[torch.Tensor, torch.Tensor]:

@@ -131,7 +131,26 @@ def test_a_cifar_pickle_that_calls_code_is_refused_and_the_code_never_runs(offli
     assert not marker.exists()
     message = str(caught.value)
     assert "\n" not in message
-    assert f"{bad}: not a CIFAR batch (UnpicklingError: refused " in message
+    # protocol 2 writes Python 2's name for builtins
+    refused = {"eval": "__builtin__.eval", "exec": "__builtin__.exec", "os.system": f"{os.system.__module__}.system"}
+    reason = f"UnpicklingError: refused global '{refused[call]}': not part of a CIFAR batch"
+    assert f"{bad}: not a CIFAR batch ({reason})" in message
+
+
+def test_a_refused_global_is_named_quoted_on_one_line_whatever_text_the_file_holds(offline_datasets, tmp_path):
+    folder = write_cifar10(tmp_path, train_per_batch=2, test=2)
+    module, name = "os\n\x1b[31mred", "system"
+    (folder / "test_batch").write_bytes(
+        pickle.PROTO + b"\x04" + pickle.SHORT_BINUNICODE + bytes([len(module)]) + module.encode()
+        + pickle.SHORT_BINUNICODE + bytes([len(name)]) + name.encode() + pickle.STACK_GLOBAL + pickle.STOP
+    )
+
+    with pytest.raises(DatasetNotFoundError) as caught:
+        load_dataset("cifar10", tmp_path, download=False)
+
+    message = str(caught.value)
+    assert "\n" not in message and "\x1b" not in message
+    assert "refused global 'os\\n\\x1b[31mred.system'" in message
 
 
 def test_the_cli_refuses_a_hostile_cifar_copy_with_one_line_exit_2_and_no_store(isolated, tmp_path, capsys):

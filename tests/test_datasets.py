@@ -58,13 +58,14 @@ def _write_idx_files(folder: Path, images: dict[str, np.ndarray], labels: dict[s
 
 def _write_cifar_pickle(path: Path, data: np.ndarray, labels: list[int], label_key: str, bytes_keys: bool) -> None:
     """One CIFAR batch: str keys (as build_cifar10.py writes) or bytes keys (the official Python-2 files)."""
-    batch = {"batch_label": path.name, label_key: labels, "data": data, "filenames": [f"{i}.png" for i in labels]}
+    batch: dict[str, object] = {
+        "batch_label": path.name, label_key: labels, "data": data, "filenames": [f"{i}.png" for i in labels]
+    }
     if label_key == "fine_labels":
         batch["coarse_labels"] = [label // 5 for label in labels]
-    if bytes_keys:
-        batch = {key.encode(): value for key, value in batch.items()}
+    keyed = {key.encode(): value for key, value in batch.items()} if bytes_keys else batch
     with open(path, "wb") as handle:
-        pickle.dump(batch, handle, protocol=2 if bytes_keys else 4)
+        pickle.dump(keyed, handle, protocol=2 if bytes_keys else 4)
 
 
 def _cifar_batches(count_per_file: dict[str, int], label_key: str = "labels", classes: int = 10, seed: int = 0):
