@@ -215,6 +215,7 @@ def test_a_copy_pickled_by_this_numpy_loads_at_protocol(offline_datasets, tmp_pa
     _assert_loaded(load_dataset("cifar10", tmp_path, download=False), batches)
 
 
+@pytest.mark.requires("cifar10")
 def test_the_real_cifar10_copy_loads_through_the_restricted_unpickler():
     root = require_path("cifar10")
 

@@ -28,9 +28,9 @@ from engine.datasets import (
     load_dataset,
     read_idx,
 )
+from tests.conftest import require_path
 from tests.datafiles import write_cifar10, write_idx_dataset
 
-REAL_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 CIFAR_CHANNEL = 32 * 32
 
 
@@ -533,15 +533,16 @@ def test_corrupt_copy_left_in_place_by_a_download_is_still_not_found(offline_dat
 # --- the real Fashion-MNIST ----------------------------------------------------------------------
 
 
-@pytest.mark.realdata
-@pytest.mark.skipif(not REAL_FASHION_MNIST.is_dir(), reason=f"{REAL_FASHION_MNIST} absent (dataset-fashion-mnist)")
+@pytest.mark.requires("fashion-mnist")
 def test_real_fashion_mnist_loads_from_the_debian_folder(monkeypatch, tmp_path):
-    monkeypatch.setattr(datasets, "DEBIAN_FASHION_MNIST", REAL_FASHION_MNIST)
+    real = require_path("fashion-mnist")
+    monkeypatch.setattr(datasets, "DEBIAN_FASHION_MNIST", real)
     _must_not_download(monkeypatch)
 
     loaded = load_dataset("fmnist", tmp_path, download=False)
 
-    assert loaded.source == str(REAL_FASHION_MNIST)
+    assert loaded.source == str(real)
+    assert loaded.notes == ()
     assert loaded.train_images.shape == (60000, 784) and loaded.test_images.shape == (10000, 784)
     assert loaded.train_images.dtype == torch.uint8
     assert loaded.train_labels.shape == (60000,) and loaded.test_labels.shape == (10000,)
