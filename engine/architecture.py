@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from itertools import pairwise
+
 
 def layer_sizes(features: int, hidden: tuple[int, ...] | list[int], classes: int) -> list[int]:
     """`[features, *hidden, classes]`."""
@@ -11,4 +13,4 @@ def layer_sizes(features: int, hidden: tuple[int, ...] | list[int], classes: int
 def count_parameters(features: int, hidden: tuple[int, ...] | list[int], classes: int) -> int:
     """Weights plus biases, e.g. D*H + H + 10*H + 10 for one hidden layer."""
     sizes = layer_sizes(features, hidden, classes)
-    return sum(n_in * n_out + n_out for n_in, n_out in zip(sizes, sizes[1:]))
+    return sum(n_in * n_out + n_out for n_in, n_out in pairwise(sizes))

@@ -30,7 +30,7 @@ class EpochTotals:
 
 
 class Backend(ABC):
-    """Runs the steps of one run; subclasses implement `train_step` (and `setup` if they need to)."""
+    """Runs the steps of one run; subclasses implement `setup` and `train_step`."""
 
     def __init__(
         self,
@@ -60,8 +60,9 @@ class Backend(ABC):
         self.labels_in_order = data.train_labels
         self.setup()
 
+    @abstractmethod
     def setup(self) -> None:
-        """Allocate what a subclass's steps need (called once, at the end of `__init__`)."""
+        """Allocate what the steps need (called once, at the end of `__init__`)."""
 
     def start_epoch(self, epoch: int) -> None:
         """Fix this epoch's sample order (file order under lab4, a seeded permutation otherwise)."""
@@ -105,7 +106,7 @@ class Backend(ABC):
         """The network's output for uint8 images (a forward pass, nothing recorded)."""
         activation = images.to(self.dtype)
         last = len(self.params.weights) - 1
-        for index, (w, b) in enumerate(zip(self.params.weights, self.params.biases)):
+        for index, (w, b) in enumerate(zip(self.params.weights, self.params.biases, strict=True)):
             scale = PIXEL_SCALE if index == 0 else 1.0
             activation = torch.addmm(b, activation, w.t(), alpha=scale)
             if index < last:

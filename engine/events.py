@@ -7,12 +7,12 @@ They are plain frozen dataclasses so a UI thread, a CLI and a store can all cons
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 
 from engine.config import RunConfig
 
 
-class RunStatus(str, Enum):
+class RunStatus(StrEnum):
     """A run's state, one vocabulary for events, the store, sweeps and every reader.
 
     The runner ends a run as completed, cancelled, diverged, failed or pruned (stopped by a

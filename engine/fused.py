@@ -105,10 +105,7 @@ class FusedMLPBackend(Backend):
         start, stop = batch_bounds(step, self.batch_size, self.samples)
         rows = stop - start
         source = self.data.train_images if self.order is None else self.order
-        if self.conventions == "lab4":
-            loss_scale = 1.0 / self.data.classes
-        else:
-            loss_scale = 1.0 / rows
+        loss_scale = 1.0 / self.data.classes if self.conventions == "lab4" else 1.0 / rows
         return _StepPlan(
             source=source[start:stop],
             labels=self.labels_in_order.view(-1, 1)[start:stop],
@@ -148,7 +145,7 @@ class FusedMLPBackend(Backend):
     def _forward(self, buf: _StepBuffers) -> torch.Tensor:
         previous = buf.inputs
         last = len(buf.activations) - 1
-        for index, (out, w_t, b) in enumerate(zip(buf.activations, self._weight_t, self.params.biases)):
+        for index, (out, w_t, b) in enumerate(zip(buf.activations, self._weight_t, self.params.biases, strict=True)):
             torch.addmm(b, previous, w_t, alpha=PIXEL_SCALE if index == 0 else 1.0, out=out)
             if index < last:
                 out.relu_()

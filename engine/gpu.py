@@ -78,7 +78,9 @@ def _initialise_nvml() -> tuple[ModuleType | None, str | None]:
     try:
         pynvml.nvmlInit()
     except error_type as exc:
-        return None, _INIT_FAILURE_REASONS.get(getattr(exc, "value", None), f"NVML failed: {exc}")
+        code = getattr(exc, "value", None)
+        known = _INIT_FAILURE_REASONS.get(code) if isinstance(code, int) else None
+        return None, known or f"NVML failed: {exc}"
     except (OSError, AttributeError) as exc:
         return None, f"NVML unusable: {exc}"
     return pynvml, None
@@ -130,9 +132,10 @@ def _process_bytes(nvml: ModuleType, handle: Any, pids: set[int]) -> int | None:
         if not entries:
             continue
         used = [getattr(p, "usedGpuMemory", None) for p in entries]
-        if not all(isinstance(u, int) for u in used):
+        counted = [u for u in used if isinstance(u, int)]
+        if len(counted) != len(used):
             return None
-        per_list.append(sum(used))
+        per_list.append(sum(counted))
     return max(per_list, default=None)
 
 
@@ -192,8 +195,8 @@ def visible_device_entries(value: str) -> list[str]:
     """CUDA_VISIBLE_DEVICES as CUDA reads it: indices or GPU-/MIG- UUIDs, up to the first entry
     that is neither (so "" and "-1" hide every GPU)."""
     entries = []
-    for entry in value.split(","):
-        entry = entry.strip()
+    for raw in value.split(","):
+        entry = raw.strip()
         if not (entry.isdigit() or entry.startswith(("GPU-", "MIG-"))):
             break
         entries.append(entry)

@@ -58,12 +58,10 @@ def estimate_memory(
     dataset_parts = [n * d, n * INDEX_BYTES, m * d, m * INDEX_BYTES]
     if config.conventions == "standard":
         dataset_parts += [n * INDEX_BYTES, n * INDEX_BYTES]  # the epoch's order and its labels
-    parameter_parts = [(o_in * o + o) * dtype_bytes for o_in, o in zip([d, *config.hidden], outs)]
+    parameter_parts = [(o_in * o + o) * dtype_bytes for o_in, o in zip([d, *config.hidden], outs, strict=True)]
     epoch_records = [n * dtype_bytes, n * INDEX_BYTES]
-    if config.engine == "native":
-        step_parts = [b * d] + [b * o * dtype_bytes for o in outs]
-    else:
-        step_parts = [params * dtype_bytes]  # one gradient per parameter
+    # native: a uint8 gather buffer and per-layer gradient rows; the others: one gradient per parameter
+    step_parts = [b * d, *(b * o * dtype_bytes for o in outs)] if config.engine == "native" else [params * dtype_bytes]
     train_parts = [INPUT_COPIES[config.engine] * b * d * dtype_bytes] + [
         ACTIVATION_COPIES[config.engine] * b * o * dtype_bytes for o in outs
     ]

@@ -40,12 +40,12 @@ class Network:
     def forward(self) -> torch.Tensor:
         for layer in self.layers:
             layer.forward()
-        return self.output.output
+        return self.output.value()
 
     def backward(self) -> None:
         for layer in self.layers:
             layer.clear_grad()
-        self.output.grad = torch.ones_like(self.output.output)
+        self.output.grad = torch.ones_like(self.output.value())
         for layer in reversed(self.layers):
             layer.backward()
 
@@ -76,7 +76,7 @@ def build_mlp(params: MLPParams, *, conventions: str = "lab4", reg: float = 0.0)
     weights = [Input(w, trainable=True) for w in params.weights]
     biases = [Input(b, trainable=True) for b in params.biases]
     node: Layer = x
-    for index, (w, b) in enumerate(zip(weights, biases)):
+    for index, (w, b) in enumerate(zip(weights, biases, strict=True)):
         node = Linear(node, w, b)
         if index < len(weights) - 1:
             node = ReLU(node)

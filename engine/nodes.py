@@ -8,6 +8,9 @@ every local derivative is written out here. Batches are row-major (samples × fe
 
 from __future__ import annotations
 
+import functools
+import operator
+
 import torch
 
 LAB4_LOG_EPSILON = 1e-8
@@ -20,6 +23,18 @@ class Layer:
         self.inputs: tuple[Layer, ...] = inputs
         self.output: torch.Tensor | None = None
         self.grad: torch.Tensor | None = None
+
+    def value(self) -> torch.Tensor:
+        """`output`, which `forward()` (or `Input.set`) has filled."""
+        if self.output is None:
+            raise RuntimeError(f"{self!r} has no output yet: run forward() first")
+        return self.output
+
+    def incoming(self) -> torch.Tensor:
+        """`grad`, which the nodes downstream have filled by running `backward()`."""
+        if self.grad is None:
+            raise RuntimeError(f"{self!r} has no gradient yet: run backward() downstream first")
+        return self.grad
 
     def forward(self) -> None:
         """Compute `output` from the inputs' outputs."""
@@ -55,7 +70,7 @@ class Input(Layer):
 
     def step(self, lr: float) -> None:
         if self.trainable and self.grad is not None:
-            self.output.sub_(self.grad, alpha=lr)
+            self.value().sub_(self.grad, alpha=lr)
 
 
 class Linear(Layer):
@@ -66,12 +81,13 @@ class Linear(Layer):
         self.x, self.weight, self.bias = x, weight, bias
 
     def forward(self) -> None:
-        self.output = torch.addmm(self.bias.output, self.x.output, self.weight.output.t())
+        self.output = torch.addmm(self.bias.value(), self.x.value(), self.weight.value().t())
 
     def backward(self) -> None:
-        self.x.accumulate_grad(self.grad @ self.weight.output)
-        self.weight.accumulate_grad(self.grad.t() @ self.x.output)
-        self.bias.accumulate_grad(self.grad.sum(dim=0))
+        grad = self.incoming()
+        self.x.accumulate_grad(grad @ self.weight.value())
+        self.weight.accumulate_grad(grad.t() @ self.x.value())
+        self.bias.accumulate_grad(grad.sum(dim=0))
 
 
 class ReLU(Layer):
@@ -82,10 +98,10 @@ class ReLU(Layer):
         self.x = x
 
     def forward(self) -> None:
-        self.output = torch.relu(self.x.output)
+        self.output = torch.relu(self.x.value())
 
     def backward(self) -> None:
-        self.x.accumulate_grad(self.grad * (self.x.output > 0))
+        self.x.accumulate_grad(self.incoming() * (self.x.value() > 0))
 
 
 class Softmax(Layer):
@@ -105,7 +121,7 @@ class Softmax(Layer):
         self.sample_losses: torch.Tensor | None = None
 
     def forward(self) -> None:
-        o, y = self.logits.output, self.labels.output
+        o, y = self.logits.value(), self.labels.value()
         shifted = o - o.amax(dim=1, keepdim=True)
         if self.conventions == "lab4":
             self.probabilities = torch.softmax(shifted, dim=1)
@@ -119,14 +135,16 @@ class Softmax(Layer):
             self.output = self.sample_losses.mean()
 
     def backward(self) -> None:
-        p, y = self.probabilities, self.labels.output
+        p, y = self.probabilities, self.labels.value()
+        if p is None:
+            raise RuntimeError(f"{self!r} has no probabilities yet: run forward() first")
         if self.conventions == "lab4":
             # d/do of -y log(p + eps), exactly: with q = y p / (p + eps), p * sum(q) - q.
             q = y * p / (p + LAB4_LOG_EPSILON)
             local = (p * q.sum(dim=1, keepdim=True) - q) / p.shape[1]
         else:
             local = (p * y.sum(dim=1, keepdim=True) - y) / p.shape[0]
-        self.logits.accumulate_grad(self.grad * local)
+        self.logits.accumulate_grad(self.incoming() * local)
 
 
 class Regularization(Layer):
@@ -138,20 +156,22 @@ class Regularization(Layer):
         self.strength = strength
 
     def forward(self) -> None:
-        squares = sum(w.output.square().sum() for w in self.weights)
+        squares = functools.reduce(operator.add, (w.value().square().sum() for w in self.weights))
         self.output = 0.5 * self.strength * squares
 
     def backward(self) -> None:
+        grad = self.incoming()
         for w in self.weights:
-            w.accumulate_grad(self.grad * self.strength * w.output)
+            w.accumulate_grad(grad * self.strength * w.value())
 
 
 class Sum(Layer):
     """The sum of scalar terms, e.g. loss + regularization = the objective J."""
 
     def forward(self) -> None:
-        self.output = sum(term.output for term in self.inputs)
+        self.output = functools.reduce(operator.add, (term.value() for term in self.inputs))
 
     def backward(self) -> None:
+        grad = self.incoming()
         for term in self.inputs:
-            term.accumulate_grad(self.grad)
+            term.accumulate_grad(grad)

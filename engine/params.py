@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from itertools import pairwise
 
 import torch
 
@@ -22,11 +23,10 @@ class MLPParams:
 
     def tensors(self) -> list[torch.Tensor]:
         """All parameters in a fixed order: W1, b1, W2, b2, …"""
-        return [t for pair in zip(self.weights, self.biases) for t in pair]
+        return [t for pair in zip(self.weights, self.biases, strict=True) for t in pair]
 
     def clone(self) -> MLPParams:
         return MLPParams([w.clone() for w in self.weights], [b.clone() for b in self.biases])
-
 
 
 def init_params(
@@ -47,7 +47,7 @@ def init_params(
     generator = torch.Generator().manual_seed(seed)
     sizes = layer_sizes(features, hidden, classes)
     weights, biases = [], []
-    for index, (n_in, n_out) in enumerate(zip(sizes, sizes[1:])):
+    for index, (n_in, n_out) in enumerate(pairwise(sizes)):
         w = torch.randn(n_out, n_in, generator=generator, dtype=torch.float64)
         if conventions == "lab4":
             w *= LAB4_INIT_SCALE

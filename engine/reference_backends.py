@@ -24,8 +24,10 @@ class GraphBackend(Backend):
         self.graph.y.set(F.one_hot(labels, self.data.classes).to(self.dtype))
         network = self.graph.network
         network.forward()
-        self.predictions[start:stop] = self.graph.logits.output.argmax(dim=1)
-        self.log_likelihoods[start:stop, 0] = -self.graph.loss.sample_losses
+        sample_losses = self.graph.loss.sample_losses
+        assert sample_losses is not None, "forward() fills the per-sample losses"
+        self.predictions[start:stop] = self.graph.logits.value().argmax(dim=1)
+        self.log_likelihoods[start:stop, 0] = -sample_losses
         network.backward()
         network.step(self.lr)
 
@@ -43,7 +45,7 @@ class AutogradBackend(Backend):
         y = F.one_hot(self.labels_in_order[start:stop], self.data.classes).to(self.dtype)
         activation = x
         last = len(self.params.weights) - 1
-        for index, (w, b) in enumerate(zip(self.params.weights, self.params.biases)):
+        for index, (w, b) in enumerate(zip(self.params.weights, self.params.biases, strict=True)):
             activation = activation @ w.t() + b
             if index < last:
                 activation = torch.relu(activation)
@@ -63,5 +65,6 @@ class AutogradBackend(Backend):
             self.predictions[start:stop] = logits.argmax(dim=1)
             self.log_likelihoods[start:stop, 0] = -sample_terms
             for t in self.params.tensors():
-                t -= self.lr * t.grad
+                assert t.grad is not None, "backward() gives every parameter a gradient"
+                t.sub_(self.lr * t.grad)
                 t.grad = None
