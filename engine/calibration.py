@@ -5,6 +5,7 @@ from __future__ import annotations
 import statistics
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -33,7 +34,11 @@ class CalibrationCancelled(Exception):
 
 
 def calibrate_step_time(
-    backend: Backend, device: torch.device, cancel: threading.Event | None = None
+    backend: Backend,
+    device: torch.device,
+    cancel: threading.Event | None = None,
+    *,
+    clock: Callable[[], float] = time.perf_counter,
 ) -> Calibration:
     """Time real steps of `backend` after a warm-up, then restore its parameters.
 
@@ -41,6 +46,7 @@ def calibrate_step_time(
     least CALIBRATION_MIN_CHUNKS chunks have passed (or an epoch runs out); the estimate is the
     median chunk, so a burst of other work on a shared machine does not skew it. `cancel` is
     checked between chunks (CalibrationCancelled), so a stop during a slow calibration is prompt.
+    `clock` (seconds) can be injected in tests.
     """
     saved = [t.detach().clone() for t in backend.params.tensors()]
     backend.start_epoch(0)
@@ -52,20 +58,20 @@ def calibrate_step_time(
             raise CalibrationCancelled
         backend.train_step(step)
     synchronize(device)
-    step, begin = warmup, time.perf_counter()
+    step, begin = warmup, clock()
     per_step: list[float] = []
     while step < limit:
         if cancel is not None and cancel.is_set():
             _restore(backend, saved)
             raise CalibrationCancelled
-        chunk_start = time.perf_counter()
+        chunk_start = clock()
         chunk_end = min(limit, step + CALIBRATION_CHUNK_STEPS)
         for index in range(step, chunk_end):
             backend.train_step(index)
         synchronize(device)
-        per_step.append((time.perf_counter() - chunk_start) / (chunk_end - step))
+        per_step.append((clock() - chunk_start) / (chunk_end - step))
         step = chunk_end
-        if len(per_step) >= CALIBRATION_MIN_CHUNKS and time.perf_counter() - begin >= CALIBRATION_MIN_SECONDS:
+        if len(per_step) >= CALIBRATION_MIN_CHUNKS and clock() - begin >= CALIBRATION_MIN_SECONDS:
             break
     _restore(backend, saved)
     return Calibration(statistics.median(per_step), step - warmup)
@@ -77,13 +83,15 @@ def _restore(backend: Backend, saved: list[torch.Tensor]) -> None:
             tensor.copy_(value)
 
 
-def time_test_pass(backend: Backend, device: torch.device) -> float:
+def time_test_pass(
+    backend: Backend, device: torch.device, *, clock: Callable[[], float] = time.perf_counter
+) -> float:
     """Seconds for one test-set accuracy pass (the per-epoch evaluation)."""
     synchronize(device)
-    start = time.perf_counter()
+    start = clock()
     backend.test_accuracy()
     synchronize(device)
-    return time.perf_counter() - start
+    return clock() - start
 
 
 def estimate_time(

@@ -48,6 +48,7 @@ from engine.validation_split import hold_out
 PROGRESS_INTERVAL_S = 0.1
 GPU_SAMPLE_INTERVAL_S = 1.0
 
+Clock = Callable[[], float]  # seconds, monotonic (time.perf_counter; a fake one in tests)
 EventSink = Callable[[Event], None]
 # Called with each finished epoch; True stops the run as `pruned` (a sweep's pruner decides).
 EpochJudge = Callable[[EpochEnd], bool]
@@ -61,15 +62,21 @@ class PreparedRun:
     device: torch.device
     dataset: LoadedDataset
     rss: PeakRssTracker
-    start_time: float  # perf_counter at prepare
+    start_time: float  # `clock()` at prepare
+    clock: Clock = time.perf_counter
 
 
 def prepare_run(
-    config: RunConfig, *, load: Callable[..., LoadedDataset] = load_dataset, force: bool = False
+    config: RunConfig,
+    *,
+    load: Callable[..., LoadedDataset] = load_dataset,
+    force: bool = False,
+    clock: Clock = time.perf_counter,
 ) -> PreparedRun:
     """Resolve the device, refuse a run that cannot fit (unless `force`), load the dataset and hold
-    out its validation rows. Raises ConfigError (WontFitError among them) or DatasetError: bad input."""
-    start_time = time.perf_counter()
+    out its validation rows. Raises ConfigError (WontFitError among them) or DatasetError: bad input.
+    Every duration of the run is read from `clock`."""
+    start_time = clock()
     rss = PeakRssTracker()
     rss.start()
     device = resolve_device(config.device)
@@ -78,7 +85,7 @@ def prepare_run(
         check_fits(config, device, context_bytes=context)
     dataset = hold_out(load(config.dataset, config.data_root), config.validation)
     check_batch_size(config.batch_size, dataset.train_images.shape[0], dataset.spec.title)
-    return PreparedRun(config, device, dataset, rss, start_time)
+    return PreparedRun(config, device, dataset, rss, start_time, clock)
 
 
 def execute_run(
@@ -187,7 +194,8 @@ class _TrainingLoop:
             if stop is not None:
                 return self.finish(stop.status, stop.message, diverged_step=stop.diverged_step)
         epochs = self.config.epochs
-        return self.finish(RunStatus.COMPLETED, f"{epochs} epoch{'' if epochs == 1 else 's'} in {self.train_time_s:.1f} s")
+        message = f"{epochs} epoch{'' if epochs == 1 else 's'} in {self.train_time_s:.1f} s"
+        return self.finish(RunStatus.COMPLETED, message)
 
     def _set_up(self) -> tuple[Backend, TimeEstimate]:
         """Data on the device, parameters, the backend and its calibration; reports `Started`."""
@@ -208,10 +216,10 @@ class _TrainingLoop:
             config.engine, params, self.data, lr=config.lr, reg=config.reg,
             batch_size=config.batch_size, conventions=config.conventions, seed=config.seed,
         )
-        calibration = calibrate_step_time(backend, device, self.cancel)
-        estimate = estimate_time(
-            config, calibration.seconds_per_step, time_test_pass(backend, device), train_size=self.data.train_size
-        )
+        clock = self.prepared.clock
+        seconds_per_step = calibrate_step_time(backend, device, self.cancel, clock=clock).seconds_per_step
+        test_pass_seconds = time_test_pass(backend, device, clock=clock)
+        estimate = estimate_time(config, seconds_per_step, test_pass_seconds, train_size=self.data.train_size)
         name = device_name(device)
         self.on_event(Started(
             config=config, device_name=name, params=self.params, memory_estimate=self._memory_estimate(name),
@@ -248,25 +256,26 @@ class _TrainingLoop:
         """The steps of one epoch, with progress reports; a stop when cancelled or non-finite."""
         backend.start_epoch(epoch - 1)
         steps = backend.steps_per_epoch
-        epoch_start = last_report = time.perf_counter()
+        clock = self.prepared.clock
+        epoch_start = last_report = clock()
         reported = EpochTotals(0.0, 0, 0, 0)
         try:
             for step in range(steps):
                 if self.cancel.is_set():
                     return _Stop(RunStatus.CANCELLED, f"stopped in epoch {epoch} at step {step}")
                 backend.train_step(step)
-                now = time.perf_counter()
+                now = clock()
                 if now - last_report >= PROGRESS_INTERVAL_S or step + 1 == steps:
                     totals = backend.epoch_totals(step + 1)
                     if not math.isfinite(totals.loss_sum):
                         return self._diverged_nonfinite(backend, epoch)
-                    now = time.perf_counter()
+                    now = clock()
                     self._report_progress(epoch, totals, reported, accounting, now - epoch_start, estimate)
                     reported, last_report = totals, now
                     self._sample_gpu(now)
             return None
         finally:
-            self.last_epoch_seconds = time.perf_counter() - epoch_start
+            self.last_epoch_seconds = clock() - epoch_start
             self.train_time_s += self.last_epoch_seconds
 
     def _end_epoch(self, backend: Backend, epoch: int, accounting: Accounting) -> _Stop | None:
@@ -352,7 +361,7 @@ class _TrainingLoop:
         )
 
     def _measure_resources(self) -> Resources:
-        total = time.perf_counter() - self.prepared.start_time
+        total = self.prepared.clock() - self.prepared.start_time
         rss_growth = self.prepared.rss.peak_growth_bytes()
         if self.device.type != "cuda":
             return Resources(train_time_s=self.train_time_s, total_time_s=total, peak_rss_growth_bytes=rss_growth)

@@ -7,21 +7,23 @@ Every run loads tiny datasets written in the real formats (`tests/datafiles.py`)
 
 from __future__ import annotations
 
-import contextlib
 import gzip
 import math
 import threading
-import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 
+import engine.runner
+from engine.backend import Backend
+from engine.calibration import CALIBRATION_CHUNK_STEPS
 from engine.config import ConfigError, RunConfig
 from engine.datasets import DatasetNotFoundError
-from engine.events import EpochEnd, Finished, Progress, RunStatus, Started
+from engine.events import EpochEnd, Event, Finished, Progress, RunStatus, Started
 from engine.params import init_params
 from engine.runner import PROGRESS_INTERVAL_S, execute_run, prepare_run
 from tests.datafiles import write_cifar10, write_idx_dataset
@@ -30,6 +32,10 @@ CLASSES = 10
 FEATURES = 784
 TINY_TRAIN, TINY_TEST = 600, 200
 LAB4_EPSILON = 1e-8
+# The fake clock's step: a binary fraction, so sums of steps are exact (1/32 s: a progress report
+# every 4 steps at PROGRESS_INTERVAL_S = 0.1 s).
+SECONDS_PER_STEP = 1 / 32
+THREAD_TIMEOUT_S = 60.0
 
 
 @pytest.fixture(autouse=True)
@@ -37,32 +43,62 @@ def _offline(offline_datasets: Path) -> None:
     """Every test here: no download, no Debian copy (see conftest)."""
 
 
-@contextlib.contextmanager
-def _offline_module(missing: Path):
-    """The same switches as `offline_datasets`, for module-scoped fixtures."""
-
-    def offline(name: str, root: Path) -> None:
-        raise OSError("offline")
-
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr("engine.datasets._download", offline)
-        patch.setattr("engine.datasets.DEBIAN_FASHION_MNIST", missing)
-        patch.delenv("TUNER_TUI_DATA", raising=False)
-        yield
+def _config(root: Path, **overrides: Any) -> RunConfig:
+    base = RunConfig(dataset="fmnist", data_root=str(root), device="cpu", hidden=(32,), batch_size=10, epochs=2)
+    return RunConfig.from_mapping(overrides, base=base)
 
 
-def _config(root: Path, **overrides) -> RunConfig:
-    values = dict(
-        dataset="fmnist", data_root=str(root), device="cpu", hidden=(32,), batch_size=10,
-        epochs=2, lr=0.01, seed=0,
-    )
-    values.update(overrides)
-    return RunConfig(**values)
-
-
-def _run(config: RunConfig, cancel: threading.Event | None = None) -> tuple[Finished, list]:
-    events: list = []
+def _run(config: RunConfig, cancel: threading.Event | None = None) -> tuple[Finished, list[Event]]:
+    events: list[Event] = []
     finished = execute_run(prepare_run(config), events.append, cancel=cancel)
+    return finished, events
+
+
+class StepClock:
+    """A clock that moves only when the backend takes a training step, by `seconds_per_step`.
+
+    `on_step(epoch_step, clock)` is called after each step the run takes (calibration's included).
+    """
+
+    def __init__(self, seconds_per_step: float = SECONDS_PER_STEP) -> None:
+        self.now = 0.0
+        self.seconds_per_step = seconds_per_step
+        self.steps = 0
+        self.on_step: list[Any] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    def timed(self, backend: Backend, monkeypatch: pytest.MonkeyPatch) -> Backend:
+        real_step = backend.train_step
+
+        def step(index: int) -> None:
+            real_step(index)
+            self.now += self.seconds_per_step
+            self.steps += 1
+            for hook in self.on_step:
+                hook(index)
+
+        monkeypatch.setattr(backend, "train_step", step)
+        return backend
+
+
+@pytest.fixture
+def step_clock(monkeypatch: pytest.MonkeyPatch) -> StepClock:
+    """Every backend the runner makes advances this clock by SECONDS_PER_STEP per step."""
+    clock = StepClock()
+    real_make_backend = engine.runner.make_backend
+
+    def timed_backend(*args: Any, **kwargs: Any) -> Backend:
+        return clock.timed(real_make_backend(*args, **kwargs), monkeypatch)
+
+    monkeypatch.setattr(engine.runner, "make_backend", timed_backend)
+    return clock
+
+
+def _run_on(clock: StepClock, config: RunConfig, cancel: threading.Event | None = None) -> tuple[Finished, list[Event]]:
+    events: list[Event] = []
+    finished = execute_run(prepare_run(config, clock=clock), events.append, cancel=cancel)
     return finished, events
 
 
@@ -81,22 +117,15 @@ def tiny_root(tmp_path: Path) -> Path:
 
 
 @pytest.fixture(scope="module")
-def completed_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[RunConfig, Finished, list]:
+def completed_run(
+    tmp_path_factory: pytest.TempPathFactory, offline_module: Path
+) -> tuple[RunConfig, Finished, list[Event]]:
     """One 3-epoch lab4 run on the tiny learnable set, shared by the tests that only read it."""
     root = tmp_path_factory.mktemp("tiny")
     write_idx_dataset(root, train=TINY_TRAIN, test=TINY_TEST)
-    with _offline_module(tmp_path_factory.mktemp("nowhere") / "no-debian"):
-        config = _config(root, epochs=3, lr=0.05)
-        finished, events = _run(config)
+    config = _config(root, epochs=3, lr=0.05)
+    finished, events = _run(config)
     return config, finished, events
-
-
-@pytest.fixture(scope="module")
-def long_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """30,000 noise images: with batch 1 and hidden 8, an epoch takes about a second."""
-    root = tmp_path_factory.mktemp("long")
-    write_idx_dataset(root, train=30_000, test=100, learnable=False)
-    return root
 
 
 # --- events -------------------------------------------------------------------------------------
@@ -126,6 +155,7 @@ def test_events_are_one_started_then_progress_and_epoch_ends_in_order_then_one_f
             assert event.epoch == epoch + 1
             last_progress = event
         else:
+            assert isinstance(event, EpochEnd) and last_progress is not None
             assert event.epoch == epoch + 1
             assert (last_progress.epoch, last_progress.step) == (event.epoch, steps)
             epoch = event.epoch
@@ -184,61 +214,117 @@ def test_resources_measure_train_time_within_total_time_and_rss_growth(completed
     assert resources.cuda_peak_allocated_bytes is None  # a CPU run
 
 
-def test_progress_events_arrive_at_most_about_ten_a_second(long_root):
-    config = _config(long_root, hidden=(8,), batch_size=1, epochs=1)
-    prepared = prepare_run(config)
-    arrivals: list[float] = []
-
-    def on_event(event) -> None:
-        if isinstance(event, Progress):
-            arrivals.append(time.perf_counter())
-
-    start = time.perf_counter()
-    finished = execute_run(prepared, on_event)
-    wall = time.perf_counter() - start
-
+def test_progress_is_reported_once_per_interval_of_the_runs_clock_and_at_each_epochs_end(tiny_root, step_clock):
+    config = _config(tiny_root, batch_size=1, epochs=2)  # 600 steps an epoch, 1/32 s each
+    finished, events = _run_on(step_clock, config)
     assert finished.status is RunStatus.COMPLETED
-    assert len(arrivals) >= 2  # 30,000 steps: reports during the epoch, not only at its end
-    assert len(arrivals) / wall <= 12.0
-    # Every report but the epoch's last comes at least one interval after the one before.
-    gaps = np.diff(arrivals[:-1])
-    assert all(gap >= 0.9 * PROGRESS_INTERVAL_S for gap in gaps)
+
+    progress = [e for e in events if isinstance(e, Progress)]
+    steps_between_reports = math.ceil(PROGRESS_INTERVAL_S / SECONDS_PER_STEP)  # 4
+    expected = [(epoch, step) for epoch in (1, 2) for step in range(steps_between_reports, TINY_TRAIN + 1, 4)]
+    assert [(p.epoch, p.step) for p in progress] == expected
+    run_seconds = 2 * TINY_TRAIN * SECONDS_PER_STEP
+    assert len(progress) <= run_seconds / PROGRESS_INTERVAL_S  # at most ten a second of training
+
+
+def test_progress_rate_elapsed_and_eta_are_read_from_the_runs_clock(tiny_root, step_clock):
+    config = _config(tiny_root, batch_size=1, epochs=2)
+    _, events = _run_on(step_clock, config)
+    total_steps = 2 * TINY_TRAIN
+    for p in (e for e in events if isinstance(e, Progress)):
+        done = (p.epoch - 1) * TINY_TRAIN + p.step
+        assert p.samples_per_s == 1 / SECONDS_PER_STEP  # batch 1: one sample per step
+        assert p.elapsed_s == done * SECONDS_PER_STEP
+        assert p.eta_s == (total_steps - done) * SECONDS_PER_STEP  # the test pass takes no time here
+    ends = [e for e in events if isinstance(e, EpochEnd)]
+    assert [e.seconds for e in ends] == [TINY_TRAIN * SECONDS_PER_STEP] * 2
+
+
+def test_the_time_estimate_equals_the_measured_time_when_every_step_costs_the_same(tiny_root, step_clock):
+    config = _config(tiny_root, batch_size=2, epochs=3)
+    finished, events = _run_on(step_clock, config)
+    started = events[0]
+    assert isinstance(started, Started)
+    assert started.time_estimate.seconds_per_step == SECONDS_PER_STEP
+    assert started.time_estimate.train_seconds == finished.resources.train_time_s == 3 * 300 * SECONDS_PER_STEP
+    assert finished.resources.total_time_s >= finished.resources.train_time_s
 
 
 # --- how a run ends -----------------------------------------------------------------------------
 
 
-def test_cancel_set_from_another_thread_ends_the_run_within_0_2_s_keeping_completed_epochs(long_root):
-    config = _config(long_root, hidden=(8,), batch_size=1, epochs=50)  # would run ~a minute
+def test_cancel_set_during_a_step_ends_the_run_before_the_next_step_keeping_completed_epochs(tiny_root, step_clock):
+    config = _config(tiny_root, batch_size=1, epochs=50)
+    cancel = threading.Event()
+    events: list[Event] = []
+    training: list[int] = []  # the steps of the training loop, after calibration
+    cancelled_at: list[int] = []
+
+    def record_step(index: int) -> None:
+        training.append(index)
+        if len(training) == TINY_TRAIN + 123:  # epoch 2, step 123
+            cancel.set()
+            cancelled_at.append(len(training))
+
+    def on_event(event: Event) -> None:
+        events.append(event)
+        if isinstance(event, Started):
+            step_clock.on_step.append(record_step)
+
+    finished = execute_run(prepare_run(config, clock=step_clock), on_event, cancel=cancel)
+
+    assert finished.status is RunStatus.CANCELLED
+    assert len(training) == cancelled_at[0]  # no step after the one during which it was set
+    assert finished.message == "stopped in epoch 2 at step 123"
+    assert events[-1] is finished
+    assert finished.epochs == tuple(e for e in events if isinstance(e, EpochEnd))
+    assert [e.epoch for e in finished.epochs] == [1]
+    assert finished.train_loss == finished.epochs[-1].train_loss
+    assert finished.test_accuracy == finished.epochs[-1].test_accuracy
+
+
+def test_cancel_set_during_calibration_stops_within_one_chunk_before_training(tiny_root, step_clock):
+    config = _config(tiny_root, batch_size=1, epochs=2)
+    cancel = threading.Event()
+    steps_after_cancel: list[int] = []
+
+    def watch(index: int) -> None:
+        if cancel.is_set():
+            steps_after_cancel.append(index)
+        elif step_clock.steps == 7:  # inside the first timed chunk
+            cancel.set()
+
+    step_clock.on_step.append(watch)
+    finished, events = _run_on(step_clock, config, cancel=cancel)
+
+    assert finished.status is RunStatus.CANCELLED
+    assert finished.message == "stopped before training started"
+    assert len(steps_after_cancel) < CALIBRATION_CHUNK_STEPS
+    assert events == [finished]  # nothing started, nothing trained
+    assert finished.epochs == ()
+
+
+def test_cancel_from_another_thread_stops_a_long_run(tiny_root):
+    config = _config(tiny_root, hidden=(8,), batch_size=1, epochs=1000)  # would run for minutes
     prepared = prepare_run(config)
     cancel, in_epoch_2 = threading.Event(), threading.Event()
-    cancelled_at: list[float] = []
-    events: list = []
+    outcome: list[Finished] = []
 
-    def on_event(event) -> None:
-        events.append(event)
+    def on_event(event: Event) -> None:
         if isinstance(event, Progress) and event.epoch == 2:
             in_epoch_2.set()
 
-    def canceller() -> None:
-        in_epoch_2.wait(timeout=20)
-        cancelled_at.append(time.perf_counter())
+    worker = threading.Thread(target=lambda: outcome.append(execute_run(prepared, on_event, cancel=cancel)))
+    worker.start()
+    try:
+        assert in_epoch_2.wait(timeout=THREAD_TIMEOUT_S), "the run never reached epoch 2"
+    finally:
         cancel.set()
-
-    thread = threading.Thread(target=canceller, daemon=True)
-    thread.start()
-    finished = execute_run(prepared, on_event, cancel=cancel)
-    returned = time.perf_counter()
-    thread.join()
-
+        worker.join(timeout=THREAD_TIMEOUT_S)
+    assert not worker.is_alive(), "the run did not stop after cancel"
+    [finished] = outcome
     assert finished.status is RunStatus.CANCELLED
-    assert returned - cancelled_at[0] <= 0.2
-    assert events[-1] is finished
-    assert finished.epochs == tuple(e for e in events if isinstance(e, EpochEnd))
-    assert [e.epoch for e in finished.epochs][:1] == [1]
-    assert len(finished.epochs) < config.epochs
-    assert finished.train_loss == finished.epochs[-1].train_loss
-    assert finished.test_accuracy == finished.epochs[-1].test_accuracy
+    assert 1 <= len(finished.epochs) < config.epochs
 
 
 def _lab4_reference(
@@ -277,7 +363,8 @@ def _lab4_reference(
             objective.backward()
             with torch.no_grad():
                 for t in (w1, b1, w2, b2):
-                    t -= lr * t.grad
+                    assert t.grad is not None
+                    t.sub_(lr * t.grad)
                     t.grad = None
                 correct_after += int((logits(x).argmax(dim=1) == target).sum())
     return dict(
@@ -454,7 +541,7 @@ def test_a_different_seed_gives_different_metrics(tiny_root):
 def test_standard_conventions_run_end_to_end_and_reshuffle_every_epoch(tiny_root, monkeypatch):
     import engine.backend
 
-    orders: dict[int, torch.Tensor] = {}
+    orders: dict[int, torch.Tensor | None] = {}
     real_epoch_order = engine.backend.epoch_order
 
     def recording_epoch_order(samples, *, conventions, seed, epoch, device):
@@ -466,12 +553,14 @@ def test_standard_conventions_run_end_to_end_and_reshuffle_every_epoch(tiny_root
     standard, _ = _run(_config(tiny_root, conventions="standard", epochs=3, lr=0.1))
 
     assert standard.status is RunStatus.COMPLETED
-    assert standard.test_accuracy > 80.0
+    assert standard.test_accuracy is not None and standard.test_accuracy > 80.0
     assert sorted(orders) == [0, 1, 2]
     for order in orders.values():
         assert order is not None
         assert torch.equal(order.sort().values, torch.arange(TINY_TRAIN))
-    assert not torch.equal(orders[0], orders[1]) and not torch.equal(orders[1], orders[2])
+    first, second, third = (orders[epoch] for epoch in (0, 1, 2))
+    assert first is not None and second is not None and third is not None
+    assert not torch.equal(first, second) and not torch.equal(second, third)
 
     monkeypatch.setattr(engine.backend, "epoch_order", real_epoch_order)
     lab4, _ = _run(_config(tiny_root, conventions="lab4", epochs=3, lr=0.1))
@@ -483,8 +572,9 @@ def test_a_cifar10_run_reads_the_pickled_batches(tmp_path):
     folder = write_cifar10(root, train_per_batch=60, test=50)
     finished, events = _run(_config(root, dataset="cifar10", epochs=2, lr=0.05))
     started = events[0]
+    assert isinstance(started, Started)
     assert started.data_source == str(folder)
     assert (started.train_samples, started.test_samples) == (300, 50)
     assert started.params == 3072 * 32 + 32 + CLASSES * 32 + CLASSES
     assert finished.status is RunStatus.COMPLETED
-    assert finished.test_accuracy > 50.0
+    assert finished.test_accuracy is not None and finished.test_accuracy > 50.0
