@@ -11,7 +11,6 @@ only from a tiny Fashion-MNIST written here in the real IDX format (no download,
 from __future__ import annotations
 
 import csv
-import gzip
 import io
 import json
 import os
@@ -25,12 +24,12 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 
 from engine.config import RunConfig
 from engine.events import EpochEnd, Finished, Resources, RunStatus
+from tests.datafiles import write_idx_dataset
 from tuner_tui.cli import main
 from tuner_tui.runs.store import ResultsStore, RunRecord
 
@@ -55,7 +54,9 @@ METRIC_KEYS = {
     "train_accuracy", "train_loss", "test_accuracy", "params", "estimated_memory_bytes",
     "peak_memory_bytes", "gpu_memory_bytes", "estimated_time_s", "train_time_s", "total_time_s", "train_ce",
 }
-EPOCH_KEYS = {"epoch", "train_loss", "train_ce", "train_accuracy", "test_accuracy", "val_loss", "val_accuracy", "seconds"}
+EPOCH_KEYS = {
+    "epoch", "train_loss", "train_ce", "train_accuracy", "test_accuracy", "val_loss", "val_accuracy", "seconds",
+}
 SHIPPED_PRESETS = (
     *(f"fmnist_exp{i}" for i in range(1, 11)), *(f"cifar_exp{i}" for i in range(1, 11)), "fmnist_quick",
 )
@@ -65,62 +66,23 @@ EPOCH_LINE = re.compile(r"^epoch (\d+): train loss ", re.MULTILINE)
 SUBPROCESS_TIMEOUT_S = 60
 
 
-# --- tiny data ------------------------------------------------------------------------------
-
-
-def _idx_bytes(magic: int, array: np.ndarray) -> bytes:
-    header = magic.to_bytes(4, "big") + b"".join(int(n).to_bytes(4, "big") for n in array.shape)
-    return header + array.astype(np.uint8).tobytes()
-
-
-def write_tiny_fashion_mnist(root: Path, train: int = TINY_TRAIN, test: int = TINY_TEST) -> Path:
-    """The four gzipped IDX files under `root/FashionMNIST/raw`; each image is low noise plus a
-    bright 7×7 block whose place in a 4×4 grid is its label, so a small network learns it fast."""
-    folder = root / "FashionMNIST" / "raw"
-    folder.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(0)
-    for prefix, count in (("train", train), ("t10k", test)):
-        labels = rng.integers(0, 10, size=count).astype(np.uint8)
-        images = rng.integers(0, 60, size=(count, 28, 28)).astype(np.uint8)
-        for index, label in enumerate(labels):
-            row, col = divmod(int(label), 4)
-            images[index, row * 7 : (row + 1) * 7, col * 7 : (col + 1) * 7] = 230
-        for kind, magic, array in (("images-idx3", 0x00000803, images), ("labels-idx1", 0x00000801, labels)):
-            with gzip.open(folder / f"{prefix}-{kind}-ubyte.gz", "wb", compresslevel=1) as handle:
-                handle.write(_idx_bytes(magic, array))
-    return folder
+# --- tiny data, isolation and helpers ---------------------------------------------------------
 
 
 @pytest.fixture(scope="session")
 def data_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny learnable Fashion-MNIST (`tests.datafiles`), shared by every test."""
     root = tmp_path_factory.mktemp("data")
-    write_tiny_fashion_mnist(root)
+    write_idx_dataset(root, train=TINY_TRAIN, test=TINY_TEST)
     return root
 
 
-# --- isolation and helpers ------------------------------------------------------------------
-
-
 @pytest.fixture(autouse=True)
-def isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> dict[str, str]:
-    """Per-test config, cache, data and store paths; no download, no Debian copy; an 80-column,
-    non-terminal console. Returns the environment for subprocesses."""
-
-    def offline(name: str, root: Path) -> None:
-        raise OSError("offline")
-
-    env = {
-        "TUNER_TUI_CONFIG_DIR": str(tmp_path / "config"),
-        "TUNER_TUI_CACHE_DIR": str(tmp_path / "cache"),
-        "TUNER_TUI_DATA": str(tmp_path / "no-data"),
-        "TUNER_TUI_STORE": str(tmp_path / "store" / "runs.sqlite3"),
-        "COLUMNS": "80",
-    }
-    for name, value in env.items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.setattr("engine.datasets.DEBIAN_FASHION_MNIST", tmp_path / "no-debian-fashion-mnist")
-    monkeypatch.setattr("engine.datasets._download", offline)
-    return env
+def isolated(isolated: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """conftest's per-test paths with datasets offline, and an 80-column, non-terminal console.
+    Returns the environment for subprocesses."""
+    monkeypatch.setenv("COLUMNS", "80")
+    return {**isolated, "COLUMNS": "80"}
 
 
 @pytest.fixture
@@ -516,7 +478,7 @@ def test_module_run_exits_0_with_epoch_lines_and_no_traceback(isolated, data_roo
     env = subprocess_env(isolated, data_root)
     result = subprocess.run(
         [sys.executable, "-m", "tuner_tui.cli", "--no-ui", *TINY, "--data-root", str(data_root)],
-        env=env, capture_output=True, text=True, timeout=SUBPROCESS_TIMEOUT_S,
+        env=env, capture_output=True, text=True, timeout=SUBPROCESS_TIMEOUT_S, check=False,
     )
     assert result.returncode == 0, result.stderr
     assert "Traceback" not in result.stderr
@@ -529,7 +491,7 @@ def test_module_bad_input_exits_2_with_one_line_and_no_traceback(isolated, data_
     env = subprocess_env(isolated, data_root)
     result = subprocess.run(
         [sys.executable, "-m", "tuner_tui.cli", "--no-ui", "--preset", "fmnist_exp55"],
-        env=env, capture_output=True, text=True, timeout=SUBPROCESS_TIMEOUT_S,
+        env=env, capture_output=True, text=True, timeout=SUBPROCESS_TIMEOUT_S, check=False,
     )
     assert result.returncode == 2
     assert result.stderr.count("\n") == 1 and "fmnist_exp5" in result.stderr
@@ -541,7 +503,7 @@ def test_module_diverging_run_exits_1(isolated, data_root: Path) -> None:
     env = subprocess_env(isolated, data_root)
     result = subprocess.run(
         [sys.executable, "-m", "tuner_tui.cli", "--no-ui", "--json", *TINY, *DIVERGING, "--data-root", str(data_root)],
-        env=env, capture_output=True, text=True, timeout=SUBPROCESS_TIMEOUT_S,
+        env=env, capture_output=True, text=True, timeout=SUBPROCESS_TIMEOUT_S, check=False,
     )
     assert result.returncode == 1
     assert "Traceback" not in result.stderr
@@ -553,7 +515,7 @@ def test_console_script_lists_presets(isolated) -> None:
     assert script.is_file(), "the project is installed with its `tuner-tui` console script"
     result = subprocess.run(
         [str(script), "presets"], env={**os.environ, **isolated, "COLUMNS": "200"},
-        capture_output=True, text=True, timeout=SUBPROCESS_TIMEOUT_S,
+        capture_output=True, text=True, timeout=SUBPROCESS_TIMEOUT_S, check=False,
     )
     assert result.returncode == 0, result.stderr
     assert "fmnist_quick" in result.stdout
@@ -574,6 +536,7 @@ def test_ctrl_c_exits_130_and_stores_the_run_as_cancelled(isolated, data_root: P
         )
 
         def read_stderr() -> None:
+            assert process.stderr is not None
             for line in process.stderr:
                 stderr.append(line)
                 lines.put(line)
