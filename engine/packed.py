@@ -1,0 +1,480 @@
+"""Packed training: K runs of the MLP trained side by side as one, each slot giving its solo numbers.
+
+The slots of a pack share the dataset, the batch size and the conventions, so every step has the
+same shape for all of them. Each slot has its own hidden sizes, learning rate, L2 strength and seed
+(its initialization and, under `standard`, its batch order); its epoch count is the runner's.
+
+How a step is laid out:
+- Layer 1 of every slot is one wide GEMM. The slots' first-layer weights are the rows of one
+  (K·w × D) matrix, so one `addmm` scores the shared batch for all slots and one `addmm_` updates
+  them all. When the slots' batch orders differ, each slot gathers its own rows and layer 1 is one
+  `baddbmm` over (K, w, D) views of the same matrix instead.
+- Every later layer (the output layer; the hidden-to-hidden layers of deeper slots) is a batched
+  matmul over (K, out, in) weights: `baddbmm` forward, `bmm` for the gradient below it, `baddbmm_`
+  for the update.
+- Hidden sizes may differ: per layer the pack is as wide as its widest slot (w), and a narrower
+  slot's extra units have zero weights in and out. They stay exactly zero (ReLU(0) = 0, and no
+  gradient reaches them), so the slot computes its solo numbers.
+- Per-slot learning rates scale the output gradient per slot before the backward pass (every
+  gradient below is linear in it); per-slot L2 decay is one `mul_` by a per-row vector.
+- Losses and predictions are written per slot and per sample on the device and read back only when
+  the runner asks (`epoch_totals`), as in `engine.fused`.
+
+Batch order under `standard` (each run reshuffles per epoch from its own seed): slots whose orders
+coincide share one gathered batch; otherwise each slot gathers its own (`gather per slot`). This
+was chosen over packing only runs with equal seeds because, measured (benchmarks/README.md, "Packed
+training"), gathering per slot costs little next to the step, and equal-seed packing could not
+recycle a slot under `standard` at all: a new run starts at its own epoch 0, whose order differs
+from the others' current epoch.
+
+Slot recycling (`reconfigure`, between epochs): a run that ended is replaced by a new one, of any
+hidden size, or dropped. The pack re-slices its concatenation every time: it rebuilds its storage
+exactly as wide as its widest remaining slot and copies the kept slots over, instead of reserving the
+widest size it may ever need and masking. Measured (benchmarks/README.md), a rebuild costs a few
+milliseconds once per epoch, while a reserved width costs on every step of every epoch for as long
+as the wide run is gone; `reserve` keeps a minimum width for a caller that knows one is coming.
+
+Depth: the slots of a pack have the same number of hidden layers (all the lab's experiments have
+one); `PackError` refuses a mix.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+
+from engine.backend import EpochTotals
+from engine.batching import PIXEL_SCALE, DeviceData, batch_bounds, epoch_order, steps_per_epoch
+from engine.config import ConfigError, Conventions
+from engine.memory_model import EVAL_CHUNK_ROWS
+from engine.nodes import LAB4_LOG_EPSILON
+from engine.params import MLPParams, init_params
+
+_relu_backward = torch.ops.aten.threshold_backward.grad_input
+
+
+class PackError(ConfigError):
+    """Runs that cannot share a pack."""
+
+
+@dataclass(frozen=True)
+class SlotConfig:
+    """What one slot trains: its hidden sizes, step size, L2 strength and seed (init and order)."""
+
+    hidden: tuple[int, ...]
+    lr: float
+    reg: float
+    seed: int
+
+
+@dataclass
+class _Slot:
+    config: SlotConfig
+    first_epoch: int | None  # the pack epoch in which this slot's run started (None: not yet)
+
+
+@dataclass
+class _StepBuffers:
+    """Preallocated tensors for one batch size (`rows`) in one order mode."""
+
+    rows: int
+    images_u8: torch.Tensor  # gather target: (rows, D) shared, (K·rows, D) per slot
+    inputs: torch.Tensor  # float batch, unscaled pixels: (rows, D) shared, (K, rows, D) per slot
+    first: torch.Tensor  # layer-1 activations: (rows, K·w) shared, (K, rows, w) per slot
+    first_by_slot: torch.Tensor  # (K, rows, w) view of `first`
+    first_grad_t: torch.Tensor  # (K, w, rows): d objective / d layer-1 pre-activation, transposed
+    upper: list[torch.Tensor]  # per later layer (K, rows, out)
+    upper_grads: list[torch.Tensor]  # per later layer (K, rows, out); the last holds the softmax
+    label_probs: torch.Tensor  # (K, rows, 1)
+    label_probs_eps: torch.Tensor
+    ratio: torch.Tensor
+    log_likelihoods: torch.Tensor  # (K, rows, 1)
+    predictions: torch.Tensor  # (K, rows)
+    minus_ones: torch.Tensor  # (K, rows, 1)
+    ones: torch.Tensor  # (rows,)
+    slot_ones: torch.Tensor  # (K, 1, rows)
+    step_scale: torch.Tensor  # (K, 1, 1): −lr · d(loss)/d(logits) scale, per slot
+
+
+class PackedMLPBackend:
+    """K MLP runs over one dataset, stepped together; slot k's numbers are its solo run's."""
+
+    def __init__(
+        self,
+        data: DeviceData,
+        slots: Sequence[SlotConfig],
+        *,
+        batch_size: int,
+        conventions: Conventions,
+        dtype: torch.dtype = torch.float32,
+        params: Sequence[MLPParams] | None = None,
+        reserve: Sequence[int] = (),
+    ) -> None:
+        """`params` (one per slot) replaces the draw from each slot's seed; `reserve` is a
+        minimum width per hidden layer, kept through `reconfigure`."""
+        if not slots:
+            raise PackError("pack", "needs at least one run")
+        self.data = data
+        self.batch_size = batch_size
+        self.conventions = conventions
+        self.dtype = dtype
+        self.device = data.train_images.device
+        self.samples = data.train_size
+        self.steps_per_epoch = steps_per_epoch(self.samples, batch_size)
+        self.reserve = tuple(reserve)
+        self._epoch = 0
+        self._order: torch.Tensor | None = None  # None: file order; (N,) shared; (K, N) per slot
+        self._slots: list[_Slot | None] = []
+        given: Sequence[MLPParams | None] = params if params is not None else [None] * len(slots)
+        self._build([(_Slot(c, 0), p) for c, p in zip(slots, given, strict=True)])
+
+    # --- composition -------------------------------------------------------------------------
+
+    @property
+    def size(self) -> int:
+        """K, the number of slots (frozen ones included)."""
+        return len(self._slots)
+
+    @property
+    def widths(self) -> tuple[int, ...]:
+        """The pack's width per hidden layer (its widest slot's, or the reserve)."""
+        return self._widths
+
+    def slot_config(self, slot: int) -> SlotConfig | None:
+        """What slot `slot` trains (None once frozen)."""
+        entry = self._slots[slot]
+        return None if entry is None else entry.config
+
+    def reconfigure(self, plan: Sequence[int | SlotConfig], params: Sequence[MLPParams | None] | None = None) -> None:
+        """Between epochs: the new slots in order. An int keeps that current slot (its parameters and
+        epoch count), a SlotConfig starts a new run (drawn from its seed, or `params`). The storage
+        is rebuilt as wide as the widest slot left (see the module docstring)."""
+        entries: list[tuple[_Slot, MLPParams | None]] = []
+        for index, item in enumerate(plan):
+            if isinstance(item, SlotConfig):
+                entries.append((_Slot(item, None), None if params is None else params[index]))
+            else:
+                kept = self._slots[item]
+                if kept is None:
+                    raise PackError("pack", f"slot {item} is frozen and cannot be kept")
+                entries.append((kept, self.slot_params(item)))
+        if not entries:
+            raise PackError("pack", "needs at least one run")
+        self._build(entries)
+
+    def freeze(self, slot: int) -> None:
+        """Stop training `slot` (a diverged run): its parameters become zeros that stay zeros and
+        its learning rate zero, so it cannot disturb the others; drop it at the next `reconfigure`."""
+        self._slots[slot] = None
+        with torch.no_grad():
+            self._first_weight_by_slot[slot].zero_()
+            self._first_bias_by_slot[slot].zero_()
+            for w, b in zip(self.params.weights[1:], self.params.biases[1:], strict=True):
+                w[slot].zero_()
+                b[slot].zero_()
+        self._set_rates()
+
+    def slot_params(self, slot: int) -> MLPParams:
+        """A copy of slot `slot`'s parameters in its solo shapes."""
+        config = self._config(slot)
+        sizes = [*config.hidden, self.data.classes]
+        first = self._first_weight_by_slot[slot][: sizes[0]]
+        weights = [first.clone()]
+        biases = [self._first_bias_by_slot[slot][: sizes[0]].clone()]
+        for layer, (w, b) in enumerate(zip(self.params.weights[1:], self.params.biases[1:], strict=True)):
+            weights.append(w[slot, : sizes[layer + 1], : sizes[layer]].clone())
+            biases.append(b[slot, : sizes[layer + 1]].clone())
+        return MLPParams(weights, biases)
+
+    def _config(self, slot: int) -> SlotConfig:
+        entry = self._slots[slot]
+        if entry is None:
+            raise PackError("pack", f"slot {slot} is frozen")
+        return entry.config
+
+    def _build(self, entries: list[tuple[_Slot, MLPParams | None]]) -> None:
+        """Allocate storage, buffers and records for `entries` and write their parameters."""
+        depths = {len(slot.config.hidden) for slot, _ in entries}
+        if len(depths) > 1:
+            raise PackError(
+                "hidden", f"runs in a pack must have the same number of hidden layers, got {sorted(depths)}"
+            )
+        depth = depths.pop()
+        if self.reserve and len(self.reserve) != depth:
+            raise PackError("reserve", f"must give one width per hidden layer ({depth}), got {len(self.reserve)}")
+        reserve = self.reserve or (0,) * depth
+        self._widths = tuple(
+            max(r, *(slot.config.hidden[layer] for slot, _ in entries)) for layer, r in enumerate(reserve)
+        )
+        k, d, classes = len(entries), self.data.features, self.data.classes
+        outs = [*self._widths[1:], classes]
+        ins = list(self._widths)
+
+        def zeros(*shape: int) -> torch.Tensor:
+            return torch.zeros(*shape, dtype=self.dtype, device=self.device)
+
+        w0 = self._widths[0]
+        self.params = MLPParams(
+            [zeros(k * w0, d), *(zeros(k, o, i) for o, i in zip(outs, ins, strict=True))],
+            [zeros(k * w0), *(zeros(k, o) for o in outs)],
+        )
+        self._first_weight_by_slot = self.params.weights[0].view(k, w0, d)
+        self._first_bias_by_slot = self.params.biases[0].view(k, w0)
+        self._slots = [slot for slot, _ in entries]
+        for index, (slot, given) in enumerate(entries):
+            self._write_slot(index, given or self._draw(slot.config))
+        self.log_likelihoods = zeros(k, self.samples, 1)
+        self.predictions = torch.zeros(k, self.samples, dtype=torch.int64, device=self.device)
+        self._set_rates()
+        self._shared_order: bool | None = None  # set (and buffers made) by start_epoch
+        self.labels_in_order = self.data.train_labels.expand(k, -1)
+
+    def _draw(self, config: SlotConfig) -> MLPParams:
+        return init_params(
+            self.data.features, config.hidden, self.data.classes, conventions=self.conventions,
+            seed=config.seed, dtype=self.dtype, device=self.device,
+        )
+
+    def _write_slot(self, slot: int, params: MLPParams) -> None:
+        with torch.no_grad():
+            first_w, first_b = params.weights[0], params.biases[0]
+            self._first_weight_by_slot[slot][: first_w.shape[0]].copy_(first_w)
+            self._first_bias_by_slot[slot][: first_b.shape[0]].copy_(first_b)
+            for w, b, given_w, given_b in zip(
+                self.params.weights[1:], self.params.biases[1:], params.weights[1:], params.biases[1:], strict=True
+            ):
+                w[slot, : given_w.shape[0], : given_w.shape[1]].copy_(given_w)
+                b[slot, : given_b.shape[0]].copy_(given_b)
+
+    def _set_rates(self) -> None:
+        """Per-slot −lr and decay vectors (a frozen slot: lr 0, decay 1)."""
+        configs = [None if slot is None else slot.config for slot in self._slots]
+        lrs = [0.0 if c is None else c.lr for c in configs]
+        decays = [1.0 if c is None else 1.0 - c.lr * c.reg for c in configs]
+        self._has_decay = any(d != 1.0 for d in decays)
+
+        def column(values: list[float]) -> torch.Tensor:
+            return torch.tensor(values, dtype=self.dtype, device=self.device).view(-1, 1, 1)
+
+        self._minus_lr = -column(lrs)
+        self._decay_upper = column(decays)
+        self._decay_first = self._decay_upper.view(-1, 1).repeat_interleave(self._widths[0], dim=0)
+        self._buffers: dict[int, _StepBuffers] = {}
+
+    # --- the epoch's order -------------------------------------------------------------------
+
+    def start_epoch(self, epoch: int) -> None:
+        """Fix this epoch's order per slot: file order under lab4; under standard each slot's own
+        seeded permutation for its own epoch count (a slot that joined later is at an earlier one)."""
+        self._epoch = epoch
+        for slot in self._slots:
+            if slot is not None and slot.first_epoch is None:
+                slot.first_epoch = epoch
+        orders = [self._slot_order(slot, epoch) for slot in self._slots]
+        first = next((o for o in orders if o is not None), None)
+        if first is None or all(o is None or torch.equal(o, first) for o in orders):
+            shared = True
+            self._order = first
+            labels = self.data.train_labels if first is None else self.data.train_labels[first]
+            self.labels_in_order = labels.expand(self.size, -1)
+        else:
+            shared = False
+            self._order = torch.stack([first if o is None else o for o in orders])
+            self.labels_in_order = self.data.train_labels[self._order]
+        if shared != self._shared_order:
+            self._shared_order = shared
+            self._buffers = {}
+
+    def _slot_order(self, slot: _Slot | None, epoch: int) -> torch.Tensor | None:
+        if slot is None or self.conventions == "lab4":
+            return None
+        return epoch_order(
+            self.samples, conventions=self.conventions, seed=slot.config.seed,
+            epoch=epoch - (slot.first_epoch or 0), device=self.device,
+        )
+
+    # --- a step ------------------------------------------------------------------------------
+
+    def train_step(self, step: int) -> None:
+        """Score batch `step` of the current epoch for every slot, then update every slot on it."""
+        start, stop = batch_bounds(step, self.batch_size, self.samples)
+        buf = self._step_buffers(stop - start)
+        self._load_batch(buf, start, stop)
+        labels = self.labels_in_order[:, start:stop].unsqueeze(2)
+        self._score_and_update(buf, labels)
+        self.predictions[:, start:stop].copy_(buf.predictions)
+        self.log_likelihoods[:, start:stop].copy_(buf.log_likelihoods)
+
+    def _load_batch(self, buf: _StepBuffers, start: int, stop: int) -> None:
+        images = self.data.train_images
+        if self._order is None:
+            buf.inputs.copy_(images[start:stop])
+        elif self._shared_order:
+            torch.index_select(images, 0, self._order[start:stop], out=buf.images_u8)
+            buf.inputs.copy_(buf.images_u8)
+        else:
+            torch.index_select(images, 0, self._order[:, start:stop].reshape(-1), out=buf.images_u8)
+            buf.inputs.copy_(buf.images_u8.view(buf.inputs.shape))
+
+    def _score_and_update(self, buf: _StepBuffers, labels: torch.Tensor) -> None:
+        """Forward, per-sample records, backward and SGD update on the batch in `buf.inputs`."""
+        logits = self._forward(buf)
+        torch.argmax(logits, 2, out=buf.predictions)
+        probs = buf.upper_grads[-1]
+        if self.conventions == "lab4":
+            torch._softmax(logits, 2, False, out=probs)
+            torch.gather(probs, 2, labels, out=buf.label_probs)
+            torch.add(buf.label_probs, LAB4_LOG_EPSILON, out=buf.label_probs_eps)
+            torch.log(buf.label_probs_eps, out=buf.log_likelihoods)
+            # Exact d/do of -log(p_y + eps): (p - onehot) · p_y / (p_y + eps).
+            torch.div(buf.label_probs, buf.label_probs_eps, out=buf.ratio)
+            probs.scatter_add_(2, labels, buf.minus_ones)
+            probs.mul_(buf.ratio)
+        else:
+            torch._log_softmax(logits, 2, False, out=probs)
+            torch.gather(probs, 2, labels, out=buf.log_likelihoods)
+            probs.exp_()
+            probs.scatter_add_(2, labels, buf.minus_ones)
+        probs.mul_(buf.step_scale)
+        self._backward_and_update(buf)
+
+    def _forward(self, buf: _StepBuffers) -> torch.Tensor:
+        w0, b0 = self.params.weights[0], self.params.biases[0]
+        if self._shared_order:
+            torch.addmm(b0, buf.inputs, w0.t(), alpha=PIXEL_SCALE, out=buf.first)
+        else:
+            torch.baddbmm(
+                self._first_bias_by_slot.unsqueeze(1), buf.inputs, self._first_weight_by_slot.transpose(1, 2),
+                alpha=PIXEL_SCALE, out=buf.first,
+            )
+        buf.first.relu_()
+        below = buf.first_by_slot
+        last = len(buf.upper) - 1
+        layers = zip(buf.upper, self.params.weights[1:], self.params.biases[1:], strict=True)
+        for index, (out, w, b) in enumerate(layers):
+            torch.baddbmm(b.unsqueeze(1), below, w.transpose(1, 2), out=out)
+            if index < last:
+                out.relu_()
+            below = out
+        return below
+
+    def _backward_and_update(self, buf: _StepBuffers) -> None:
+        """Gradients arrive pre-scaled by −lr·scale per slot, so each update is a plain add."""
+        weights, biases = self.params.weights, self.params.biases
+        for index in range(len(buf.upper) - 1, -1, -1):
+            grad, w = buf.upper_grads[index], weights[index + 1]
+            below = buf.upper[index - 1] if index > 0 else buf.first_by_slot
+            if index > 0:
+                lower = buf.upper_grads[index - 1]
+                torch.bmm(grad, w, out=lower)
+                _relu_backward(lower, below, 0, grad_input=lower)
+            else:
+                torch.bmm(w.transpose(1, 2), grad.transpose(1, 2), out=buf.first_grad_t)
+                _relu_backward(buf.first_grad_t, below.transpose(1, 2), 0, grad_input=buf.first_grad_t)
+            if self._has_decay:
+                w.mul_(self._decay_upper)
+            w.baddbmm_(grad.transpose(1, 2), below)
+            biases[index + 1].unsqueeze(1).baddbmm_(buf.slot_ones, grad)
+        grad_t = buf.first_grad_t
+        if self._has_decay:
+            weights[0].mul_(self._decay_first)
+        if self._shared_order:
+            weights[0].addmm_(grad_t.view(-1, buf.rows), buf.inputs, alpha=PIXEL_SCALE)
+        else:
+            self._first_weight_by_slot.baddbmm_(grad_t, buf.inputs, alpha=PIXEL_SCALE)
+        biases[0].addmv_(grad_t.view(-1, buf.rows), buf.ones)
+
+    def _step_buffers(self, rows: int) -> _StepBuffers:
+        buf = self._buffers.get(rows)
+        if buf is None:
+            buf = self._buffers[rows] = self._allocate(rows)
+        return buf
+
+    def _allocate(self, rows: int) -> _StepBuffers:
+        k, d, w0 = self.size, self.data.features, self._widths[0]
+        per_slot = not self._shared_order
+
+        def empty(*shape: int, dtype: torch.dtype | None = None) -> torch.Tensor:
+            return torch.empty(*shape, dtype=dtype or self.dtype, device=self.device)
+
+        if per_slot:
+            first = empty(k, rows, w0)
+            first_by_slot = first
+            images_u8, inputs = empty(k * rows, d, dtype=torch.uint8), empty(k, rows, d)
+        else:
+            first = empty(rows, k * w0)
+            first_by_slot = first.view(rows, k, w0).transpose(0, 1)
+            images_u8, inputs = empty(rows, d, dtype=torch.uint8), empty(rows, d)
+        outs = [*self._widths[1:], self.data.classes]
+        loss_scale = 1.0 / self.data.classes if self.conventions == "lab4" else 1.0 / rows
+        return _StepBuffers(
+            rows=rows, images_u8=images_u8, inputs=inputs, first=first, first_by_slot=first_by_slot,
+            first_grad_t=empty(k, w0, rows),
+            upper=[empty(k, rows, o) for o in outs], upper_grads=[empty(k, rows, o) for o in outs],
+            label_probs=empty(k, rows, 1), label_probs_eps=empty(k, rows, 1), ratio=empty(k, rows, 1),
+            log_likelihoods=empty(k, rows, 1), predictions=empty(k, rows, dtype=torch.int64),
+            minus_ones=torch.full((k, rows, 1), -1.0, dtype=self.dtype, device=self.device),
+            ones=torch.ones(rows, dtype=self.dtype, device=self.device),
+            slot_ones=torch.ones(k, 1, rows, dtype=self.dtype, device=self.device),
+            step_scale=self._minus_lr * loss_scale,
+        )
+
+    # --- what the runner reads ---------------------------------------------------------------
+
+    def epoch_totals(self, steps_done: int) -> list[EpochTotals]:
+        """Per slot, loss and correct predictions over the first `steps_done` batches (one sync)."""
+        stop = batch_bounds(steps_done - 1, self.batch_size, self.samples)[1] if steps_done else 0
+        loss_sums = (-self.log_likelihoods[:, :stop, 0].sum(dim=1)).tolist()
+        correct = (self.predictions[:, :stop] == self.labels_in_order[:, :stop]).sum(dim=1).tolist()
+        return [EpochTotals(loss, hits, stop, steps_done) for loss, hits in zip(loss_sums, correct, strict=True)]
+
+    def first_nonfinite_step(self, slot: int, steps_done: int) -> int | None:
+        """The 1-based step of this epoch whose loss first went non-finite in `slot`, if any did."""
+        stop = batch_bounds(steps_done - 1, self.batch_size, self.samples)[1] if steps_done else 0
+        bad = (~torch.isfinite(self.log_likelihoods[slot, :stop, 0])).nonzero()
+        return None if bad.numel() == 0 else int(bad[0, 0]) // self.batch_size + 1
+
+    @torch.no_grad()
+    def logits(self, images: torch.Tensor) -> torch.Tensor:
+        """(K, rows, classes): every slot's output for uint8 `images` (nothing recorded)."""
+        first = torch.addmm(self.params.biases[0], images.to(self.dtype), self.params.weights[0].t(), alpha=PIXEL_SCALE)
+        activation = first.relu_().view(images.shape[0], self.size, -1).transpose(0, 1)
+        last = len(self.params.weights) - 2
+        for index, (w, b) in enumerate(zip(self.params.weights[1:], self.params.biases[1:], strict=True)):
+            activation = torch.baddbmm(b.unsqueeze(1), activation, w.transpose(1, 2))
+            if index < last:
+                activation.relu_()
+        return activation
+
+    def accuracy(self, images: torch.Tensor, labels: torch.Tensor) -> list[float]:
+        """Per slot, percent of `images` classified as `labels`, in chunks to bound memory."""
+        correct = torch.zeros(self.size, dtype=torch.int64, device=self.device)
+        for start in range(0, images.shape[0], EVAL_CHUNK_ROWS):
+            chunk = self.logits(images[start : start + EVAL_CHUNK_ROWS])
+            correct += (chunk.argmax(dim=2) == labels[start : start + EVAL_CHUNK_ROWS]).sum(dim=1)
+        return [100.0 * hits / max(1, images.shape[0]) for hits in correct.tolist()]
+
+    def test_accuracy(self) -> list[float]:
+        """Per slot, percent correct on the test set (one pass for the whole pack)."""
+        return self.accuracy(self.data.test_images, self.data.test_labels)
+
+    @torch.no_grad()
+    def validation_metrics(self) -> list[tuple[float, float]] | None:
+        """Per slot, (mean cross-entropy, accuracy in percent) on the held-out rows; None without any."""
+        images, labels = self.data.val_images, self.data.val_labels
+        if images is None or labels is None or images.shape[0] == 0:
+            return None
+        loss_sum = torch.zeros(self.size, dtype=torch.float64, device=self.device)
+        correct = torch.zeros(self.size, dtype=torch.int64, device=self.device)
+        for start in range(0, images.shape[0], EVAL_CHUNK_ROWS):
+            chunk_labels = labels[start : start + EVAL_CHUNK_ROWS]
+            logits = self.logits(images[start : start + EVAL_CHUNK_ROWS])
+            log_p = torch.log_softmax(logits, dim=2)
+            index = chunk_labels.view(1, -1, 1).expand(self.size, -1, 1)
+            loss_sum -= log_p.gather(2, index).sum(dim=(1, 2)).to(torch.float64)
+            correct += (logits.argmax(dim=2) == chunk_labels).sum(dim=1)
+        count = images.shape[0]
+        pairs = zip(loss_sum.tolist(), correct.tolist(), strict=True)
+        return [(loss / count, 100.0 * hits / count) for loss, hits in pairs]

@@ -1,0 +1,244 @@
+"""Packed training's specification: every slot of a pack gives its solo run's numbers.
+
+The oracle is `FusedMLPBackend`, itself checked against the graph and torch.autograd in
+tests/test_engine.py: slot by slot, a pack must agree with it in float64 to 1e-10 after 50 steps
+(crossing epoch boundaries and partial batches), whatever the slots' hidden sizes, learning rates,
+L2 strengths and seeds.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from engine.batching import DeviceData
+from engine.fused import FusedMLPBackend
+from engine.packed import PackedMLPBackend, PackError, SlotConfig
+from engine.params import MLPParams, init_params
+
+F64 = torch.float64
+CLASSES = 10
+SAMPLES, FEATURES, BATCH = 103, 20, 7  # 15 steps an epoch, the last one of 5 rows
+AGREEMENT_STEPS = 50
+TOLERANCE = 1e-10
+
+
+def _data(samples: int = SAMPLES, test_samples: int = 31, validation: int = 0) -> DeviceData:
+    g = torch.Generator().manual_seed(1234)
+
+    def images(n: int) -> torch.Tensor:
+        return torch.randint(0, 256, (n, FEATURES), generator=g, dtype=torch.uint8)
+
+    def labels(n: int) -> torch.Tensor:
+        return torch.randint(0, CLASSES, (n,), generator=g)
+
+    train, test = (images(samples), labels(samples)), (images(test_samples), labels(test_samples))
+    data = DeviceData.from_tensors(*train, *test, CLASSES, "cpu")
+    if not validation:
+        return data
+    return DeviceData(
+        data.train_images, data.train_labels, data.test_images, data.test_labels, CLASSES,
+        images(validation), labels(validation),
+    )
+
+
+def _solo(data: DeviceData, slot: SlotConfig, conventions: str, dtype=F64) -> FusedMLPBackend:
+    params = init_params(FEATURES, slot.hidden, CLASSES, conventions=conventions, seed=slot.seed, dtype=dtype)
+    return FusedMLPBackend(
+        params, data, lr=slot.lr, reg=slot.reg, batch_size=BATCH, conventions=conventions, seed=slot.seed
+    )
+
+
+def _pack(data: DeviceData, slots: list[SlotConfig], conventions: str, dtype=F64, **kwargs) -> PackedMLPBackend:
+    return PackedMLPBackend(data, slots, batch_size=BATCH, conventions=conventions, dtype=dtype, **kwargs)
+
+
+def _train(backend, total_steps: int, first_epoch: int = 0) -> list:
+    """`total_steps` steps across epochs; the totals at each epoch's end and at the stop."""
+    totals = []
+    per_epoch = backend.steps_per_epoch
+    for global_step in range(total_steps):
+        epoch, step = divmod(global_step, per_epoch)
+        if step == 0:
+            backend.start_epoch(first_epoch + epoch)
+        backend.train_step(step)
+        if step == per_epoch - 1 or global_step == total_steps - 1:
+            totals.append(backend.epoch_totals(step + 1))
+    return totals
+
+
+def _assert_params_close(got: MLPParams, want: MLPParams, tol: float, what: str) -> None:
+    for index, (g, w) in enumerate(zip(got.tensors(), want.tensors(), strict=True)):
+        assert g.shape == w.shape, f"{what} param {index}"
+        torch.testing.assert_close(g, w, rtol=0, atol=tol, msg=f"{what} param {index}")
+
+
+def _assert_totals_close(got, want, tol: float, what: str) -> None:
+    assert (got.samples, got.steps, got.correct) == (want.samples, want.steps, want.correct), what
+    assert got.loss_sum == pytest.approx(want.loss_sum, rel=tol), what
+
+
+MIXED = [
+    SlotConfig(hidden=(16,), lr=0.05, reg=0.0, seed=0),
+    SlotConfig(hidden=(32,), lr=0.02, reg=0.001, seed=1),
+    SlotConfig(hidden=(8,), lr=0.1, reg=0.01, seed=2),
+]
+DEEP = [
+    SlotConfig(hidden=(16, 8), lr=0.05, reg=0.0, seed=0),
+    SlotConfig(hidden=(32, 12), lr=0.02, reg=0.001, seed=1),
+    SlotConfig(hidden=(8, 16), lr=0.1, reg=0.01, seed=2),
+]
+SAME_SEED = [SlotConfig(hidden=(16,), lr=lr, reg=0.001, seed=5) for lr in (0.01, 0.05, 0.1)]
+
+
+# --- 1. Each slot equals its solo run --------------------------------------------------------
+
+
+@pytest.mark.parametrize("slots", [MIXED, DEEP, SAME_SEED], ids=["mixed", "2hidden", "same_seed"])
+@pytest.mark.parametrize("conventions", ["lab4", "standard"])
+def test_every_slot_agrees_with_its_solo_fused_run_in_float64_after_50_steps(conventions, slots):
+    data = _data()
+    pack = _pack(data, slots, conventions)
+    pack_totals = _train(pack, AGREEMENT_STEPS)
+    assert len(pack_totals) == 4  # three epoch ends and the stop
+    for index, slot in enumerate(slots):
+        solo = _solo(data, slot, conventions)
+        solo_totals = _train(solo, AGREEMENT_STEPS)
+        _assert_params_close(pack.slot_params(index), solo.params, TOLERANCE, f"slot {index}")
+        for got, want in zip(pack_totals, solo_totals, strict=True):
+            _assert_totals_close(got[index], want, TOLERANCE, f"slot {index}")
+        assert pack.test_accuracy()[index] == solo.test_accuracy()
+
+
+def test_slots_with_different_seeds_under_standard_take_their_own_batch_orders():
+    data = _data()
+    pack = _pack(data, MIXED, "standard")
+    pack.start_epoch(0)
+    assert pack.labels_in_order.shape == (3, SAMPLES)
+    assert not torch.equal(pack.labels_in_order[0], pack.labels_in_order[1])
+    for index, slot in enumerate(MIXED):
+        solo = _solo(data, slot, "standard")
+        solo.start_epoch(0)
+        assert torch.equal(pack.labels_in_order[index], solo.labels_in_order)
+
+
+def test_validation_metrics_are_each_slots_solo_figures():
+    data = _data(validation=23)
+    pack = _pack(data, MIXED, "lab4")
+    _train(pack, 20)
+    metrics = pack.validation_metrics()
+    assert metrics is not None and len(metrics) == len(MIXED)
+    for index, slot in enumerate(MIXED):
+        solo = _solo(data, slot, "lab4")
+        _train(solo, 20)
+        want = solo.validation_metrics()
+        assert want is not None
+        assert metrics[index][0] == pytest.approx(want[0], rel=1e-10)
+        assert metrics[index][1] == want[1]
+
+
+def test_without_held_out_rows_validation_metrics_are_none():
+    assert _pack(_data(), MIXED, "lab4").validation_metrics() is None
+
+
+# --- 2. Divergence: a frozen slot does not disturb the others --------------------------------
+
+
+def test_a_diverging_slot_is_frozen_and_the_others_still_equal_their_solo_runs():
+    data = _data()
+    # lr·λ = 100: the weights are multiplied by −99 every step and overflow within a few dozen.
+    blowing_up = SlotConfig(hidden=(16,), lr=10.0, reg=10.0, seed=3)
+    slots = [MIXED[0], blowing_up, MIXED[1]]
+    pack = _pack(data, slots, "lab4", dtype=torch.float32)
+    per_epoch = pack.steps_per_epoch
+    frozen_at = None
+    for global_step in range(AGREEMENT_STEPS):
+        epoch, step = divmod(global_step, per_epoch)
+        if step == 0:
+            pack.start_epoch(epoch)
+        pack.train_step(step)
+        if frozen_at is None and pack.first_nonfinite_step(1, step + 1) is not None:
+            pack.freeze(1)
+            frozen_at = global_step
+    assert frozen_at is not None and frozen_at < AGREEMENT_STEPS - 10  # it went on training after
+    assert pack.slot_config(1) is None
+    assert all(torch.count_nonzero(t[1]) == 0 for t in pack.params.tensors()[2:])
+    totals = pack.epoch_totals(AGREEMENT_STEPS - 3 * per_epoch)
+    assert math.isfinite(totals[0].loss_sum) and math.isfinite(totals[2].loss_sum)
+    for index in (0, 2):
+        solo = _solo(data, slots[index], "lab4", dtype=torch.float32)
+        _train(solo, AGREEMENT_STEPS)
+        _assert_params_close(pack.slot_params(index), solo.params, 1e-5, f"slot {index}")
+
+
+# --- 3. Recycling ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("conventions", ["lab4", "standard"])
+def test_a_recycled_slot_with_another_hidden_size_equals_a_fresh_solo_run(conventions):
+    data = _data()
+    pack = _pack(data, MIXED, conventions)
+    epochs_before = 2
+    _train(pack, epochs_before * pack.steps_per_epoch)
+    kept = [pack.slot_params(0), pack.slot_params(2)]
+    newcomer = SlotConfig(hidden=(48,), lr=0.03, reg=0.001, seed=9)
+
+    pack.reconfigure([0, newcomer, 2])
+    assert pack.widths == (48,)
+    _assert_params_close(pack.slot_params(0), kept[0], 0.0, "kept slot 0")
+    _assert_params_close(pack.slot_params(2), kept[1], 0.0, "kept slot 2")
+    pack_totals = _train(pack, AGREEMENT_STEPS, first_epoch=epochs_before)
+
+    solo = _solo(data, newcomer, conventions)
+    solo_totals = _train(solo, AGREEMENT_STEPS)
+    _assert_params_close(pack.slot_params(1), solo.params, TOLERANCE, "recycled slot")
+    for got, want in zip(pack_totals, solo_totals, strict=True):
+        _assert_totals_close(got[1], want, TOLERANCE, "recycled slot")
+    # The slots that stayed carried on as if nothing happened.
+    for index, slot in ((0, MIXED[0]), (2, MIXED[2])):
+        solo = _solo(data, slot, conventions)
+        _train(solo, epochs_before * pack.steps_per_epoch + AGREEMENT_STEPS)
+        _assert_params_close(pack.slot_params(index), solo.params, TOLERANCE, f"slot {index}")
+
+
+def test_dropping_slots_re_slices_the_pack_to_its_widest_remaining_slot():
+    data = _data()
+    pack = _pack(data, MIXED, "lab4")
+    _train(pack, 15)
+    kept = pack.slot_params(2)
+    pack.reconfigure([2])
+    assert (pack.size, pack.widths) == (1, (8,))
+    _assert_params_close(pack.slot_params(0), kept, 0.0, "kept slot")
+    assert pack.params.weights[0].shape == (8, FEATURES)
+
+
+def test_a_reserved_width_is_kept_through_reconfigure():
+    pack = _pack(_data(), MIXED, "lab4", reserve=(64,))
+    assert pack.widths == (64,)
+    pack.reconfigure([2])
+    assert pack.widths == (64,)
+
+
+# --- 4. What cannot be packed ----------------------------------------------------------------
+
+
+def test_slots_of_different_depths_are_refused_with_a_one_line_error_naming_hidden():
+    with pytest.raises(PackError) as raised:
+        _pack(_data(), [MIXED[0], DEEP[0]], "lab4")
+    assert raised.value.field == "hidden"
+    assert "same number of hidden layers" in str(raised.value)
+    assert "\n" not in str(raised.value)
+
+
+def test_an_empty_pack_is_refused():
+    with pytest.raises(PackError):
+        _pack(_data(), [], "lab4")
+
+
+def test_a_frozen_slot_cannot_be_kept_by_reconfigure():
+    pack = _pack(_data(), MIXED, "lab4")
+    pack.freeze(0)
+    with pytest.raises(PackError):
+        pack.reconfigure([0, 1])
