@@ -49,6 +49,11 @@ def _add_global_options(parser: argparse.ArgumentParser, *, default: object) -> 
         "--data-root", metavar="DIR", default=default, help="where datasets are looked for (env TUNER_TUI_DATA)"
     )
     group.add_argument("--device", default=default, help="auto | cpu | cuda | cuda:N")
+    group.add_argument(
+        "--storage", metavar="URL", default=default,
+        help="Optuna storage of sweeps: journal:PATH, sqlite:///PATH or postgresql://... "
+        "(default: an SQLite file beside the results store)",
+    )
 
 
 def _add_run_options(parser: argparse.ArgumentParser) -> None:
@@ -93,7 +98,20 @@ def build_parser() -> argparse.ArgumentParser:
     runs = command("runs", "list stored runs")
     runs.add_argument("--json", action="store_true", help="one JSON object per line")
     runs.add_argument("--limit", type=_positive_int, metavar="N", help="newest N runs")
-    command("presets", "list shipped and user presets")
+    command("presets", "list shipped and user presets and sweep specs")
+    sweep = command("sweep", "run a sweep (Optuna search with pruning), or `sweep show NAME`")
+    sweep.add_argument("target", nargs="+", metavar="SPEC", help="a spec's name or TOML path; or: show NAME")
+    sweep.add_argument("--name", help="the sweep's name (default: the spec's)")
+    sweep.add_argument("--trials", type=_positive_int, metavar="N", help="the study's total budget of finished trials")
+    sweep.add_argument("--timeout", type=_positive_int, metavar="S", help="ask no new trial after S seconds")
+    sweep.add_argument(
+        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+        help="override a field of the spec's base config; repeatable",
+    )
+    sweep.add_argument("--no-ui", action="store_true", help="run headless and exit")
+    sweep.add_argument("--json", action="store_true", help="print one JSON object at the end (or for show)")
+    sweeps = command("sweeps", "list sweeps: name, spec, trials done/budget, best value, state")
+    sweeps.add_argument("--json", action="store_true", help="one JSON object per line")
     report = command("report", "the lab report's tables from stored runs")
     report.add_argument(
         "--format", choices=("markdown", "csv"), default="markdown",
@@ -106,11 +124,15 @@ def parse_arguments(argv: Sequence[str]) -> argparse.Namespace:
     """Parse `argv`; BadInput (one line) for anything argparse refuses or run options given to a command."""
     args = build_parser().parse_args(argv)
     if args.command is not None:
-        given = [flag for flag, value in (("--preset", args.preset), ("--set", args.overrides),
-                                          ("--no-ui", args.no_ui), ("--force", args.force)) if value]
+        run_only = [("--preset", args.preset), ("--force", args.force)]
+        if args.command != "sweep":  # a sweep has its own --set and --no-ui
+            run_only += [("--set", args.overrides), ("--no-ui", args.no_ui)]
+        given = [flag for flag, value in run_only if value]
         if given:
             raise BadInput(f"{given[0]} goes with a run, not with the {args.command} command")
     elif args.json and not args.no_ui:
+        raise BadInput("--json goes with --no-ui")
+    if args.command == "sweep" and args.json and not args.no_ui and args.target[0] != "show":
         raise BadInput("--json goes with --no-ui")
     return args
 
@@ -157,10 +179,11 @@ def _run(args: argparse.Namespace) -> int:
         from tuner_tui.headless import run_headless
 
         return run_headless(args)
-    return _run_app(args)
+    return run_app(args)
 
 
-def _run_app(args: argparse.Namespace) -> int:
+def run_app(args: argparse.Namespace) -> int:
+    """Open the app with the run options' config."""
     from tuner_tui.app.app import TunerApp
 
     config, label = resolve_config(args.preset, args.overrides, data_root=args.data_root, device=args.device)
@@ -172,7 +195,7 @@ def _run_app(args: argparse.Namespace) -> int:
     return app.return_code or EXIT_OK
 
 
-def _plain_console() -> Console:
+def plain_console() -> Console:
     """stdout: as wide as the terminal, or as wide as the text when piped (never cut at 80)."""
     console = Console()
     return console if console.is_terminal else Console(width=100_000)
@@ -187,7 +210,7 @@ def _list_runs(args: argparse.Namespace) -> int:
         for record in records:
             print(json.dumps(record.to_json()))
     else:
-        _plain_console().print(runs_table(records))
+        plain_console().print(runs_table(records))
     return EXIT_OK
 
 
@@ -195,10 +218,14 @@ def _list_presets(args: argparse.Namespace) -> int:
     from tuner_tui.headless import presets_table
     from tuner_tui.runs.presets import list_presets, preset_errors
 
-    console = _plain_console()
+    from tuner_tui.sweeps.commands import specs_table
+
+    console = plain_console()
     console.print(presets_table(list_presets()))
-    for error in preset_errors():
-        console.print(f"skipped: {error}", markup=False, highlight=False, soft_wrap=True)
+    specs, spec_problems = specs_table()
+    console.print(specs)
+    for problem in [str(error) for error in preset_errors()] + spec_problems:
+        console.print(f"skipped: {problem}", markup=False, highlight=False, soft_wrap=True)
     return EXIT_OK
 
 
@@ -211,11 +238,25 @@ def _report(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _sweep(args: argparse.Namespace) -> int:
+    from tuner_tui.sweeps.commands import sweep_command
+
+    return sweep_command(args)
+
+
+def _sweeps(args: argparse.Namespace) -> int:
+    from tuner_tui.sweeps.commands import sweeps_command
+
+    return sweeps_command(args)
+
+
 COMMANDS: dict[str | None, Callable[[argparse.Namespace], int]] = {
     None: _run,
     "runs": _list_runs,
     "presets": _list_presets,
     "report": _report,
+    "sweep": _sweep,
+    "sweeps": _sweeps,
 }
 
 

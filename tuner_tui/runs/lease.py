@@ -8,6 +8,9 @@ without a word stops renewing, and once its lease has expired every reader, on a
 
 from __future__ import annotations
 
+import os
+import socket
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -19,6 +22,39 @@ RENEW_SECONDS = 15.0  # how often a live writer renews (several renewals fit in 
 def lease_expired(expires_at: float | None, now: float) -> bool:
     """Whether a lease that runs until `expires_at` is over at `now` (no lease: never expires)."""
     return expires_at is not None and now > expires_at
+
+
+def this_host() -> str:
+    return socket.gethostname()
+
+
+def this_process() -> int:
+    return os.getpid()
+
+
+def process_alive(pid: int) -> bool:
+    """Whether a process with this id exists on this host."""
+    if sys.platform == "win32":
+        return True  # os.kill(pid, 0) would terminate the process on Windows
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def holder_gone(hostname: str | None, pid: int | None, expires_at: float | None, now: float) -> str | None:
+    """Why the holder of a lease is known to be gone, or None while it may be alive.
+
+    On the holder's own host a dead pid tells at once; anywhere, an expired lease tells.
+    """
+    if hostname == this_host() and pid is not None and not process_alive(pid):
+        return f"process {pid} ended before it finished"
+    if lease_expired(expires_at, now):
+        return f"no sign of life from {hostname} (pid {pid}) since its lease expired"
+    return None
 
 
 class Heartbeat:

@@ -18,7 +18,7 @@ from engine.config import RunConfig
 from engine.events import EpochEnd, Event, Finished, Started
 from engine.runner import EpochJudge, EventSink, PreparedRun, execute_run, prepare_run
 from tuner_tui.runs.lease import LEASE_SECONDS, Heartbeat
-from tuner_tui.runs.store import EpochRecord, RunLabels, RunRecord, StoreError
+from tuner_tui.runs.store import EpochRecord, RunLabels, RunRecord, StoreError, new_run_uid
 
 
 class RunRecorder(Protocol):
@@ -54,6 +54,7 @@ class RecordedRun:
     finished: Finished
     store_error: str | None = None
     unsaved: RunRecord | None = None
+    uid: str = ""
 
 
 @dataclass
@@ -66,6 +67,7 @@ class RunRecording:
     on_event: EventSink
     data_source: str | None = None
     device_label: str = ""
+    uid: str = field(default_factory=new_run_uid)
     run_id: int | None = None
     store_error: str | None = None
     started: Started | None = None
@@ -87,7 +89,7 @@ class RunRecording:
             event.config, device_name=event.device_name, params=event.params,
             estimated_memory_bytes=event.memory_estimate.total,
             estimated_time_s=event.time_estimate.train_seconds, data_source=event.data_source,
-            labels=self.labels,
+            labels=self.labels, uid=self.uid,
         )
         run_id = self.run_id
         self.heartbeat = Heartbeat(lambda expiry: self.recorder.renew_lease(run_id, expiry)).start()
@@ -104,7 +106,7 @@ class RunRecording:
     def _start_unstarted(self, event: Finished) -> None:
         self.run_id = self.recorder.start_run(
             self.config, device_name=self.device_label, params=event.params, estimated_memory_bytes=None,
-            estimated_time_s=None, data_source=self.data_source, labels=self.labels,
+            estimated_time_s=None, data_source=self.data_source, labels=self.labels, uid=self.uid,
         )
 
     def _write(self, action: Callable[[], object]) -> None:
@@ -118,8 +120,8 @@ class RunRecording:
 
     def result(self, finished: Finished) -> RecordedRun:
         if self.store_error is None:
-            return RecordedRun(self.run_id, finished)
-        return RecordedRun(None, finished, self.store_error, unsaved_record(self, finished))
+            return RecordedRun(self.run_id, finished, uid=self.uid)
+        return RecordedRun(None, finished, self.store_error, unsaved_record(self, finished), uid=self.uid)
 
 
 def execute_and_record(

@@ -21,12 +21,11 @@ import random
 import socket
 import sqlite3
 import statistics
-import sys
 import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
@@ -37,7 +36,7 @@ from engine.chance import at_chance
 from engine.config import ConfigError, RunConfig
 from engine.dataset_specs import DATASET_SPECS
 from engine.events import EpochEnd, Finished, RunStatus
-from tuner_tui.runs.lease import LEASE_SECONDS, lease_expired
+from tuner_tui.runs.lease import LEASE_SECONDS, holder_gone
 
 ENV_VAR = "TUNER_TUI_STORE"
 MAX_CURVE_POINTS = 512
@@ -289,7 +288,6 @@ class _Reading:
     """What a read needs to tell a live run from a dead one."""
 
     now: float
-    hostname: str = field(default_factory=socket.gethostname)
 
 
 class ResultsStore:
@@ -465,6 +463,11 @@ class ResultsStore:
             raise KeyError(run_id)
         return runs[0]
 
+    def find_run(self, uid: str) -> RunRecord | None:
+        """The run with this uid (a run id that survives import), if it is here and readable."""
+        runs, _ = self._read(f"{_SELECT_RUNS} WHERE uid = ?", (uid,))
+        return runs[0] if runs else None
+
     def list_runs(
         self, *, limit: int | None = None, dataset: str | None = None, sweep: str | None = None
     ) -> list[RunRecord]:
@@ -478,7 +481,8 @@ class ResultsStore:
     def _list(
         self, *, limit: int | None, dataset: str | None, sweep: str | None
     ) -> tuple[list[RunRecord], list[UnreadableRun]]:
-        where, args = [], []
+        where: list[str] = []
+        args: list[Any] = []
         if dataset is not None:
             where.append("dataset = ?")
             args.append(dataset)
@@ -683,26 +687,9 @@ def _is_busy(exc: sqlite3.OperationalError) -> bool:
     return "locked" in text or "busy" in text
 
 
-def _pid_alive(pid: int) -> bool:
-    """Whether a process with this id exists on this host."""
-    if sys.platform == "win32":
-        return True  # os.kill(pid, 0) would terminate the process on Windows
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def _death(row: sqlite3.Row, reading: _Reading) -> str | None:
     """Why a running row's writer is known to be gone, or None while it may be alive."""
-    if row["hostname"] == reading.hostname and not _pid_alive(row["pid"]):
-        return f"process {row['pid']} ended before the run finished"
-    if lease_expired(row["lease_expires_at"], reading.now):
-        return f"no sign of life from {row['hostname']} (pid {row['pid']}) since its lease expired"
-    return None
+    return holder_gone(row["hostname"], row["pid"], row["lease_expires_at"], reading.now)
 
 
 def _epoch_row(run_id: int, epoch: EpochEnd | EpochRecord) -> tuple[Any, ...]:

@@ -1,0 +1,404 @@
+"""Sweeps: spec parsing and its errors, the study's determinism, the validation split, pruning,
+links between trials and runs, resume after a kill, `sweep show`, and the CLI's contract.
+
+Trials train for real on a tiny Fashion-MNIST written in the real IDX format (600 training images),
+so each takes well under a second of compute; no timing is asserted.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from optuna.trial import TrialState
+
+from engine.datasets import load_dataset
+from engine.events import RunStatus
+from engine.validation_split import hold_out, validation_rows
+from tests.datafiles import write_idx_dataset
+from tuner_tui.cli import main
+from tuner_tui.runs.store import ResultsStore, StoreError
+from tuner_tui.sweeps.scheduler import SweepEvent, TrialEnded, run_sweep
+from tuner_tui.sweeps.spec import SpecError, list_specs, load_spec, parse_spec
+from tuner_tui.sweeps.study import RUN_UID_ATTR, open_study
+from tuner_tui.sweeps.summary import importances, load_summary
+
+SUBPROCESS_TIMEOUT_S = 300
+TINY_SPEC = """
+base = "fmnist_quick"
+[config]
+hidden = [16]
+device = "cpu"
+[space]
+lr = {{ log_uniform = [0.001, 0.5] }}
+batch_size = {{ choice = [20, 50] }}
+[search]
+objective = "val_accuracy"
+validation = 0.2
+sampler = "{sampler}"
+pruner = "{pruner}"
+epochs = {epochs}
+trials = {trials}
+seed = 3
+"""
+
+
+@pytest.fixture(scope="module")
+def data_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("sweep-data")
+    write_idx_dataset(root, train=600, test=200)
+    return root
+
+
+@pytest.fixture
+def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, data_root: Path) -> dict[str, str]:
+    env = {
+        "TUNER_TUI_CONFIG_DIR": str(tmp_path / "config"),
+        "TUNER_TUI_CACHE_DIR": str(tmp_path / "cache"),
+        "TUNER_TUI_DATA": str(data_root),
+        "TUNER_TUI_STORE": str(tmp_path / "store" / "runs.sqlite3"),
+    }
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setattr("engine.datasets.DEBIAN_FASHION_MNIST", tmp_path / "no-debian-copy")
+    return env
+
+
+def write_spec(directory: Path, name: str = "tiny", *, sampler: str = "random", pruner: str = "none",
+               epochs: int = 2, trials: int = 4) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"{name}.toml"
+    path.write_text(TINY_SPEC.format(sampler=sampler, pruner=pruner, epochs=epochs, trials=trials))
+    return path
+
+
+def run_cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def storage_of(isolated: dict[str, str]) -> str:
+    store = Path(isolated["TUNER_TUI_STORE"])
+    return f"sqlite:///{store.with_name('runs.optuna.sqlite3')}"
+
+
+# --- specs ------------------------------------------------------------------------------------
+
+
+def test_the_shipped_specs_load_and_search_the_lab_fields(isolated) -> None:
+    specs, errors = list_specs()
+    assert errors == []
+    by_name = {spec.name: spec for spec in specs}
+    assert {"fmnist_search", "cifar_search"} <= set(by_name)
+    fmnist = by_name["fmnist_search"]
+    assert set(fmnist.space) == {"lr", "hidden", "batch_size", "reg"}
+    assert fmnist.base.dataset == "fmnist" and by_name["cifar_search"].base.dataset == "cifar10"
+    assert fmnist.base.epochs == fmnist.search.epochs == 5
+    assert fmnist.base.validation == fmnist.search.validation == 0.1
+
+
+def test_set_overrides_the_base_config_and_epochs_sets_the_most_a_trial_trains(isolated) -> None:
+    spec = load_spec("fmnist_search", overrides={"epochs": "2", "seed": "7"})
+    assert spec.search.epochs == 2 and spec.base.epochs == 2 and spec.base.seed == 7
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        ("[space]\nlr = { log_uniform = [0.1, 0.01] }", "space.lr.log_uniform: must be [low, high] with low < high"),
+        ("[space]\nlr = { log_uniform = [0.0, 0.1] }", "space.lr.log_uniform: a log range must start above 0"),
+        ("[space]\nepochs = { choice = [1, 2] }", "space.epochs: cannot be searched"),
+        ("[space]\nlr = { normal = [0, 1] }", "space.lr: must name exactly one of choice"),
+        ("[space]\nlr = 0.1", "space.lr: must be a table"),
+        ("[space]\nbatch_size = { choice = [10, 100000] }", "space.batch_size: must be"),
+        ("[space]\nhidden = { uniform = [16, 64] }", "space.hidden: layer sizes are whole numbers"),
+        ("[space]\nlr = { choice = [0.1, 50.0] }", "space.lr: must be a number in (0, 10]"),
+        ("[space]\nlr = { choice = [0.1] }\n[search]\nobjective = 'test_accuracy'", "search.objective: must be one of"),
+        ("[space]\nlr = { choice = [0.1] }\n[search]\nsampler = 'bayes'", "search.sampler: must be one of"),
+        ("[space]\nlr = { choice = [0.1] }\n[search]\nvalidation = 0.9", "search.validation: must be a share in"),
+        ("[space]\nlr = { choice = [0.1] }\n[search]\ntrials = 0", "search.trials: must be a whole number in [1,"),
+        ("[space]\nlr = { choice = [0.1] }\n[search]\nbudget = 3", "search.budget: unknown key"),
+        ("[space]\nlr = { uniform = [0.01, 0.1] }\n[search]\nsampler = 'grid'", "space.lr: the grid sampler needs"),
+        ("base = 'nope'\n[space]\nlr = { choice = [0.1] }", "base: unknown preset 'nope'"),
+        ("[config]\nepochs = 0\n[space]\nlr = { choice = [0.1] }", "config.epochs: must be a whole number"),
+        ("colour = 1\n[space]\nlr = { choice = [0.1] }", "colour: unknown key"),
+        ("", "space: must be a table with at least one field"),
+    ],
+)
+def test_a_bad_spec_names_the_file_the_key_and_the_rule(isolated, tmp_path: Path, text: str, problem: str) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_text(text)
+    with pytest.raises(SpecError) as caught:
+        load_spec(str(path))
+    assert any(line.startswith(f"{path}: {problem}") for line in caught.value.problems), caught.value.problems
+
+
+def test_every_problem_of_a_spec_is_reported_one_line_each(isolated, tmp_path: Path, capsys) -> None:
+    path = tmp_path / "many.toml"
+    path.write_text("[space]\nlr = { log_uniform = [0.0, 1.0] }\nepochs = { choice = [1] }\n[search]\npruner = 'x'\n")
+    code, out, err = run_cli(capsys, "sweep", str(path), "--no-ui")
+    assert code == 2 and out == ""
+    lines = err.strip().splitlines()
+    assert len(lines) == 3 and all(str(path) in line for line in lines)
+    assert "Traceback" not in err
+
+
+def test_show_is_not_a_valid_sweep_name(isolated) -> None:
+    with pytest.raises(SpecError, match="not 'show'"):
+        parse_spec({"space": {"lr": {"choice": [0.1]}}}, source="x", name="show")
+
+
+def test_an_unknown_spec_suggests_close_names(isolated, capsys) -> None:
+    code, _, err = run_cli(capsys, "sweep", "fmnist_serch", "--no-ui")
+    assert code == 2 and "did you mean fmnist_search" in err
+
+
+# --- the study ------------------------------------------------------------------------------
+
+
+def _asked_params(spec_path: Path, storage: str, name: str, count: int) -> list[dict]:
+    sweep = open_study(load_spec(str(spec_path)), name, storage, budget=count, create=True)
+    asked = []
+    for _ in range(count):
+        trial = sweep.study.ask()
+        asked.append(sweep.params_of(trial))
+        sweep.study.tell(trial, 1.0)
+    return asked
+
+
+@pytest.mark.parametrize("sampler", ["random", "tpe"])
+def test_a_seeded_sampler_asks_the_same_parameters_every_time(isolated, tmp_path: Path, sampler: str) -> None:
+    spec_path = write_spec(tmp_path / "specs", sampler=sampler)
+    first = _asked_params(spec_path, f"sqlite:///{tmp_path / 'a.db'}", "one", 6)
+    second = _asked_params(spec_path, f"sqlite:///{tmp_path / 'b.db'}", "one", 6)
+    assert first == second
+    assert len({json.dumps(p, sort_keys=True) for p in first}) > 1
+
+
+def test_rerunning_a_name_with_another_spec_is_refused_unless_renamed(isolated, tmp_path: Path, capsys) -> None:
+    spec_path = write_spec(tmp_path / "specs", trials=1, epochs=1)
+    assert run_cli(capsys, "sweep", str(spec_path), "--no-ui")[0] == 0
+    code, _, err = run_cli(capsys, "sweep", str(spec_path), "--no-ui", "--set", "seed=5")
+    assert code == 2 and "--name" in err and len(err.strip().splitlines()) == 1
+    assert run_cli(capsys, "sweep", str(spec_path), "--no-ui", "--set", "seed=5", "--name", "tiny2")[0] == 0
+
+
+# --- the validation split -------------------------------------------------------------------
+
+
+def test_the_validation_rows_are_stable_sorted_and_the_requested_share() -> None:
+    rows = validation_rows(1000, 0.1)
+    assert rows.tolist() == validation_rows(1000, 0.1).tolist()
+    assert rows.tolist() == sorted(rows.tolist()) and len(rows) == 100 and len(set(rows.tolist())) == 100
+
+
+def test_holding_out_keeps_every_row_once_and_the_training_rows_in_file_order(data_root: Path) -> None:
+    dataset = load_dataset("fmnist", data_root, download=False)
+    split = hold_out(dataset, 0.25)
+    held = validation_rows(600, 0.25)
+    kept = torch.ones(600, dtype=torch.bool)
+    kept[held] = False
+    assert split.val_images is not None and split.val_labels is not None
+    assert split.train_images.shape[0] + split.val_images.shape[0] == 600
+    assert torch.equal(split.train_images, dataset.train_images[kept])
+    assert torch.equal(split.val_images, dataset.train_images[held])
+    assert torch.equal(split.val_labels, dataset.train_labels[held])
+    assert torch.equal(split.test_images, dataset.test_images)
+
+
+# --- running sweeps -------------------------------------------------------------------------
+
+
+def _run(spec_path: Path, storage: str, name: str, budget: int) -> tuple[list[SweepEvent], ResultsStore]:
+    sweep = open_study(load_spec(str(spec_path)), name, storage, budget=budget, create=True)
+    store = ResultsStore(Path(os.environ["TUNER_TUI_STORE"]))
+    events: list[SweepEvent] = []
+    run_sweep(sweep, store, events.append, cancel=threading.Event())
+    return events, store
+
+
+def test_a_pruner_stops_trials_and_they_are_stored_as_pruned(isolated, tmp_path: Path) -> None:
+    spec_path = write_spec(tmp_path / "specs", pruner="asha", epochs=4, trials=8)
+    events, store = _run(spec_path, storage_of(isolated), "pruning", 8)
+    ended = [e for e in events if isinstance(e, TrialEnded)]
+    pruned = [e for e in ended if e.status is RunStatus.PRUNED]
+    assert len(ended) == 8 and pruned
+    for event in pruned:
+        run = store.get_run(event.run_id)
+        assert run.status == "pruned" and 1 <= len(run.epochs) < 4 and run.sweep == "pruning"
+    store.close()
+
+
+def test_each_trial_is_a_stored_run_linked_both_ways(isolated, tmp_path: Path) -> None:
+    spec_path = write_spec(tmp_path / "specs", trials=3, epochs=2)
+    _, store = _run(spec_path, storage_of(isolated), "links", 3)
+    sweep = open_study(load_spec(str(spec_path)), "links", storage_of(isolated), budget=None, create=False)
+    runs = {run.trial: run for run in store.list_runs(sweep="links")}
+    assert sorted(runs) == [0, 1, 2]
+    for trial in sweep.trials():
+        run = runs[trial.number]
+        assert trial.system_attrs[RUN_UID_ATTR] == run.uid
+        assert run.config.lr == pytest.approx(trial.params["lr"])
+        assert run.config.batch_size == trial.params["batch_size"]
+        assert run.config.validation == 0.2 and run.epochs[-1].val_accuracy is not None
+        if trial.state is TrialState.COMPLETE:
+            assert trial.value == pytest.approx(run.epochs[-1].val_accuracy)
+    assert all(run.label == f"links #{run.trial}" for run in runs.values())
+    store.close()
+
+
+def test_a_diverged_trial_is_told_as_pruned_with_the_worst_value(isolated, tmp_path: Path) -> None:
+    path = tmp_path / "specs" / "diverge.toml"
+    path.parent.mkdir(parents=True)
+    path.write_text(
+        'base = "fmnist_quick"\n[config]\nhidden = [64, 64, 64]\ndevice = "cpu"\nchance_patience = 1\n'
+        "[space]\nlr = { choice = [10.0] }\n[search]\nvalidation = 0.2\npruner = 'none'\nepochs = 3\ntrials = 1\n"
+    )
+    events, store = _run(path, storage_of(isolated), "diverge", 1)
+    [ended] = [e for e in events if isinstance(e, TrialEnded)]
+    assert ended.status is RunStatus.DIVERGED
+    sweep = open_study(load_spec(str(path)), "diverge", storage_of(isolated), budget=None, create=False)
+    [trial] = sweep.trials()
+    assert trial.state is TrialState.PRUNED
+    assert trial.intermediate_values[max(trial.intermediate_values)] == 0.0
+    assert store.get_run(ended.run_id).status == "diverged"
+    store.close()
+
+
+def test_json_reports_the_budget_counts_and_the_best_run(isolated, tmp_path: Path, capsys) -> None:
+    spec_path = write_spec(tmp_path / "specs", trials=3, epochs=2)
+    code, out, _ = run_cli(capsys, "sweep", str(spec_path), "--no-ui", "--json")
+    assert code == 0
+    result = json.loads(out)
+    assert set(result) == {"sweep", "trials", "completed", "pruned", "failed", "best"}
+    assert result["sweep"] == "tiny" and result["trials"] == 3
+    assert result["completed"] + result["pruned"] == 3
+    best = result["best"]
+    assert set(best) == {"run_id", "trial", "params", "value"}
+    with ResultsStore(Path(isolated["TUNER_TUI_STORE"])) as store:
+        run = store.get_run(best["run_id"])
+    assert run.trial == best["trial"] and run.epochs[-1].val_accuracy == pytest.approx(best["value"])
+    code, out, _ = run_cli(capsys, "runs", "--json")
+    assert best["run_id"] in [json.loads(line)["run_id"] for line in out.splitlines()]
+
+
+def test_sweep_show_has_the_best_trial_a_top_table_and_importances(isolated, tmp_path: Path, capsys) -> None:
+    spec_path = write_spec(tmp_path / "specs", trials=5, epochs=2)
+    assert run_cli(capsys, "sweep", str(spec_path), "--no-ui")[0] == 0
+    code, out, _ = run_cli(capsys, "sweep", "show", "tiny", "--json")
+    assert code == 0
+    shown = json.loads(out)
+    assert shown["best"]["trial"] == shown["top"][0]["trial"]
+    assert set(shown["importances"]) == {"lr", "batch_size"}
+    assert sum(shown["importances"].values()) == pytest.approx(1.0)
+    code, out, _ = run_cli(capsys, "sweep", "show", "tiny")
+    assert code == 0 and "parameter importances" in out and "top trials" in out
+    code, out, _ = run_cli(capsys, "sweeps")
+    assert code == 0 and "tiny" in out and "5/5" in out
+
+
+def test_show_of_an_unknown_sweep_is_bad_input(isolated, capsys) -> None:
+    code, _, err = run_cli(capsys, "sweep", "show", "nothing")
+    assert code == 2 and "no sweep named 'nothing'" in err
+
+
+def test_importances_need_two_completed_trials(isolated, tmp_path: Path) -> None:
+    spec_path = write_spec(tmp_path / "specs", trials=1, epochs=1)
+    _run(spec_path, storage_of(isolated), "one", 1)[1].close()
+    sweep = open_study(load_spec(str(spec_path)), "one", storage_of(isolated), budget=None, create=False)
+    assert importances(sweep.study) is None
+
+
+# --- faults ---------------------------------------------------------------------------------
+
+
+def _sweep_process(isolated: dict[str, str], spec_path: Path, trials: int) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "tuner_tui", "sweep", str(spec_path), "--no-ui", "--trials", str(trials)],
+        env={**os.environ, **isolated}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+
+
+def _wait_for(condition, timeout_s: float = SUBPROCESS_TIMEOUT_S) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, "timed out waiting"
+        time.sleep(0.2)
+
+
+def _finished_trials(isolated: dict[str, str], spec_path: Path) -> int:
+    try:
+        sweep = open_study(load_spec(str(spec_path)), "tiny", storage_of(isolated), budget=None, create=False)
+    except Exception:  # the storage may not exist yet
+        return 0
+    return sweep.finished_count()
+
+
+def _running_epochs(isolated: dict[str, str]) -> int:
+    path = Path(isolated["TUNER_TUI_STORE"])
+    try:
+        with ResultsStore.open_existing(path) as store:
+            return max((len(r.epochs) for r in store.list_runs() if r.status == "running"), default=0)
+    except StoreError:  # not there yet, or still being created by the sweep
+        return 0
+
+
+def test_a_killed_sweep_resumes_to_exactly_its_budget(isolated, tmp_path: Path) -> None:
+    spec_path = write_spec(tmp_path / "specs", trials=6, epochs=6)
+    process = _sweep_process(isolated, spec_path, 6)
+    try:
+        _wait_for(lambda: _finished_trials(isolated, spec_path) >= 2 and _running_epochs(isolated) >= 1)
+    finally:
+        process.kill()
+        process.communicate(timeout=60)
+    resumed = _sweep_process(isolated, spec_path, 8)
+    _, err = resumed.communicate(timeout=SUBPROCESS_TIMEOUT_S)
+    assert resumed.returncode == 0, err
+    sweep = open_study(load_spec(str(spec_path)), "tiny", storage_of(isolated), budget=None, create=False)
+    finished = sweep.trials((TrialState.COMPLETE, TrialState.PRUNED))
+    assert len(finished) == 8
+    [killed] = [t for t in sweep.trials((TrialState.FAIL,))]
+    again = [t for t in finished if t.user_attrs.get("requeued_from") == killed.number]
+    assert len(again) == 1 and again[0].params == killed.params
+    with ResultsStore(Path(isolated["TUNER_TUI_STORE"])) as store:
+        runs = store.list_runs(sweep="tiny")
+    assert sorted(r.trial for r in runs if r.status in ("completed", "pruned")) == sorted(t.number for t in finished)
+    [interrupted] = [r for r in runs if r.status == "interrupted"]
+    assert interrupted.trial == killed.number and len(interrupted.epochs) >= 1
+    summary = load_summary(sweep.study)
+    assert [t.number for t in summary.interruptions()] == [killed.number]
+
+
+def test_sigterm_stops_the_sweep_stores_the_trial_cancelled_and_resume_asks_it_again(
+    isolated, tmp_path: Path
+) -> None:
+    spec_path = write_spec(tmp_path / "specs", trials=4, epochs=8)
+    process = _sweep_process(isolated, spec_path, 4)
+    try:
+        _wait_for(lambda: _running_epochs(isolated) >= 1)
+        process.send_signal(signal.SIGTERM)
+        _, err = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 128 + signal.SIGTERM, err
+    assert "Traceback" not in err
+    with ResultsStore(Path(isolated["TUNER_TUI_STORE"])) as store:
+        [cancelled] = [r for r in store.list_runs(sweep="tiny") if r.status == "cancelled"]
+    assert len(cancelled.epochs) >= 1
+    resumed = _sweep_process(isolated, spec_path, 1)
+    _, err = resumed.communicate(timeout=SUBPROCESS_TIMEOUT_S)
+    assert resumed.returncode == 0, err
+    sweep = open_study(load_spec(str(spec_path)), "tiny", storage_of(isolated), budget=None, create=False)
+    [failed] = sweep.trials((TrialState.FAIL,))
+    [again] = [t for t in sweep.trials() if t.user_attrs.get("requeued_from") == failed.number]
+    assert again.params == failed.params and again.state in (TrialState.COMPLETE, TrialState.PRUNED)

@@ -1,0 +1,292 @@
+"""The sweep commands: `tuner-tui sweep SPEC`, `tuner-tui sweep show NAME`, `tuner-tui sweeps`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from rich import box
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from engine.config import ConfigError
+from engine.datasets import DatasetError
+from engine.events import RunStatus
+from tuner_tui.cli import EXIT_OK, EXIT_RUN_FAILED, BadInput, open_store, plain_console
+from tuner_tui.formatting import format_seconds, plural
+from tuner_tui.runs.stop_signals import StopSignals
+from tuner_tui.runs.store import default_store_path
+from tuner_tui.sweeps.scheduler import SweepEvent, TrialEnded, TrialStarted, WorkerInfo, run_sweep
+from tuner_tui.sweeps.spec import SpecError, list_specs, load_spec
+from tuner_tui.sweeps.study import StudyError, default_storage_url, list_study_names, load_study, open_study
+from tuner_tui.sweeps.summary import SweepSummary, TrialRow, importances, load_summary
+
+
+def storage_url(args: argparse.Namespace) -> str:
+    """`--storage`, else the SQLite study file beside the results store."""
+    if getattr(args, "storage", None):
+        return str(args.storage)
+    store = Path(args.store).expanduser() if args.store else default_store_path()
+    return default_storage_url(store)
+
+
+def parse_overrides(items: Sequence[str]) -> dict[str, str]:
+    values: dict[str, str] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise BadInput(f"--set {item}: expected KEY=VALUE")
+        values[key.strip()] = value
+    return values
+
+
+def sweep_command(args: argparse.Namespace) -> int:
+    """`tuner-tui sweep SPEC ...` or `tuner-tui sweep show NAME`."""
+    target = list(args.target)
+    if target[0] == "show":
+        if len(target) != 2:
+            raise BadInput("sweep show: expected one sweep name: tuner-tui sweep show NAME")
+        return show_command(target[1], args)
+    if len(target) != 1:
+        raise BadInput(f"sweep: expected one spec, got {' '.join(target)}")
+    if not args.no_ui:
+        raise BadInput("sweep: the app's sweep screen is not built yet; add --no-ui")
+    return run_headless_sweep(target[0], args)
+
+
+def _open(args: argparse.Namespace, spec_name: str) -> Any:
+    overrides = parse_overrides(args.overrides)
+    if args.data_root is not None:
+        overrides["data_root"] = args.data_root
+    if args.device is not None:
+        overrides["device"] = args.device
+    try:
+        spec = load_spec(spec_name, overrides=overrides)
+        return open_study(spec, args.name or spec.name, storage_url(args), budget=args.trials, create=True)
+    except SpecError as error:
+        raise BadInput(error.problems[0] if len(error.problems) == 1 else "\n".join(error.problems)) from None
+    except StudyError as error:
+        raise BadInput(str(error)) from None
+
+
+def run_headless_sweep(spec_name: str, args: argparse.Namespace) -> int:
+    sweep = _open(args, spec_name)
+    deadline = time.time() + args.timeout if args.timeout else None
+    reporter = SweepReporter(Console(stderr=True), sweep.budget)
+    with StopSignals() as stop, open_store(args.store, create=True) as store:
+        reporter.header(sweep.name, sweep.finished_count())
+        try:
+            outcome = run_sweep(sweep, store, reporter, cancel=stop.cancel, deadline=deadline, worker=WorkerInfo())
+        except (ConfigError, DatasetError) as error:
+            raise BadInput(str(error)) from None
+    summary = load_summary(sweep.study)
+    reporter.footer(summary, outcome.stopped_by)
+    if args.json:
+        print(json.dumps(sweep_json(summary, store_path=args.store)))
+    for problem in outcome.store_errors[:1]:
+        Console(stderr=True).print(Text(f"tuner-tui: error: a trial's run was not stored: {problem}"))
+    signalled = stop.exit_code()
+    if signalled is not None:
+        return signalled
+    if outcome.store_errors:
+        return EXIT_RUN_FAILED
+    ended = [t for t in summary.trials if t.status is not RunStatus.RUNNING]
+    if ended and all(t.status is RunStatus.FAILED for t in ended):
+        return EXIT_RUN_FAILED
+    return EXIT_OK
+
+
+def sweep_json(summary: SweepSummary, *, store_path: str | None) -> dict[str, Any]:
+    """`{"sweep", "trials", "completed", "pruned", "failed", "best": {...}}` for `--json`."""
+    best = summary.best()
+    best_json = None
+    if best is not None:
+        best_json = {
+            "run_id": _run_id(best, store_path), "trial": best.number, "params": dict(best.params),
+            "value": best.value,
+        }
+    return {
+        "sweep": summary.name,
+        "trials": summary.finished,
+        "completed": summary.count(RunStatus.COMPLETED),
+        "pruned": summary.count(RunStatus.PRUNED, RunStatus.DIVERGED),
+        "failed": summary.count(RunStatus.FAILED, RunStatus.CANCELLED, RunStatus.INTERRUPTED),
+        "best": best_json,
+    }
+
+
+def _run_id(trial: TrialRow, store_path: str | None) -> int | None:
+    if trial.run_uid is None:
+        return None
+    with open_store(store_path, create=False) as store:
+        run = store.find_run(trial.run_uid)
+    return run.id if run is not None else None
+
+
+class SweepReporter:
+    """One line per trial on stderr: its parameters when it starts, its outcome when it ends."""
+
+    def __init__(self, console: Console, budget: int) -> None:
+        self.console = console
+        self.budget = budget
+        self.started = time.monotonic()
+
+    def __call__(self, event: SweepEvent) -> None:
+        if isinstance(event, TrialStarted):
+            again = f" (again, for trial {event.requeued_from})" if event.requeued_from is not None else ""
+            self._print(f"trial {event.number}{again}: {params_text(event.params)}")
+        elif isinstance(event, TrialEnded):
+            value = f" · value {event.value:.4g}" if event.value is not None else ""
+            self._print(f"trial {event.number}: {event.status.value} after {plural(event.epochs, 'epoch')}{value}")
+
+    def header(self, name: str, finished: int) -> None:
+        self._print(f"sweep {name}: {finished} of {self.budget} trials finished before this run")
+
+    def footer(self, summary: SweepSummary, stopped_by: str) -> None:
+        best = summary.best()
+        best_text = f"best trial {best.number}: {best.value:.4g} ({params_text(best.params)})" if best else "no best"
+        self._print(
+            f"sweep {summary.name}: {summary.finished} of {summary.budget} trials finished "
+            f"({stopped_by}) in {format_seconds(time.monotonic() - self.started)}; {best_text}"
+        )
+
+    def _print(self, text: str) -> None:
+        self.console.print(Text(text), soft_wrap=True)
+
+
+def params_text(params: Mapping[str, Any]) -> str:
+    return " · ".join(f"{key} {value:.4g}" if isinstance(value, float) else f"{key} {value}"
+                      for key, value in params.items())
+
+
+def show_command(name: str, args: argparse.Namespace) -> int:
+    """`tuner-tui sweep show NAME [--json]`: best trial, top 10, importances, workers, faults."""
+    try:
+        study = load_study(name, storage_url(args))
+    except StudyError as error:
+        raise BadInput(str(error)) from None
+    summary = load_summary(study)
+    weights = importances(study)
+    if args.json:
+        out = sweep_json(summary, store_path=args.store)
+        out.update(
+            state=summary.state, budget=summary.budget, importances=weights,
+            top=[_trial_json(t) for t in summary.top()],
+            workers=[vars(w) for w in summary.workers],
+            interrupted=[_trial_json(t) for t in summary.interruptions()],
+        )
+        print(json.dumps(out))
+        return EXIT_OK
+    console = plain_console()
+    for renderable in show_renderables(summary, weights):
+        console.print(renderable)
+    return EXIT_OK
+
+
+def _trial_json(trial: TrialRow) -> dict[str, Any]:
+    return {"trial": trial.number, "status": trial.status.value, "params": dict(trial.params),
+            "value": trial.value, "epochs": trial.epochs, "worker": trial.worker}
+
+
+def show_renderables(summary: SweepSummary, weights: Mapping[str, float] | None) -> list[Any]:
+    best = summary.best()
+    head = (
+        f"sweep {summary.name} ({summary.state}): {summary.finished} of {summary.budget} trials finished · "
+        f"{summary.count(RunStatus.COMPLETED)} completed · {summary.count(RunStatus.PRUNED, RunStatus.DIVERGED)} "
+        f"pruned · {summary.count(RunStatus.FAILED, RunStatus.CANCELLED, RunStatus.INTERRUPTED)} failed · "
+        f"objective {summary.objective} ({summary.direction})"
+    )
+    out: list[Any] = [Text(head)]
+    if best is not None:
+        shown = f"best: trial {best.number}, {summary.objective} {best.value:.4g} · {params_text(best.params)}"
+        out.append(Text(shown))
+    top = Table(title="top trials", title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
+    top.add_column("trial", justify="right")
+    top.add_column(summary.objective, justify="right")
+    names = sorted({key for t in summary.trials for key in t.params})
+    for key in names:
+        top.add_column(key, justify="right")
+    for trial in summary.top():
+        top.add_row(str(trial.number), f"{trial.value:.4g}", *(_cell(trial.params.get(key)) for key in names))
+    out.append(top)
+    if weights:
+        table = Table(title="parameter importances (fANOVA)", title_justify="left", box=box.SIMPLE_HEAD)
+        table.add_column("parameter")
+        table.add_column("importance", justify="right")
+        for key, weight in weights.items():
+            table.add_row(Text(key), f"{weight:.3f}")
+        out.append(table)
+    if summary.workers:
+        table = Table(title="workers", title_justify="left", box=box.SIMPLE_HEAD)
+        for title in ("worker", "trials", "current trial", "state"):
+            table.add_column(title)
+        for worker in summary.workers:
+            current = "" if worker.current_trial is None else str(worker.current_trial)
+            table.add_row(Text(worker.name), str(worker.trials), current, worker.state)
+        out.append(table)
+    faults = summary.interruptions()
+    if faults:
+        table = Table(title="interrupted trials", title_justify="left", box=box.SIMPLE_HEAD)
+        for title in ("trial", "status", "worker", "epochs", "asked again"):
+            table.add_column(title)
+        again = {t.requeued_from: t.number for t in summary.trials if t.requeued_from is not None}
+        for trial in faults:
+            table.add_row(
+                str(trial.number), trial.status.value, Text(trial.worker or ""), str(trial.epochs),
+                f"as trial {again[trial.number]}" if trial.number in again else "",
+            )
+        out.append(table)
+    return out
+
+
+def _cell(value: Any) -> Text:
+    if isinstance(value, float):
+        return Text(f"{value:.4g}")
+    return Text("" if value is None else str(value))
+
+
+def sweeps_command(args: argparse.Namespace) -> int:
+    """`tuner-tui sweeps`: every sweep in the storage with its spec, progress, best and state."""
+    url = storage_url(args)
+    try:
+        names = list_study_names(url)
+        summaries = [load_summary(load_study(name, url)) for name in names]
+    except StudyError as error:
+        raise BadInput(str(error)) from None
+    if args.json:
+        for summary in summaries:
+            print(json.dumps({**sweep_json(summary, store_path=None), "state": summary.state,
+                              "budget": summary.budget, "spec": summary.spec_name}))
+        return EXIT_OK
+    table = Table(title="sweeps", title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
+    for title in ("name", "spec", "trials", "best", "state"):
+        table.add_column(title, justify="right" if title in ("trials", "best") else "left")
+    for summary in summaries:
+        best = summary.best()
+        table.add_row(
+            Text(summary.name), Text(summary.spec_name or ""), f"{summary.finished}/{summary.budget}",
+            f"{best.value:.4g}" if best is not None and best.value is not None else "–", summary.state,
+        )
+    plain_console().print(table)
+    return EXIT_OK
+
+
+def specs_table() -> tuple[Table, list[str]]:
+    """The shipped and user sweep specs, for `tuner-tui presets`; and the unreadable ones."""
+    specs, errors = list_specs()
+    table = Table(title="sweep specs", title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
+    for title in ("name", "base", "searches", "sampler", "pruner", "epochs", "trials", "source"):
+        table.add_column(title, overflow="fold")
+    for spec in specs:
+        search = spec.search
+        table.add_row(
+            Text(spec.name), Text(spec.base_preset or spec.base.dataset), Text(", ".join(spec.space)),
+            search.sampler, search.pruner, str(search.epochs), str(search.trials),
+            Text("shipped" if spec.shipped else spec.source),
+        )
+    return table, [problem for error in errors for problem in error.problems]

@@ -1,0 +1,393 @@
+"""Sweep specs: a base config, a search space per field, and how to search, in one TOML file.
+
+    # fmnist_search: what the file searches, in a line
+    base = "fmnist_exp5"              # a preset to start from (optional)
+    [config]                          # fields over the base, as in a preset (optional)
+    seed = 0
+    [space]                           # one entry per searched field
+    lr = { log_uniform = [1e-3, 0.3] }
+    hidden = { choice = [64, 128, 256, 512] }
+    batch_size = { choice = [10, 20, 32, 64, 128] }
+    reg = { choice = [0.0, 1e-4, 1e-3] }
+    [search]
+    objective = "val_accuracy"        # maximize; or "val_loss" (mean cross-entropy, minimize)
+    validation = 0.1                  # share of the training set held out for the objective
+    sampler = "tpe"                   # tpe | random | grid | gp | cmaes
+    pruner = "asha"                   # asha | median | hyperband | none; rungs at epoch ends
+    epochs = 5                        # the most any trial trains
+    trials = 50                       # the study's total budget of finished trials
+    seed = 0                          # the sampler's seed
+
+A space entry is `{ choice = [...] }`, `{ uniform = [lo, hi] }`, `{ log_uniform = [lo, hi] }`,
+`{ int = [lo, hi] }` or `{ log_int = [lo, hi] }`, with an optional `step` for uniform and int.
+Every problem is reported, one line each, naming the file and the key (`SpecError.problems`).
+Shipped specs live in `presets/sweeps/`; user specs in the user config folder's `sweeps/`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import hashlib
+import json
+import math
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal, get_args
+
+from engine.config import ConfigError, RunConfig, parse_field
+from engine.dataset_specs import DATASET_SPECS
+from tuner_tui.runs.presets import (
+    SHIPPED_PRESETS_DIR,
+    PresetError,
+    is_path_argument,
+    load_preset,
+    read_toml,
+    user_config_dir,
+)
+
+Objective = Literal["val_accuracy", "val_loss"]
+SamplerName = Literal["tpe", "random", "grid", "gp", "cmaes"]
+PrunerName = Literal["asha", "median", "hyperband", "none"]
+DistributionKind = Literal["choice", "uniform", "log_uniform", "int", "log_int"]
+OBJECTIVES: tuple[Objective, ...] = get_args(Objective)
+SAMPLERS: tuple[SamplerName, ...] = get_args(SamplerName)
+PRUNERS: tuple[PrunerName, ...] = get_args(PrunerName)
+KINDS: tuple[DistributionKind, ...] = get_args(DistributionKind)
+SEARCHABLE = ("hidden", "lr", "batch_size", "reg", "seed", "conventions")
+SEARCH_KEYS = ("objective", "validation", "sampler", "pruner", "epochs", "trials", "seed")
+TOP_KEYS = ("base", "config", "space", "search")
+MAX_TRIALS = 100_000
+MAX_SEARCH_EPOCHS = 1000
+RESERVED_NAMES = ("show",)  # `tuner-tui sweep show NAME` reads a sweep
+_NAME_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
+
+class SpecError(ValueError):
+    """A spec that cannot be used; `problems` holds one line per problem, `str()` all of them."""
+
+    def __init__(self, source: str | Path, problems: Sequence[str]) -> None:
+        self.source = str(source)
+        self.problems = tuple(f"{self.source}: {problem}" for problem in problems)
+        super().__init__("\n".join(self.problems))
+
+
+@dataclass(frozen=True)
+class Distribution:
+    """Where one field's values come from."""
+
+    kind: DistributionKind
+    values: tuple[Any, ...]  # the choices, or (low, high)
+    step: float | int | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {self.kind: list(self.values)}
+        if self.step is not None:
+            out["step"] = self.step
+        return out
+
+    def grid(self) -> list[Any] | None:
+        """Every value, when the distribution is finite (choices, int ranges, stepped ranges)."""
+        if self.kind == "choice":
+            return list(self.values)
+        if self.kind == "int":
+            low, high = self.values
+            return list(range(low, high + 1, int(self.step or 1)))
+        if self.kind == "uniform" and self.step is not None:
+            low, high = self.values
+            count = math.floor((high - low) / self.step + 1e-9) + 1
+            return [low + i * self.step for i in range(count)]
+        return None
+
+
+@dataclass(frozen=True)
+class SearchSettings:
+    """How the study searches."""
+
+    objective: Objective = "val_accuracy"
+    validation: float = 0.1
+    sampler: SamplerName = "tpe"
+    pruner: PrunerName = "asha"
+    epochs: int = 5
+    trials: int = 50
+    seed: int = 0
+
+    @property
+    def direction(self) -> Literal["maximize", "minimize"]:
+        return "maximize" if self.objective == "val_accuracy" else "minimize"
+
+
+@dataclass(frozen=True)
+class SweepSpec:
+    """A validated sweep: the base config every trial starts from, the space, the search."""
+
+    name: str
+    source: str
+    base: RunConfig
+    space: Mapping[str, Distribution]
+    search: SearchSettings
+    base_preset: str | None = None
+    shipped: bool = False
+
+    def fingerprint(self) -> str:
+        """What makes two runs of a sweep the same study (the budget and the name do not count)."""
+        identity = {
+            "base": self.base.to_dict(),
+            "space": {name: d.to_json() for name, d in sorted(self.space.items())},
+            "search": {k: v for k, v in dataclasses.asdict(self.search).items() if k != "trials"},
+        }
+        return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
+
+    def trial_config(self, params: Mapping[str, Any]) -> RunConfig:
+        """The base config with a trial's parameter values (already validated by the space)."""
+        return RunConfig.from_mapping(params, base=self.base)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "source": self.source,
+            "base_preset": self.base_preset,
+            "base": self.base.to_dict(),
+            "space": {name: d.to_json() for name, d in self.space.items()},
+            "search": dataclasses.asdict(self.search),
+        }
+
+
+def shipped_specs_dir() -> Path:
+    return SHIPPED_PRESETS_DIR / "sweeps"
+
+
+def user_specs_dir() -> Path:
+    return user_config_dir() / "sweeps"
+
+
+def spec_files() -> dict[str, tuple[Path, bool]]:
+    """Every spec file by name, with whether it is shipped; a shipped name hides a user file."""
+    found = {p.stem: (p, False) for p in _toml_files(user_specs_dir())}
+    found.update({p.stem: (p, True) for p in _toml_files(shipped_specs_dir())})
+    return found
+
+
+def list_specs() -> tuple[list[SweepSpec], list[SpecError]]:
+    """Every readable spec, and the errors of the ones that are not."""
+    specs, errors = [], []
+    for name, (path, shipped) in sorted(spec_files().items()):
+        try:
+            specs.append(read_spec(path, shipped=shipped, name=name))
+        except SpecError as error:
+            errors.append(error)
+    return specs, errors
+
+
+def load_spec(name_or_path: str, *, overrides: Mapping[str, Any] | None = None) -> SweepSpec:
+    """A spec by name (shipped or user) or by path; `overrides` are `--set` values over its base."""
+    if is_path_argument(name_or_path):
+        path = Path(name_or_path).expanduser()
+        return read_spec(path, shipped=False, overrides=overrides)
+    files = spec_files()
+    if name_or_path not in files:
+        close = difflib.get_close_matches(name_or_path, files)
+        hint = f"; did you mean {', '.join(close)}?" if close else f"; known specs: {', '.join(sorted(files))}"
+        raise SpecError("sweep", [f"unknown spec {name_or_path!r}{hint}"])
+    path, shipped = files[name_or_path]
+    return read_spec(path, shipped=shipped, overrides=overrides)
+
+
+def read_spec(
+    path: Path, *, shipped: bool = False, name: str | None = None, overrides: Mapping[str, Any] | None = None
+) -> SweepSpec:
+    """Read and validate a spec file; SpecError with every problem found."""
+    try:
+        data = read_toml(path)
+    except PresetError as error:
+        raise SpecError(path, [error.reason]) from None
+    return parse_spec(data, source=str(path), name=name or path.stem, shipped=shipped, overrides=overrides)
+
+
+def parse_spec(
+    data: Mapping[str, Any],
+    *,
+    source: str,
+    name: str,
+    shipped: bool = False,
+    overrides: Mapping[str, Any] | None = None,
+) -> SweepSpec:
+    """Validate a spec's table; SpecError lists every problem, one line each."""
+    problems: list[str] = []
+    if not _NAME_PATTERN.fullmatch(name) or name in RESERVED_NAMES:
+        problems.append(f"name {name!r}: a sweep name is 1 to 64 letters, digits, _ or -, and not 'show'")
+    for key in sorted(set(data) - set(TOP_KEYS)):
+        problems.append(f"{key}: unknown key; allowed keys are {', '.join(TOP_KEYS)}")
+    search = _parse_search(data.get("search", {}), problems)
+    overrides = overrides or {}
+    if "epochs" in overrides:  # `--set epochs=N` sets the most any trial trains
+        try:
+            search = dataclasses.replace(search, epochs=parse_field("epochs", overrides["epochs"]))
+        except ConfigError as error:
+            problems.append(f"--set epochs: {error.reason}")
+    base, base_preset = _parse_base(data, search, overrides, problems)
+    space = _parse_space(data.get("space"), base, problems)
+    if base is not None and search.sampler == "grid":
+        for field, distribution in space.items():
+            if distribution.grid() is None:
+                problems.append(f"space.{field}: the grid sampler needs choices, an int range or a step")
+    if problems or base is None:
+        raise SpecError(source, problems)
+    return SweepSpec(name, source, base, space, search, base_preset, shipped)
+
+
+def _parse_search(raw: Any, problems: list[str]) -> SearchSettings:
+    if not isinstance(raw, Mapping):
+        problems.append("search: must be a table ([search])")
+        return SearchSettings()
+    for key in sorted(set(raw) - set(SEARCH_KEYS)):
+        problems.append(f"search.{key}: unknown key; allowed keys are {', '.join(SEARCH_KEYS)}")
+    values: dict[str, Any] = {}
+    choices: dict[str, tuple[str, ...]] = {"objective": OBJECTIVES, "sampler": SAMPLERS, "pruner": PRUNERS}
+    for key, allowed in choices.items():
+        if key in raw:
+            if raw[key] in allowed:
+                values[key] = raw[key]
+            else:
+                problems.append(f"search.{key}: must be one of {' | '.join(allowed)}, got {raw[key]!r}")
+    bounds = {"epochs": (1, MAX_SEARCH_EPOCHS), "trials": (1, MAX_TRIALS), "seed": (0, 2**32 - 1)}
+    for key, (low, high) in bounds.items():
+        if key in raw:
+            value = raw[key]
+            if isinstance(value, int) and not isinstance(value, bool) and low <= value <= high:
+                values[key] = value
+            else:
+                problems.append(f"search.{key}: must be a whole number in [{low}, {high}], got {value!r}")
+    if "validation" in raw:
+        value = raw["validation"]
+        if isinstance(value, int | float) and not isinstance(value, bool) and 0 < value <= 0.5:
+            values["validation"] = float(value)
+        else:
+            problems.append(f"search.validation: must be a share in (0, 0.5] of the training set, got {value!r}")
+    return SearchSettings(**values)
+
+
+def _parse_base(
+    data: Mapping[str, Any], search: SearchSettings, overrides: Mapping[str, Any], problems: list[str]
+) -> tuple[RunConfig | None, str | None]:
+    base_preset = data.get("base")
+    config = RunConfig()
+    if base_preset is not None:
+        if not isinstance(base_preset, str):
+            problems.append(f"base: must be a preset's name, got {base_preset!r}")
+            return None, None
+        try:
+            config = load_preset(base_preset).config
+        except PresetError as error:
+            problems.append(f"base: {error}")
+            return None, None
+    fields = data.get("config", {})
+    if not isinstance(fields, Mapping):
+        problems.append("config: must be a table ([config])")
+        return None, base_preset
+    try:
+        config = RunConfig.from_mapping(fields, base=config)
+    except ConfigError as error:
+        problems.append(f"config.{error.field}: {error.reason}")
+        return None, base_preset
+    try:
+        config = RunConfig.from_mapping(overrides, base=config)
+    except ConfigError as error:
+        problems.append(f"--set {error.field}: {error.reason}")
+        return None, base_preset
+    config = dataclasses.replace(config, epochs=search.epochs, validation=search.validation)
+    return config, base_preset
+
+
+def _parse_space(raw: Any, base: RunConfig | None, problems: list[str]) -> dict[str, Distribution]:
+    if not isinstance(raw, Mapping) or not raw:
+        problems.append("space: must be a table with at least one field to search ([space])")
+        return {}
+    space: dict[str, Distribution] = {}
+    for field, entry in raw.items():
+        where = f"space.{field}"
+        if field not in SEARCHABLE:
+            problems.append(f"{where}: cannot be searched; searchable fields are {', '.join(SEARCHABLE)}")
+            continue
+        distribution = _parse_distribution(where, entry, problems)
+        if distribution is None:
+            continue
+        if _check_values(where, field, distribution, base, problems):
+            space[field] = distribution
+    return space
+
+
+def _parse_distribution(where: str, entry: Any, problems: list[str]) -> Distribution | None:
+    kinds = " | ".join(KINDS)
+    if not isinstance(entry, Mapping):
+        problems.append(f"{where}: must be a table such as {{ choice = [...] }} ({kinds})")
+        return None
+    named = [k for k in entry if k in KINDS]
+    extra = sorted(set(entry) - set(KINDS) - {"step"})
+    if len(named) != 1 or extra:
+        problems.append(f"{where}: must name exactly one of {kinds} (and optionally step)")
+        return None
+    kind = named[0]
+    values = entry[kind]
+    if not isinstance(values, list) or not values:
+        problems.append(f"{where}.{kind}: must be a non-empty list")
+        return None
+    step = entry.get("step")
+    if kind == "choice":
+        if step is not None:
+            problems.append(f"{where}.step: only uniform and int ranges take a step")
+            return None
+        return Distribution("choice", tuple(values))
+    if len(values) != 2 or not all(_is_number(v) for v in values) or not values[0] < values[1]:
+        problems.append(f"{where}.{kind}: must be [low, high] with low < high, got {values!r}")
+        return None
+    low, high = values
+    if kind in ("int", "log_int") and not all(isinstance(v, int) for v in values):
+        problems.append(f"{where}.{kind}: bounds must be whole numbers, got {values!r}")
+        return None
+    if kind in ("log_uniform", "log_int") and low <= 0:
+        problems.append(f"{where}.{kind}: a log range must start above 0, got {low!r}")
+        return None
+    if step is not None and (kind not in ("uniform", "int") or not _is_number(step) or step <= 0):
+        problems.append(f"{where}.step: a positive step for uniform or int ranges, got {step!r}")
+        return None
+    if kind in ("int", "log_int"):
+        return Distribution(kind, (int(low), int(high)), int(step) if step is not None else None)
+    return Distribution(kind, (float(low), float(high)), float(step) if step is not None else None)
+
+
+def _check_values(
+    where: str, field: str, distribution: Distribution, base: RunConfig | None, problems: list[str]
+) -> bool:
+    """Every value the distribution can give must make a valid config (its bounds, for ranges)."""
+    if field == "hidden" and distribution.kind in ("uniform", "log_uniform"):
+        problems.append(f"{where}: layer sizes are whole numbers: use choice, int or log_int")
+        return False
+    samples = list(distribution.values)
+    ok = True
+    for value in samples:
+        try:
+            parsed = parse_field(field, value)
+            if base is not None:
+                config = RunConfig.from_mapping({field: parsed}, base=base)
+                if field == "batch_size":
+                    spec = DATASET_SPECS[config.dataset]
+                    train_rows = spec.train_size - round(spec.train_size * base.validation)
+                    if config.batch_size > train_rows:
+                        raise ConfigError(field, f"must be at most {train_rows} (training rows left), got {value}")
+        except ConfigError as error:
+            problems.append(f"{where}: {error.reason}")
+            ok = False
+    return ok
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _toml_files(directory: Path) -> list[Path]:
+    if not directory.is_dir():
+        return []
+    return sorted(path for path in directory.glob("*.toml") if path.is_file())

@@ -1,0 +1,275 @@
+"""A sweep's Optuna study: storage, sampler and pruner from the spec, parameters, states and leases.
+
+The study lives in an Optuna storage: by default an SQLite file beside the results store (one
+host), `journal:PATH` (Optuna's JournalStorage with its file lock, for a shared filesystem), or
+any RDB URL (`postgresql://...`). The spec's fingerprint and the budget are kept in the study's
+user attributes, so running a name again with another spec is refused and `--trials` can grow.
+
+A running trial holds a lease (`tuner_tui.runs.lease`) in its system attributes, renewed while
+its worker lives; a trial whose lease expired is failed by the next worker and its parameters
+are asked again, so a killed worker loses only its unfinished epoch.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.storages.journal import JournalFileBackend, JournalFileOpenLock
+from optuna.trial import FrozenTrial, Trial, TrialState
+
+from engine.events import RunStatus
+from tuner_tui.runs.lease import holder_gone, this_host, this_process
+from tuner_tui.sweeps.spec import Distribution, SweepSpec
+
+SPEC_ATTR = "tuner_tui.spec"
+FINGERPRINT_ATTR = "tuner_tui.fingerprint"
+BUDGET_ATTR = "tuner_tui.budget"
+LEASE_ATTR = "tuner_tui.lease_expires_at"
+REQUEUED_FROM = "requeued_from"  # user attribute of a trial that asks again a failed trial's parameters
+WORKER_ATTR = "tuner_tui.worker"
+HOST_ATTR = "tuner_tui.host"
+PID_ATTR = "tuner_tui.pid"
+RUN_UID_ATTR = "tuner_tui.run_uid"
+OUTCOME_ATTR = "tuner_tui.outcome"  # the run's own status when Optuna's state says less (diverged, cancelled)
+# Optuna states as tuner-tui statuses: one mapping, used by every reader.
+TRIAL_STATUS: dict[TrialState, RunStatus] = {
+    TrialState.RUNNING: RunStatus.RUNNING,
+    TrialState.COMPLETE: RunStatus.COMPLETED,
+    TrialState.PRUNED: RunStatus.PRUNED,
+    TrialState.FAIL: RunStatus.FAILED,
+}
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+
+
+class StudyError(Exception):
+    """The study cannot be opened or does not match; `str()` is one line."""
+
+
+def default_storage_url(store_path: Path) -> str:
+    """The SQLite study file beside a results store: `runs.sqlite3` → `runs.optuna.sqlite3`."""
+    return f"sqlite:///{store_path.with_name(store_path.stem + '.optuna.sqlite3')}"
+
+
+def open_storage(url: str) -> optuna.storages.BaseStorage:
+    """An Optuna storage from `journal:PATH` (file journal with its lock) or an RDB URL."""
+    try:
+        if url.startswith("journal:"):
+            path = str(Path(url.removeprefix("journal:")).expanduser())
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            backend = JournalFileBackend(path, lock_obj=JournalFileOpenLock(path))
+            return optuna.storages.JournalStorage(backend)
+        if url.startswith("sqlite:///"):
+            Path(url.removeprefix("sqlite:///")).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        return optuna.storages.RDBStorage(url, engine_kwargs=_engine_options(url))
+    except Exception as error:  # any storage failure is one line for the user
+        raise StudyError(f"study storage {url}: {_one_line(error)}") from None
+
+
+def _engine_options(url: str) -> dict[str, Any]:
+    if url.startswith("sqlite"):
+        return {"connect_args": {"timeout": 60}}
+    return {"pool_pre_ping": True}
+
+
+def make_sampler(spec: SweepSpec, *, reseed: int = 0) -> optuna.samplers.BaseSampler:
+    """The spec's sampler, seeded with `spec.search.seed + reseed` (reseed: trials so far, so a
+    resumed sweep continues the sequence instead of repeating it)."""
+    seed = spec.search.seed + reseed
+    name = spec.search.sampler
+    if name == "tpe":
+        return optuna.samplers.TPESampler(seed=seed, n_startup_trials=min(10, max(2, spec.search.trials // 5)))
+    if name == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    if name == "gp":
+        return optuna.samplers.GPSampler(seed=seed)
+    if name == "cmaes":
+        return optuna.samplers.CmaEsSampler(seed=seed, warn_independent_sampling=False)
+    grid = {field: [optuna_value(v) for v in d.grid() or []] for field, d in spec.space.items()}
+    return optuna.samplers.GridSampler(grid, seed=seed)
+
+
+def make_pruner(spec: SweepSpec) -> optuna.pruners.BasePruner:
+    """Rungs at epoch ends: ASHA (successive halving), median, Hyperband, or none."""
+    name = spec.search.pruner
+    if name == "asha":
+        return optuna.pruners.SuccessiveHalvingPruner(min_resource=1, reduction_factor=3)
+    if name == "median":
+        return optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=1)
+    if name == "hyperband":
+        return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=spec.search.epochs, reduction_factor=3)
+    return optuna.pruners.NopPruner()
+
+
+def optuna_value(value: Any) -> Any:
+    """A choice as Optuna can store it: layer-size lists become `256,128` strings."""
+    if isinstance(value, list | tuple):
+        return ",".join(str(v) for v in value)
+    return value
+
+
+def suggest(trial: Trial, field: str, distribution: Distribution) -> Any:
+    """Ask the trial for one field's value from its distribution."""
+    kind, values, step = distribution.kind, distribution.values, distribution.step
+    if kind == "choice":
+        return trial.suggest_categorical(field, [optuna_value(v) for v in values])
+    if kind in ("int", "log_int"):
+        return trial.suggest_int(field, values[0], values[1], step=int(step or 1), log=kind == "log_int")
+    return trial.suggest_float(field, values[0], values[1], step=step, log=kind == "log_uniform")
+
+
+@dataclass
+class SweepStudy:
+    """An open study of one sweep, with the spec it runs."""
+
+    study: optuna.Study
+    spec: SweepSpec
+    storage_url: str
+
+    @property
+    def name(self) -> str:
+        return self.study.study_name
+
+    @property
+    def budget(self) -> int:
+        return int(self.study.user_attrs.get(BUDGET_ATTR, self.spec.search.trials))
+
+    def trials(self, states: tuple[TrialState, ...] | None = None) -> list[FrozenTrial]:
+        return self.study.get_trials(deepcopy=False, states=states)
+
+    def finished_count(self) -> int:
+        return len(self.trials((TrialState.COMPLETE, TrialState.PRUNED)))
+
+    def params_of(self, trial: Trial) -> dict[str, Any]:
+        """Ask every field of the space; the values a config takes."""
+        return {field: suggest(trial, field, d) for field, d in self.spec.space.items()}
+
+    def hold(self, trial_id: int, worker: str, expires_at: float) -> None:
+        """Mark a trial as held by this process, with a lease until `expires_at`."""
+        storage = self.study._storage
+        storage.set_trial_system_attr(trial_id, WORKER_ATTR, worker)
+        storage.set_trial_system_attr(trial_id, HOST_ATTR, this_host())
+        storage.set_trial_system_attr(trial_id, PID_ATTR, this_process())
+        storage.set_trial_system_attr(trial_id, LEASE_ATTR, expires_at)
+
+    def renew_lease(self, trial_id: int, expires_at: float) -> None:
+        self.study._storage.set_trial_system_attr(trial_id, LEASE_ATTR, expires_at)
+
+    def recover_stale(self, now: float) -> list[int]:
+        """Fail the running trials whose holder is gone and ask their parameters again; their numbers."""
+        recovered = []
+        for trial in self.trials((TrialState.RUNNING,)):
+            if not trial_holder_gone(trial, now):
+                continue
+            storage = self.study._storage
+            try:
+                storage.set_trial_system_attr(trial._trial_id, OUTCOME_ATTR, RunStatus.INTERRUPTED.value)
+                storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
+            except (RuntimeError, optuna.exceptions.UpdateFinishedTrialError):
+                continue  # another worker recovered it first
+            self.ask_again(trial)
+            recovered.append(trial.number)
+        return recovered
+
+    def ask_again(self, trial: FrozenTrial) -> None:
+        """Queue a failed or cancelled trial's parameters for a new trial (once per trial)."""
+        if not trial.params or any(t.user_attrs.get(REQUEUED_FROM) == trial.number for t in self.trials()):
+            return
+        self.study.enqueue_trial(dict(trial.params), user_attrs={REQUEUED_FROM: trial.number})
+
+    def in_flight(self, now: float) -> int:
+        """Running trials whose holder may be alive (other workers' and ours)."""
+        return sum(1 for t in self.trials((TrialState.RUNNING,)) if not trial_holder_gone(t, now))
+
+
+def open_study(spec: SweepSpec, name: str, storage_url: str, *, budget: int | None, create: bool) -> SweepStudy:
+    """Create or load the sweep `name`; StudyError when it ran before with another spec."""
+    storage = open_storage(storage_url)
+    existing = _load(storage, name)
+    if existing is None and not create:
+        raise StudyError(f"no sweep named {name!r} in {storage_url}")
+    reseed = len(existing.trials) if existing is not None else 0
+    try:
+        study = optuna.create_study(
+            storage=storage, study_name=name, direction=spec.search.direction, load_if_exists=True,
+            sampler=make_sampler(spec, reseed=reseed), pruner=make_pruner(spec),
+        )
+    except Exception as error:  # storage failures are one line for the user
+        raise StudyError(f"study storage {storage_url}: {_one_line(error)}") from None
+    fingerprint = study.user_attrs.get(FINGERPRINT_ATTR)
+    if fingerprint is not None and fingerprint != spec.fingerprint():
+        raise StudyError(
+            f"sweep {name!r} ran before with another spec or --set values; give --name NEW to start a new sweep"
+        )
+    if fingerprint is None:
+        study.set_user_attr(FINGERPRINT_ATTR, spec.fingerprint())
+        study.set_user_attr(SPEC_ATTR, spec.to_json())
+    if budget is None:
+        budget = int(study.user_attrs.get(BUDGET_ATTR, spec.search.trials))
+    if budget != study.user_attrs.get(BUDGET_ATTR):
+        study.set_user_attr(BUDGET_ATTR, budget)
+    return SweepStudy(study, spec, storage_url)
+
+
+def load_study(name: str, storage_url: str) -> optuna.Study:
+    """An existing study, read-only use (readers: `sweep show`, the app)."""
+    storage = open_storage(storage_url)
+    study = _load(storage, name)
+    if study is None:
+        raise StudyError(f"no sweep named {name!r} in {storage_url}")
+    return study
+
+
+def list_study_names(storage_url: str) -> list[str]:
+    try:
+        return optuna.study.get_all_study_names(open_storage(storage_url))
+    except StudyError:
+        raise
+    except Exception as error:
+        raise StudyError(f"study storage {storage_url}: {_one_line(error)}") from None
+
+
+def trial_status(trial: FrozenTrial) -> RunStatus:
+    """A trial's state in tuner-tui's words (a diverged or cancelled run says so)."""
+    outcome = trial.system_attrs.get(OUTCOME_ATTR)
+    if outcome is not None and trial.state is not TrialState.RUNNING:
+        return RunStatus(outcome)
+    return TRIAL_STATUS.get(trial.state, RunStatus.RUNNING)
+
+
+def trial_holder_gone(trial: FrozenTrial, now: float) -> str | None:
+    """Why a running trial's worker is known to be gone (the same rule as for stored runs)."""
+    attrs = trial.system_attrs
+    if LEASE_ATTR not in attrs:  # asked, but not yet held: leave it to the one who asked
+        return None
+    return holder_gone(attrs.get(HOST_ATTR), attrs.get(PID_ATTR), attrs.get(LEASE_ATTR), now)
+
+
+def worst_value(spec: SweepSpec) -> float:
+    """The objective of a diverged network: nothing right (accuracy 0) or an infinite loss."""
+    return 0.0 if spec.search.objective == "val_accuracy" else math.inf
+
+
+def _load(storage: optuna.storages.BaseStorage, name: str) -> optuna.Study | None:
+    try:
+        return optuna.load_study(study_name=name, storage=storage)
+    except KeyError:
+        return None
+
+
+def _one_line(error: BaseException) -> str:
+    text = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {text[0]}" if text else type(error).__name__
+
+
+def spec_of(study: optuna.Study) -> Mapping[str, Any] | None:
+    """The spec a study was started with (its JSON form), if it was started by tuner-tui."""
+    value = study.user_attrs.get(SPEC_ATTR)
+    return value if isinstance(value, Mapping) else None
