@@ -7,15 +7,16 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 import torch
 
-from engine.backend import Backend
 from engine.batching import steps_per_epoch
 from engine.config import RunConfig
 from engine.dataset_specs import DATASET_SPECS
 from engine.devices import synchronize
 from engine.events import TimeEstimate
+from engine.params import MLPParams
 
 CALIBRATION_WARMUP_STEPS = 5
 CALIBRATION_CHUNK_STEPS = 10
@@ -29,12 +30,28 @@ class Calibration:
     steps_timed: int
 
 
+class Steppable(Protocol):
+    """What calibration needs of a backend: a solo `Backend`, or a pack (`engine.packed`)."""
+
+    @property
+    def params(self) -> MLPParams: ...
+
+    @property
+    def steps_per_epoch(self) -> int: ...
+
+    def start_epoch(self, epoch: int) -> None: ...
+
+    def train_step(self, step: int) -> None: ...
+
+    def test_accuracy(self) -> object: ...
+
+
 class CalibrationCancelled(Exception):
     """The run was asked to stop while it was being calibrated."""
 
 
 def calibrate_step_time(
-    backend: Backend,
+    backend: Steppable,
     device: torch.device,
     cancel: threading.Event | None = None,
     *,
@@ -77,14 +94,14 @@ def calibrate_step_time(
     return Calibration(statistics.median(per_step), step - warmup)
 
 
-def _restore(backend: Backend, saved: list[torch.Tensor]) -> None:
+def _restore(backend: Steppable, saved: list[torch.Tensor]) -> None:
     with torch.no_grad():
         for tensor, value in zip(backend.params.tensors(), saved, strict=True):
             tensor.copy_(value)
 
 
 def time_test_pass(
-    backend: Backend, device: torch.device, *, clock: Callable[[], float] = time.perf_counter
+    backend: Steppable, device: torch.device, *, clock: Callable[[], float] = time.perf_counter
 ) -> float:
     """Seconds for one test-set accuracy pass (the per-epoch evaluation)."""
     synchronize(device)

@@ -21,7 +21,7 @@ import torch
 from engine.architecture import count_parameters
 from engine.backend import Backend, EpochTotals
 from engine.backends import make_backend
-from engine.batching import DeviceData
+from engine.batching import DeviceData, steps_per_epoch
 from engine.calibration import CalibrationCancelled, calibrate_step_time, estimate_time, time_test_pass
 from engine.capacity import check_fits
 from engine.chance import at_chance, chance_accuracy, hopeless
@@ -96,20 +96,21 @@ def execute_run(
     judge: EpochJudge | None = None,
 ) -> Finished:
     """Train, reporting events; returns (and reports) the `Finished` event. Never raises."""
-    loop = _TrainingLoop(prepared, on_event, cancel or threading.Event(), judge)
+    loop = TrainingLoop(prepared, on_event, cancel or threading.Event(), judge)
     try:
         finished = loop.run()
     except CalibrationCancelled:
         finished = loop.finish(RunStatus.CANCELLED, "stopped before training started")
     except Exception as error:  # any failure becomes a failed run, by design
-        finished = loop.finish(RunStatus.FAILED, _one_line(error))
+        finished = loop.finish(RunStatus.FAILED, one_line(error))
     finally:
         loop.release()
     on_event(finished)
     return finished
 
 
-def _one_line(error: BaseException) -> str:
+def one_line(error: BaseException) -> str:
+    """An error as one line for a failed run's message: its type and the first line of its text."""
     text = str(error).strip().splitlines()
     first = text[0] if text else ""
     if isinstance(error, torch.cuda.OutOfMemoryError):
@@ -146,7 +147,7 @@ class Accounting:
 
 
 @dataclass(frozen=True)
-class _Stop:
+class Stop:
     """Why training stopped before its last epoch."""
 
     status: RunStatus
@@ -154,8 +155,21 @@ class _Stop:
     diverged_step: int | None = None
 
 
+def nonfinite_stop(epoch: int, steps_per_epoch: int, bad_step: int | None) -> Stop:
+    """The stop for a loss gone non-finite at 1-based step `bad_step` of `epoch` (None: unknown, 1)."""
+    step = bad_step or 1
+    global_step = (epoch - 1) * steps_per_epoch + step
+    return Stop(
+        RunStatus.DIVERGED, f"non-finite loss at step {global_step} (epoch {epoch}, step {step})",
+        diverged_step=global_step,
+    )
+
+
 @dataclass
-class _TrainingLoop:
+class TrainingLoop:
+    """One run's training state and reports. `execute_run` drives it with its own backend; the pack
+    runner (`engine.pack_runner`) drives one per slot of a pack, feeding it that slot's figures."""
+
     prepared: PreparedRun
     on_event: EventSink
     cancel: threading.Event
@@ -233,14 +247,14 @@ class _TrainingLoop:
         if self.device.type == "cuda":
             context = remembered_context_bytes(name)
             if context is None:
-                context = self._measure_cuda_context(name)
+                context = self.measure_cuda_context(name)
         dataset = self.prepared.dataset
         return estimate_memory(
             self.config, device_type=self.device.type, context_bytes=context,
             train_size=dataset.train_images.shape[0], test_size=dataset.test_images.shape[0],
         )
 
-    def _measure_cuda_context(self, name: str) -> int | None:
+    def measure_cuda_context(self, name: str) -> int | None:
         """This process's NVML-reported memory less what torch reserved: context + libraries."""
         synchronize(self.device)
         used = self.gpu_probe.snapshot().process_bytes if self.gpu_probe else None
@@ -252,7 +266,7 @@ class _TrainingLoop:
 
     def _train_epoch(
         self, backend: Backend, epoch: int, accounting: Accounting, estimate: TimeEstimate
-    ) -> _Stop | None:
+    ) -> Stop | None:
         """The steps of one epoch, with progress reports; a stop when cancelled or non-finite."""
         backend.start_epoch(epoch - 1)
         steps = backend.steps_per_epoch
@@ -262,52 +276,58 @@ class _TrainingLoop:
         try:
             for step in range(steps):
                 if self.cancel.is_set():
-                    return _Stop(RunStatus.CANCELLED, f"stopped in epoch {epoch} at step {step}")
+                    return Stop(RunStatus.CANCELLED, f"stopped in epoch {epoch} at step {step}")
                 backend.train_step(step)
                 now = clock()
                 if now - last_report >= PROGRESS_INTERVAL_S or step + 1 == steps:
                     totals = backend.epoch_totals(step + 1)
                     if not math.isfinite(totals.loss_sum):
-                        return self._diverged_nonfinite(backend, epoch)
+                        return nonfinite_stop(epoch, steps, backend.first_nonfinite_step(steps))
                     now = clock()
-                    self._report_progress(epoch, totals, reported, accounting, now - epoch_start, estimate)
+                    self.report_progress(epoch, totals, reported, accounting, now - epoch_start, estimate)
                     reported, last_report = totals, now
-                    self._sample_gpu(now)
+                    self.sample_gpu(now)
             return None
         finally:
             self.last_epoch_seconds = clock() - epoch_start
             self.train_time_s += self.last_epoch_seconds
 
-    def _end_epoch(self, backend: Backend, epoch: int, accounting: Accounting) -> _Stop | None:
-        """Report the finished epoch; a stop when the run is hopeless or its judge prunes it."""
+    def _end_epoch(self, backend: Backend, epoch: int, accounting: Accounting) -> Stop | None:
         totals = backend.epoch_totals(backend.steps_per_epoch)
         validation = backend.validation_metrics()
+        return self.end_epoch(epoch, totals, backend.test_accuracy(), validation, accounting)
+
+    def end_epoch(
+        self, epoch: int, totals: EpochTotals, test_accuracy: float, validation: tuple[float, float] | None,
+        accounting: Accounting,
+    ) -> Stop | None:
+        """Report the finished epoch; a stop when the run is hopeless or its judge prunes it."""
         end = EpochEnd(
             epoch=epoch, train_loss=accounting.loss(totals, final=True),
-            train_accuracy=accounting.accuracy(totals), test_accuracy=backend.test_accuracy(),
+            train_accuracy=accounting.accuracy(totals), test_accuracy=test_accuracy,
             seconds=self.last_epoch_seconds, train_ce=accounting.mean_cross_entropy(totals),
             val_loss=validation[0] if validation else None, val_accuracy=validation[1] if validation else None,
         )
         self.epochs_done.append(end)
         self.on_event(end)
-        classes, patience = backend.data.classes, self.config.chance_patience
+        classes, patience = accounting.classes, self.config.chance_patience
         if hopeless([e.train_accuracy for e in self.epochs_done], classes, patience):
-            return _Stop(
+            return Stop(
                 RunStatus.DIVERGED,
                 f"stopped after epoch {epoch}: training accuracy at chance ({chance_accuracy(classes):.0f} %) "
                 f"for {patience} epochs in a row",
                 diverged_step=self.steps_done_total,
             )
         if self.judge is not None and epoch < self.config.epochs and self.judge(end):
-            return _Stop(RunStatus.PRUNED, f"pruned after epoch {epoch}")
+            return Stop(RunStatus.PRUNED, f"pruned after epoch {epoch}")
         return None
 
-    def _report_progress(
+    def report_progress(
         self, epoch: int, totals: EpochTotals, previous: EpochTotals, accounting: Accounting,
         epoch_elapsed: float, estimate: TimeEstimate,
     ) -> None:
-        backend = self.backend
-        assert backend is not None
+        """Report `Progress` from the epoch's totals so far (`previous`: those of the last report)."""
+        steps = steps_per_epoch(accounting.samples, accounting.batch_size)
         new_steps = totals.steps - previous.steps
         self.steps_done_total += new_steps
         recent = EpochTotals(
@@ -317,25 +337,18 @@ class _TrainingLoop:
         self.loss_curve.append(accounting.loss(recent, final=False))
         elapsed = self.train_time_s + epoch_elapsed
         seconds_per_step = elapsed / max(1, self.steps_done_total)
-        total_steps = backend.steps_per_epoch * self.config.epochs
+        total_steps = steps * self.config.epochs
         remaining_epochs = self.config.epochs - epoch + 1
         eta = (total_steps - self.steps_done_total) * seconds_per_step + remaining_epochs * estimate.test_pass_seconds
         self.on_event(Progress(
-            epoch=epoch, epochs=self.config.epochs, step=totals.steps, steps_per_epoch=backend.steps_per_epoch,
+            epoch=epoch, epochs=self.config.epochs, step=totals.steps, steps_per_epoch=steps,
             loss=accounting.loss(totals, final=False), accuracy=accounting.accuracy(totals),
             recent_loss=self.loss_curve[-1], samples_per_s=totals.samples / max(epoch_elapsed, 1e-9),
             elapsed_s=elapsed, eta_s=eta,
         ))
 
-    def _diverged_nonfinite(self, backend: Backend, epoch: int) -> _Stop:
-        step = backend.first_nonfinite_step(backend.steps_per_epoch) or 1
-        global_step = (epoch - 1) * backend.steps_per_epoch + step
-        return _Stop(
-            RunStatus.DIVERGED, f"non-finite loss at step {global_step} (epoch {epoch}, step {step})",
-            diverged_step=global_step,
-        )
-
-    def _sample_gpu(self, now: float) -> None:
+    def sample_gpu(self, now: float) -> None:
+        """Keep the peak of this process's GPU memory, read at most once per GPU_SAMPLE_INTERVAL_S."""
         if self.gpu_probe is None or now - self.gpu_last_sample < GPU_SAMPLE_INTERVAL_S:
             return
         self.gpu_last_sample = now
@@ -365,7 +378,7 @@ class _TrainingLoop:
         rss_growth = self.prepared.rss.peak_growth_bytes()
         if self.device.type != "cuda":
             return Resources(train_time_s=self.train_time_s, total_time_s=total, peak_rss_growth_bytes=rss_growth)
-        self._sample_gpu(math.inf)
+        self.sample_gpu(math.inf)
         snapshot = self.gpu_probe.snapshot() if self.gpu_probe else None
         return Resources(
             train_time_s=self.train_time_s, total_time_s=total, peak_rss_growth_bytes=rss_growth,
