@@ -1,6 +1,10 @@
 """The estimates' specification: the memory model's arithmetic on known shapes, the time estimate's
-arithmetic, calibration leaving the parameters as it found them, the RSS peak tracker, and, on the
-real Fashion-MNIST, both estimates against what a short run measures.
+arithmetic, calibration (on a fake clock: what it times, when it stops, that a burst does not skew
+it, that it leaves the parameters as it found them), the RSS peak tracker, and, on the real
+Fashion-MNIST, the memory estimate against what a short run measures.
+
+How close the time estimate comes on a real machine is measured by benchmarks/estimates.py, not
+asserted here: wall time on a shared machine says more about the machine than about the code.
 """
 
 from __future__ import annotations
@@ -11,25 +15,34 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 import torch
 
 from engine.architecture import count_parameters
+from engine.backend import Backend
 from engine.backends import make_backend
 from engine.batching import DeviceData
-from engine.calibration import calibrate_step_time, estimate_time
-from engine.config import RunConfig
+from engine.calibration import (
+    CALIBRATION_CHUNK_STEPS,
+    CALIBRATION_MIN_CHUNKS,
+    CALIBRATION_MIN_SECONDS,
+    CALIBRATION_WARMUP_STEPS,
+    calibrate_step_time,
+    estimate_time,
+)
+from engine.config import EngineName, RunConfig
 from engine.events import RunStatus
 from engine.memory import PeakRssTracker
 from engine.memory_model import DEFAULT_CUDA_CONTEXT, estimate_memory
 from engine.params import init_params
+from tests.conftest import require_path
 
 MIB = 1024**2
 N, M, D, H, C = 60_000, 10_000, 784, 256, 10
 FLOAT, INDEX = 4, 8
-FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
 
 
 @pytest.fixture(autouse=True)
@@ -37,11 +50,10 @@ def _offline(offline_datasets: Path) -> None:
     """Every test here: no download, no Debian copy found by accident (see conftest)."""
 
 
-def _fmnist(**overrides) -> RunConfig:
+def _fmnist(**overrides: Any) -> RunConfig:
     """fmnist 784→256→10, batch 20, lab4, native."""
-    values = dict(dataset="fmnist", hidden=(H,), batch_size=20, conventions="lab4", engine="native", device="cpu")
-    values.update(overrides)
-    return RunConfig(**values)
+    base = RunConfig(dataset="fmnist", hidden=(H,), batch_size=20, conventions="lab4", engine="native", device="cpu")
+    return RunConfig.from_mapping(overrides, base=base)
 
 
 # --- the memory model ---------------------------------------------------------------------------
@@ -152,18 +164,73 @@ def test_the_time_estimate_defaults_to_the_official_training_set_size():
 # --- calibration and measurement ----------------------------------------------------------------
 
 
-@pytest.mark.parametrize("engine", ["native", "graph", "autograd"])
-def test_calibration_restores_the_parameters_it_trained_on(engine):
+def _tiny_backend(engine: EngineName = "native", samples: int = 200, batch_size: int = 10) -> Backend:
     g = torch.Generator().manual_seed(0)
     data = DeviceData.from_tensors(
-        torch.randint(0, 256, (200, D), generator=g, dtype=torch.uint8),
-        torch.randint(0, C, (200,), generator=g),
+        torch.randint(0, 256, (samples, D), generator=g, dtype=torch.uint8),
+        torch.randint(0, C, (samples,), generator=g),
         torch.randint(0, 256, (50, D), generator=g, dtype=torch.uint8),
         torch.randint(0, C, (50,), generator=g),
         C, "cpu",
     )
     params = init_params(D, (16,), C, conventions="lab4", seed=0)
-    backend = make_backend(engine, params, data, lr=0.5, reg=0.01, batch_size=10, conventions="lab4")
+    return make_backend(engine, params, data, lr=0.5, reg=0.01, batch_size=batch_size, conventions="lab4")
+
+
+class FakeClock:
+    """Seconds that pass only when a step is taken: `costs(n)` seconds for the n-th step (0-based)."""
+
+    def __init__(self, backend: Backend, monkeypatch: pytest.MonkeyPatch, costs: Any) -> None:
+        self.now = 0.0
+        self.steps = 0
+        real_step = backend.train_step
+
+        def step(index: int) -> None:
+            real_step(index)
+            self.now += costs(self.steps)
+            self.steps += 1
+
+        monkeypatch.setattr(backend, "train_step", step)
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_calibration_times_whole_chunks_after_a_warm_up_until_the_minimum_time_has_passed(monkeypatch):
+    backend = _tiny_backend(samples=1000, batch_size=1)  # 1000 steps in an epoch
+    step_seconds = 1 / 1024  # exact in binary: 10 steps are 10/1024 s
+    clock = FakeClock(backend, monkeypatch, lambda n: step_seconds)
+    calibration = calibrate_step_time(backend, torch.device("cpu"), clock=clock)
+
+    chunks = math.ceil(CALIBRATION_MIN_SECONDS / (CALIBRATION_CHUNK_STEPS * step_seconds))  # 21
+    assert chunks >= CALIBRATION_MIN_CHUNKS
+    assert calibration.steps_timed == chunks * CALIBRATION_CHUNK_STEPS
+    assert clock.steps == CALIBRATION_WARMUP_STEPS + calibration.steps_timed
+    assert calibration.seconds_per_step == step_seconds
+
+
+def test_calibration_takes_the_median_chunk_so_a_burst_of_other_work_does_not_skew_it(monkeypatch):
+    backend = _tiny_backend(samples=1000, batch_size=1)
+    first_chunk = range(CALIBRATION_WARMUP_STEPS, CALIBRATION_WARMUP_STEPS + CALIBRATION_CHUNK_STEPS)
+    # The first timed chunk runs 1000 times slower (someone else's job); the minimum time is then
+    # past after one chunk, but the minimum number of chunks is still taken.
+    clock = FakeClock(backend, monkeypatch, lambda n: 1.0 if n in first_chunk else 1 / 1024)
+    calibration = calibrate_step_time(backend, torch.device("cpu"), clock=clock)
+    assert calibration.steps_timed == CALIBRATION_MIN_CHUNKS * CALIBRATION_CHUNK_STEPS
+    assert calibration.seconds_per_step == 1 / 1024
+
+
+def test_calibration_stops_at_the_end_of_an_epoch_shorter_than_its_minimum(monkeypatch):
+    backend = _tiny_backend(samples=200, batch_size=10)  # 20 steps: warm-up 5, then 15 timed
+    clock = FakeClock(backend, monkeypatch, lambda n: 1 / 1024)
+    calibration = calibrate_step_time(backend, torch.device("cpu"), clock=clock)
+    assert calibration.steps_timed == 20 - CALIBRATION_WARMUP_STEPS
+    assert calibration.seconds_per_step == 1 / 1024
+
+
+@pytest.mark.parametrize("engine", ["native", "graph", "autograd"])
+def test_calibration_restores_the_parameters_it_trained_on(engine: EngineName, monkeypatch):
+    backend = _tiny_backend(engine)
     tensors = backend.params.tensors()
     before = [t.detach().clone() for t in tensors]
 
@@ -172,16 +239,16 @@ def test_calibration_restores_the_parameters_it_trained_on(engine):
 
     def recording_step(step: int) -> None:
         real_step(step)
-        moved.append(any(not torch.equal(t.detach(), b) for t, b in zip(tensors, before)))
+        moved.append(any(not torch.equal(t.detach(), b) for t, b in zip(tensors, before, strict=True)))
 
-    backend.train_step = recording_step
+    monkeypatch.setattr(backend, "train_step", recording_step)
     calibration = calibrate_step_time(backend, torch.device("cpu"))
 
     assert calibration.steps_timed >= 1 and calibration.seconds_per_step > 0
     assert any(moved)  # the calibration's steps really changed the parameters...
     after = backend.params.tensors()
-    assert all(a is t for a, t in zip(after, tensors))  # ...in place (the fast path keeps views)
-    assert all(torch.equal(a.detach(), b) for a, b in zip(after, before))  # ...and were undone
+    assert all(a is t for a, t in zip(after, tensors, strict=True))  # ...in place (the fast path keeps views)
+    assert all(torch.equal(a.detach(), b) for a, b in zip(after, before, strict=True))  # ...and were undone
 
 
 def test_the_rss_tracker_reports_the_peak_growth_since_start():
@@ -192,13 +259,12 @@ def test_the_rss_tracker_reports_the_peak_growth_since_start():
     del block
     after = tracker.peak_growth_bytes()
     assert isinstance(during, int) and during >= 150 * 10**6
-    assert after >= 150 * 10**6  # a peak: freeing the block does not lower it
+    assert after is not None and after >= 150 * 10**6  # a peak: freeing the block does not lower it
 
 
 # --- against a real run -------------------------------------------------------------------------
 
 
-REAL_RUN_ATTEMPTS = 3
 # Run in a fresh interpreter, as the CLI would: a process that has already run other tests has
 # freed heap the run can reuse, which lowers its RSS growth by a varying amount.
 REAL_RUN_SCRIPT = """
@@ -212,44 +278,31 @@ finished = execute_run(prepare_run(config), events.append)
 started = events[0]
 print(json.dumps(dict(
     status=finished.status.value, train_samples=started.train_samples,
-    estimated_s=started.time_estimate.train_seconds, actual_s=finished.resources.train_time_s,
+    steps_per_epoch=started.time_estimate.steps_per_epoch, seconds_per_step=started.time_estimate.seconds_per_step,
+    estimated_s=started.time_estimate.train_seconds,
     estimated_b=started.memory_estimate.total, actual_b=finished.resources.peak_rss_growth_bytes,
 )))
 """
+REAL_RUN_TIMEOUT_S = 300
 
 
-def _real_run_ratios() -> tuple[float, float]:
-    """One short real run: (estimated / actual train time, estimated / actual peak memory)."""
+@pytest.mark.requires("fashion-mnist")
+def test_on_real_fashion_mnist_the_memory_estimate_is_near_the_measured_peak():
+    folder = require_path("fashion-mnist")
     env = {k: v for k, v in os.environ.items() if k != "TUNER_TUI_DATA"}
     done = subprocess.run(
-        [sys.executable, "-c", REAL_RUN_SCRIPT, str(FASHION_MNIST_DIR)],
-        capture_output=True, text=True, timeout=120, env=env, check=False,
+        [sys.executable, "-c", REAL_RUN_SCRIPT, str(folder)],
+        capture_output=True, text=True, timeout=REAL_RUN_TIMEOUT_S, env=env, check=False,
     )
     assert done.returncode == 0, done.stderr
     run = json.loads(done.stdout.strip().splitlines()[-1])
     assert run["status"] == RunStatus.COMPLETED.value
     assert run["train_samples"] == N
-    time_ratio, memory_ratio = run["estimated_s"] / run["actual_s"], run["estimated_b"] / run["actual_b"]
-    print(
-        f"\nreal fmnist 784→256→10 batch 100, 1 epoch, cpu: "
-        f"estimated/actual train time {time_ratio:.3f} ({run['estimated_s']:.3f} s / {run['actual_s']:.3f} s), "
-        f"estimated/actual memory {memory_ratio:.3f} "
-        f"({run['estimated_b'] / MIB:.1f} MiB / {run['actual_b'] / MIB:.1f} MiB)"
-    )
-    return time_ratio, memory_ratio
-
-
-@pytest.mark.realdata
-@pytest.mark.skipif(not FASHION_MNIST_DIR.is_dir(), reason=f"{FASHION_MNIST_DIR} is absent")
-def test_on_real_fashion_mnist_the_estimates_are_near_the_measured_time_and_memory():
-    # The product aims at ±15 %; the bounds here are looser (±50 % time, ±25 % memory) and each
-    # gets up to three runs, because a 0.2 s calibration on a shared 2-core machine can catch a
-    # burst of someone else's work. A systematic error fails every run.
-    ratios = [_real_run_ratios()]
-
-    def within(ratio: tuple[float, float]) -> bool:
-        return 0.5 <= ratio[0] <= 1.5 and 0.75 <= ratio[1] <= 1.25
-
-    while not within(ratios[-1]) and len(ratios) < REAL_RUN_ATTEMPTS:
-        ratios.append(_real_run_ratios())
-    assert within(ratios[-1]), f"(time, memory) estimated/actual in {len(ratios)} runs: {ratios}"
+    # The time estimate is the calibrated step time times the real epoch's steps (how near it comes
+    # is benchmarks/estimates.py's business); the memory estimate does not depend on the machine's load.
+    assert run["steps_per_epoch"] == N // 100
+    assert run["estimated_s"] == pytest.approx(run["seconds_per_step"] * (N // 100))
+    memory_ratio = run["estimated_b"] / run["actual_b"]
+    print(f"\nreal fmnist 784→256→10 batch 100, 1 epoch, cpu: estimated/actual memory {memory_ratio:.3f} "
+          f"({run['estimated_b'] / MIB:.1f} MiB / {run['actual_b'] / MIB:.1f} MiB)")
+    assert 0.75 <= memory_ratio <= 1.25

@@ -2,27 +2,20 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 import torch
 
 from engine.backends import make_backend
 from engine.batching import DeviceData
+from engine.datasets import load_dataset
 from engine.params import init_params
+from tests.conftest import require_path
 
-FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
-
-pytestmark = [
-    pytest.mark.realdata,
-    pytest.mark.skipif(not FASHION_MNIST_DIR.is_dir(), reason=f"{FASHION_MNIST_DIR} is absent"),
-]
+pytestmark = pytest.mark.requires("fashion-mnist")
 
 
 def test_one_lab4_epoch_on_fashion_mnist_reaches_80_percent_test_accuracy():
-    from engine.datasets import load_dataset
-
-    dataset = load_dataset("fmnist", FASHION_MNIST_DIR, download=False)
+    dataset = load_dataset("fmnist", require_path("fashion-mnist"), download=False)
     data = DeviceData.from_tensors(
         dataset.train_images, dataset.train_labels, dataset.test_images, dataset.test_labels,
         dataset.spec.classes, device="cpu",
