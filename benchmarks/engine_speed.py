@@ -7,6 +7,8 @@ what compares across machines.
     python benchmarks/engine_speed.py            # about a full epoch per workload
     python benchmarks/engine_speed.py --quick    # under 90 s on a 2-core CPU
     python benchmarks/engine_speed.py --json out.json
+
+The idiomatic baseline reads images as torchvision does (ToTensor): it needs the `download` extra.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from engine.backends import make_backend
 from engine.batching import DeviceData
+from engine.config import EngineName
 from engine.params import init_params
 
 IMPLEMENTATIONS = ("fast", "graph", "autograd", "idiomatic", "floor")
@@ -100,7 +103,8 @@ def engine_runner(kind: str, workload: Workload, data: DeviceData) -> Callable[[
         workload.features, (workload.hidden,), CLASSES, conventions="lab4", seed=0,
         device=data.train_images.device,
     )
-    engine = {"fast": "native", "graph": "graph", "autograd": "autograd"}[kind]
+    engines: dict[str, EngineName] = {"fast": "native", "graph": "graph", "autograd": "autograd"}
+    engine = engines[kind]
     backend = make_backend(
         engine, params, data, lr=workload.lr, reg=workload.reg,
         batch_size=workload.batch_size, conventions="lab4",
@@ -120,7 +124,9 @@ def engine_runner(kind: str, workload: Workload, data: DeviceData) -> Callable[[
     return run
 
 
-def idiomatic_runner(workload: Workload, images: torch.Tensor, labels: torch.Tensor, device: torch.device) -> Callable[[int], None]:
+def idiomatic_runner(
+    workload: Workload, images: torch.Tensor, labels: torch.Tensor, device: torch.device
+) -> Callable[[int], None]:
     """PyTorch as a user writes it: Dataset + DataLoader(shuffle) + nn.Sequential + optim.SGD."""
     torch.manual_seed(0)
     loader = DataLoader(UInt8ImageDataset(images, labels), batch_size=workload.batch_size, shuffle=True)

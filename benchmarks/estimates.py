@@ -30,24 +30,25 @@ def child(preset: str, seconds: float, data_root: str, device: str) -> None:
     """Run one preset until `seconds` of training, print one JSON line of figures."""
     import dataclasses
 
-    from engine.events import Progress, Started
+    from engine.events import Event, Progress, Started
     from engine.runner import execute_run, prepare_run
     from tuner_tui.runs.presets import load_preset
 
     config = dataclasses.replace(load_preset(preset).config, data_root=data_root, device=device)
     cancel = threading.Event()
-    seen: dict[str, object] = {"steps": 0}
+    starts: list[Started] = []
+    steps = 0
 
-    def on_event(event: object) -> None:
+    def on_event(event: Event) -> None:
+        nonlocal steps
         if isinstance(event, Started):
-            seen["started"] = event
+            starts.append(event)
             threading.Timer(seconds, cancel.set).start()
         elif isinstance(event, Progress):
-            seen["steps"] = (event.epoch - 1) * event.steps_per_epoch + event.step
+            steps = (event.epoch - 1) * event.steps_per_epoch + event.step
 
     finished = execute_run(prepare_run(config), on_event, cancel=cancel)
-    started = seen["started"]
-    steps = int(seen["steps"])
+    started = starts[0]
     print(json.dumps({
         "preset": preset,
         "device": started.device_name,
