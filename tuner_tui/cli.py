@@ -110,6 +110,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sweep.add_argument("--no-ui", action="store_true", help="run headless and exit")
     sweep.add_argument("--json", action="store_true", help="print one JSON object at the end (or for show)")
+    cluster = sweep.add_argument_group("on a SLURM cluster")
+    cluster.add_argument("--slurm", action="store_true", help="submit the sweep as a SLURM job array and return")
+    cluster.add_argument("--array", type=_positive_int, metavar="N", help="array tasks (workers) to submit")
+    cluster.add_argument("--partition", metavar="P")
+    cluster.add_argument("--gres", metavar="GRES", help="e.g. gpu:1")
+    cluster.add_argument("--time", metavar="T", help="each task's time limit, e.g. 2:00:00")
+    cluster.add_argument("--sbatch-arg", dest="sbatch_args", action="append", default=[], metavar="ARG",
+                         help="one more sbatch option, e.g. --sbatch-arg=--requeue; repeatable")
+    cluster.add_argument("--dry-run", action="store_true", help="print what would be submitted, submit nothing")
+    sweep.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)  # an array task
+    sweep.add_argument("--journal-dir", help=argparse.SUPPRESS)  # where a worker journals its runs
     sweeps = command("sweeps", "list sweeps: name, spec, trials done/budget, best value, state")
     sweeps.add_argument("--json", action="store_true", help="one JSON object per line")
     report = command("report", "the lab report's tables from stored runs")
@@ -132,9 +143,27 @@ def parse_arguments(argv: Sequence[str]) -> argparse.Namespace:
             raise BadInput(f"{given[0]} goes with a run, not with the {args.command} command")
     elif args.json and not args.no_ui:
         raise BadInput("--json goes with --no-ui")
-    if args.command == "sweep" and args.json and not args.no_ui and args.target[0] != "show":
-        raise BadInput("--json goes with --no-ui")
+    if args.command == "sweep":
+        _check_sweep_options(args)
     return args
+
+
+def _check_sweep_options(args: argparse.Namespace) -> None:
+    cluster_given = [flag for flag, value in (
+        ("--array", args.array), ("--partition", args.partition), ("--gres", args.gres), ("--time", args.time),
+        ("--sbatch-arg", args.sbatch_args), ("--dry-run", args.dry_run),
+    ) if value]
+    if args.slurm:
+        if args.array is None:
+            raise BadInput("--slurm needs --array N (how many array tasks to submit)")
+        if args.worker or args.no_ui or args.json:
+            raise BadInput("--slurm submits and returns: it takes neither --no-ui nor --json")
+    elif cluster_given:
+        raise BadInput(f"{cluster_given[0]} goes with --slurm")
+    if args.worker and (args.journal_dir is None or not args.no_ui):
+        raise BadInput("--worker is for SLURM array tasks (with --no-ui and --journal-dir)")
+    if args.json and not args.no_ui and args.target[0] != "show":
+        raise BadInput("--json goes with --no-ui")
 
 
 def resolve_config(
@@ -165,11 +194,15 @@ def resolve_config(
 
 
 def open_store(path: str | None, *, create: bool) -> ResultsStore:
-    """The results store for writing (`create`: made if absent) or reading (must exist)."""
-    from tuner_tui.runs.store import ResultsStore, StoreError
+    """The results store for writing (`create`: made if absent) or reading (must exist; what cluster
+    workers journaled since the last read is imported first, where the store can be written)."""
+    from tuner_tui.runs.store import ResultsStore, StoreError, import_pending_journals
 
     try:
-        return ResultsStore(path) if create else ResultsStore.open_existing(path)
+        if create:
+            return ResultsStore(path)
+        import_pending_journals(path)
+        return ResultsStore.open_existing(path)
     except StoreError as error:
         raise BadInput(str(error)) from None
 
@@ -217,7 +250,6 @@ def _list_runs(args: argparse.Namespace) -> int:
 def _list_presets(args: argparse.Namespace) -> int:
     from tuner_tui.headless import presets_table
     from tuner_tui.runs.presets import list_presets, preset_errors
-
     from tuner_tui.sweeps.commands import specs_table
 
     console = plain_console()

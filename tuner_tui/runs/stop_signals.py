@@ -46,6 +46,10 @@ class StopSignals:
             self.received = signum
         self.cancel.set()
 
+    def describe(self) -> str | None:
+        """The signal that came, by name (`SIGTERM`), or None."""
+        return None if self.received is None else signal.Signals(self.received).name
+
     def exit_code(self) -> int | None:
         """128 + the first signal's number, or None when none came."""
         return None if self.received is None else 128 + self.received

@@ -14,6 +14,7 @@ nodes never share one file (see `tuner_tui.sweeps` for how cluster workers repor
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import os
@@ -40,6 +41,7 @@ from tuner_tui.runs.lease import LEASE_SECONDS, holder_gone
 
 ENV_VAR = "TUNER_TUI_STORE"
 MAX_CURVE_POINTS = 512
+JOURNAL_SUFFIX = ".jsonl"  # run journals of cluster workers (see tuner_tui.runs.journal)
 
 _BUSY_TIMEOUT_S = 30.0
 _ATTEMPTS = 6
@@ -264,6 +266,14 @@ def _migrate_to_v3(conn: sqlite3.Connection) -> None:
     conn.execute("CREATE INDEX runs_by_sweep ON runs(sweep, trial)")
     conn.execute("CREATE TABLE deleted_runs (uid TEXT PRIMARY KEY, deleted_at REAL NOT NULL)")
     conn.execute("CREATE TABLE imported_files (path TEXT PRIMARY KEY, offset INTEGER NOT NULL)")
+    conn.execute(
+        """CREATE TABLE sweeps (
+            name TEXT PRIMARY KEY,
+            storage TEXT NOT NULL,
+            journal_dir TEXT,
+            registered_at REAL NOT NULL
+        )"""
+    )
 
 
 # Schema version N means MIGRATIONS[:N] have run; add a version by appending one function.
@@ -280,7 +290,7 @@ def downsample(values: Sequence[float], max_points: int = MAX_CURVE_POINTS) -> t
     if n <= max_points:
         return tuple(float(v) for v in values)
     bounds = [i * n // max_points for i in range(max_points + 1)]
-    return tuple(math.fsum(values[lo:hi]) / (hi - lo) for lo, hi in zip(bounds, bounds[1:], strict=False))
+    return tuple(math.fsum(values[lo:hi]) / (hi - lo) for lo, hi in itertools.pairwise(bounds))
 
 
 @dataclass
@@ -454,6 +464,81 @@ class ResultsStore:
 
         self._transaction(update, write=True)
 
+    # --- sweeps and cluster journals -----------------------------------------------------
+
+    def register_sweep(self, name: str, storage: str, journal_dir: Path | None = None) -> None:
+        """Remember where sweep `name`'s study lives (and its workers' run journals, on a cluster)."""
+        self._transaction(
+            lambda conn: conn.execute(
+                "INSERT INTO sweeps (name, storage, journal_dir, registered_at) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT(name) DO UPDATE SET storage = excluded.storage, journal_dir = excluded.journal_dir",
+                (name, storage, str(journal_dir) if journal_dir else None, self.clock()),
+            ),
+            write=True,
+        )
+
+    def registered_sweeps(self) -> dict[str, tuple[str, Path | None]]:
+        """Sweep name → (study storage URL, run journal folder or None)."""
+        rows = self._transaction(
+            lambda conn: conn.execute("SELECT name, storage, journal_dir FROM sweeps ORDER BY name").fetchall(),
+            write=False,
+        )
+        return {row["name"]: (row["storage"], Path(row["journal_dir"]) if row["journal_dir"] else None) for row in rows}
+
+    def pending_journal_bytes(self) -> int:
+        """How much of the registered run journals has not been imported yet (0: nothing to do)."""
+        offsets = self._imported_offsets()
+        pending = 0
+        for path in self._journal_files():
+            try:
+                pending += max(0, path.stat().st_size - offsets.get(str(path), 0))
+            except OSError:
+                continue
+        return pending
+
+    def import_journals(self) -> int:
+        """Import the complete new lines of every registered run journal; returns the lines applied.
+
+        Idempotent: runs are matched by uid, a deleted run's uid is never imported again, and each
+        file's offset advances only past whole lines.
+        """
+        applied = 0
+        offsets = self._imported_offsets()
+        for path in self._journal_files():
+            start = offsets.get(str(path), 0)
+            try:
+                records, end = _complete_lines(path, start)
+            except OSError:
+                continue
+            if end == start:
+                continue
+
+            def apply(conn: sqlite3.Connection, records: list[dict[str, Any]] = records, path: Path = path,
+                      end: int = end) -> None:
+                for record in records:
+                    _apply_journal_record(conn, record)
+                conn.execute(
+                    "INSERT INTO imported_files (path, offset) VALUES (?, ?) "
+                    "ON CONFLICT(path) DO UPDATE SET offset = excluded.offset",
+                    (str(path), end),
+                )
+
+            self._transaction(apply, write=True)
+            applied += len(records)
+        return applied
+
+    def _imported_offsets(self) -> dict[str, int]:
+        rows = self._transaction(lambda conn: conn.execute("SELECT path, offset FROM imported_files").fetchall(),
+                                 write=False)
+        return {row["path"]: int(row["offset"]) for row in rows}
+
+    def _journal_files(self) -> list[Path]:
+        files: list[Path] = []
+        for _storage, folder in self.registered_sweeps().values():
+            if folder is not None and folder.is_dir():
+                files.extend(sorted(folder.glob(f"*{JOURNAL_SUFFIX}")))
+        return files
+
     # --- reading -------------------------------------------------------------------------
 
     def get_run(self, run_id: int) -> RunRecord:
@@ -602,6 +687,19 @@ class ResultsStore:
             conn.execute(f"PRAGMA user_version = {target}")
 
 
+def import_pending_journals(path: str | Path | None) -> int:
+    """Before a read: import what cluster workers journaled (skipped when the store is absent or
+    cannot be written: the read then shows what was imported before). Returns the lines applied."""
+    checked = _checked_path(path)
+    if not checked.is_file() or not os.access(checked, os.W_OK):
+        return 0
+    with ResultsStore.open_existing(checked) as reader:
+        if reader.pending_journal_bytes() == 0:
+            return 0
+    with ResultsStore(checked) as writer:
+        return writer.import_journals()
+
+
 def new_run_uid() -> str:
     """A run id unique across hosts and stores (it survives import from a cluster worker)."""
     return uuid.uuid4().hex
@@ -728,3 +826,85 @@ def _record(row: sqlite3.Row, epochs: tuple[EpochRecord, ...], reading: _Reading
             values.update(status=RunStatus.INTERRUPTED.value, message=why)
     return RunRecord(**values, epochs=epochs)
 
+
+def _complete_lines(path: Path, offset: int) -> tuple[list[dict[str, Any]], int]:
+    """The whole JSON lines of `path` after byte `offset`, and the offset after the last of them.
+
+    A last line without its newline (a writer killed mid-line) is left for the next read; a line
+    that is not JSON is skipped (the rest of the journal is still read).
+    """
+    with path.open("rb") as handle:
+        handle.seek(offset)
+        data = handle.read()
+    end = data.rfind(b"\n") + 1
+    records = []
+    for line in data[:end].splitlines():
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(record, dict) and isinstance(record.get("uid"), str):
+            records.append(record)
+    return records, offset + end
+
+
+_FINISH_COLUMNS = (
+    "status", "finished_at", "params", "train_loss", "train_accuracy", "test_accuracy", "peak_memory_bytes",
+    "gpu_memory_bytes", "train_time_s", "total_time_s", "message", "diverged_step",
+)
+
+
+def _apply_journal_record(conn: sqlite3.Connection, record: dict[str, Any]) -> None:
+    """Apply one journal line to the store, by the run's uid (a deleted run stays deleted)."""
+    uid = record["uid"]
+    if conn.execute("SELECT 1 FROM deleted_runs WHERE uid = ?", (uid,)).fetchone():
+        return
+    row = conn.execute("SELECT id FROM runs WHERE uid = ?", (uid,)).fetchone()
+    kind = record.get("kind")
+    if kind == "start":
+        if row is None:
+            labels = record.get("labels") or {}
+            config = record["config"]
+            values = {
+                "uid": uid, "status": RunStatus.RUNNING.value, "config": json.dumps(config),
+                "dataset": config.get("dataset", ""), "device_name": record.get("device_name", ""),
+                "data_source": record.get("data_source"), "started_at": record.get("started_at", 0.0),
+                "hostname": record.get("hostname", ""), "pid": record.get("pid", 0),
+                "params": record.get("params", 0), "estimated_memory_bytes": record.get("estimated_memory_bytes"),
+                "estimated_time_s": record.get("estimated_time_s"), "lease_expires_at": record.get("lease_expires_at"),
+                **{key: labels.get(key) for key in ("preset", "sweep", "trial", "array_task")},
+                "pack_size": labels.get("pack_size") or 1,
+            }
+            conn.execute(
+                f"INSERT INTO runs ({', '.join(values)}) VALUES ({', '.join('?' * len(values))})",
+                tuple(values.values()),
+            )
+        return
+    if row is None:
+        return  # its start line was damaged or its run deleted: nothing to attach it to
+    run_id = row["id"]
+    running = RunStatus.RUNNING.value
+    if kind == "epoch":
+        epoch = record["epoch"]
+        conn.execute(
+            f"INSERT OR REPLACE INTO run_epochs (run_id, {', '.join(_EPOCH_COLUMNS)}) "
+            f"VALUES ({', '.join('?' * (len(_EPOCH_COLUMNS) + 1))})",
+            (run_id, *(epoch.get(name) for name in _EPOCH_COLUMNS)),
+        )
+        conn.execute("UPDATE runs SET lease_expires_at = ? WHERE id = ? AND status = ?",
+                     (record.get("lease_expires_at"), run_id, running))
+    elif kind == "lease":
+        conn.execute("UPDATE runs SET lease_expires_at = ? WHERE id = ? AND status = ?",
+                     (record.get("lease_expires_at"), run_id, running))
+    elif kind == "finish":
+        conn.execute(
+            f"UPDATE runs SET {', '.join(f'{c} = ?' for c in _FINISH_COLUMNS)}, loss_curve = ?, "
+            "lease_expires_at = NULL WHERE id = ?",
+            (*(record.get(c) for c in _FINISH_COLUMNS), json.dumps(record.get("loss_curve", [])), run_id),
+        )
+        conn.execute("DELETE FROM run_epochs WHERE run_id = ?", (run_id,))
+        conn.executemany(
+            f"INSERT INTO run_epochs (run_id, {', '.join(_EPOCH_COLUMNS)}) "
+            f"VALUES ({', '.join('?' * (len(_EPOCH_COLUMNS) + 1))})",
+            ((run_id, *(e.get(name) for name in _EPOCH_COLUMNS)) for e in record.get("epochs", [])),
+        )

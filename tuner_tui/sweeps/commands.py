@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -19,20 +21,55 @@ from engine.datasets import DatasetError
 from engine.events import RunStatus
 from tuner_tui.cli import EXIT_OK, EXIT_RUN_FAILED, BadInput, open_store, plain_console
 from tuner_tui.formatting import format_seconds, plural
+from tuner_tui.runs.journal import JournalError, JournalRecorder, journal_path
+from tuner_tui.runs.session import RunRecorder
 from tuner_tui.runs.stop_signals import StopSignals
 from tuner_tui.runs.store import default_store_path
+from tuner_tui.sweeps.cluster import (
+    ArrayRequest,
+    ClusterError,
+    batch_script,
+    copy_spec,
+    describe_submission,
+    journal_storage_url,
+    submit,
+    sweep_folder,
+    worker_name,
+)
 from tuner_tui.sweeps.scheduler import SweepEvent, TrialEnded, TrialStarted, WorkerInfo, run_sweep
-from tuner_tui.sweeps.spec import SpecError, list_specs, load_spec
-from tuner_tui.sweeps.study import StudyError, default_storage_url, list_study_names, load_study, open_study
+from tuner_tui.sweeps.spec import SpecError, SweepSpec, list_specs, load_spec
+from tuner_tui.sweeps.study import (
+    StudyError,
+    SweepStudy,
+    default_storage_url,
+    list_study_names,
+    load_study,
+    open_study,
+)
 from tuner_tui.sweeps.summary import SweepSummary, TrialRow, importances, load_summary
 
 
-def storage_url(args: argparse.Namespace) -> str:
-    """`--storage`, else the SQLite study file beside the results store."""
+def store_path(args: argparse.Namespace) -> Path:
+    return Path(args.store).expanduser() if args.store else default_store_path()
+
+
+def storage_url(args: argparse.Namespace, name: str | None = None) -> str:
+    """`--storage`; else where the results store says sweep `name` lives; else the SQLite study
+    file beside the results store."""
     if getattr(args, "storage", None):
         return str(args.storage)
-    store = Path(args.store).expanduser() if args.store else default_store_path()
-    return default_storage_url(store)
+    if name is not None:
+        registered = registered_sweeps(args)
+        if name in registered:
+            return registered[name][0]
+    return default_storage_url(store_path(args))
+
+
+def registered_sweeps(args: argparse.Namespace) -> dict[str, tuple[str, Path | None]]:
+    if not store_path(args).is_file():
+        return {}
+    with open_store(args.store, create=False) as store:
+        return store.registered_sweeps()
 
 
 def parse_overrides(items: Sequence[str]) -> dict[str, str]:
@@ -54,34 +91,47 @@ def sweep_command(args: argparse.Namespace) -> int:
         return show_command(target[1], args)
     if len(target) != 1:
         raise BadInput(f"sweep: expected one spec, got {' '.join(target)}")
+    if args.slurm:
+        return submit_array(target[0], args)
     if not args.no_ui:
         raise BadInput("sweep: the app's sweep screen is not built yet; add --no-ui")
     return run_headless_sweep(target[0], args)
 
 
-def _open(args: argparse.Namespace, spec_name: str) -> Any:
+def _load_spec(args: argparse.Namespace, spec_name: str) -> SweepSpec:
     overrides = parse_overrides(args.overrides)
     if args.data_root is not None:
         overrides["data_root"] = args.data_root
     if args.device is not None:
         overrides["device"] = args.device
     try:
-        spec = load_spec(spec_name, overrides=overrides)
-        return open_study(spec, args.name or spec.name, storage_url(args), budget=args.trials, create=True)
+        return load_spec(spec_name, overrides=overrides)
     except SpecError as error:
-        raise BadInput(error.problems[0] if len(error.problems) == 1 else "\n".join(error.problems)) from None
+        raise BadInput("\n".join(error.problems)) from None
+
+
+def _open(spec: SweepSpec, name: str, url: str, budget: int | None, worker_index: int = 0) -> SweepStudy:
+    try:
+        return open_study(spec, name, url, budget=budget, create=True, worker_index=worker_index)
     except StudyError as error:
         raise BadInput(str(error)) from None
 
 
 def run_headless_sweep(spec_name: str, args: argparse.Namespace) -> int:
-    sweep = _open(args, spec_name)
+    spec = _load_spec(args, spec_name)
+    name = args.name or spec.name
+    url = storage_url(args, name)
+    worker_index = int(os.environ.get("SLURM_ARRAY_TASK_ID", "0")) + 1 if args.worker else 0
+    sweep = _open(spec, name, url, args.trials, worker_index)
     deadline = time.time() + args.timeout if args.timeout else None
     reporter = SweepReporter(Console(stderr=True), sweep.budget)
-    with StopSignals() as stop, open_store(args.store, create=True) as store:
+    with StopSignals() as stop, _recorder(args, name, url) as (recorder, worker):
         reporter.header(sweep.name, sweep.finished_count())
         try:
-            outcome = run_sweep(sweep, store, reporter, cancel=stop.cancel, deadline=deadline, worker=WorkerInfo())
+            outcome = run_sweep(
+                sweep, recorder, reporter, cancel=stop.cancel, deadline=deadline, worker=worker,
+                stop_reason=stop.describe,
+            )
         except (ConfigError, DatasetError) as error:
             raise BadInput(str(error)) from None
     summary = load_summary(sweep.study)
@@ -98,6 +148,55 @@ def run_headless_sweep(spec_name: str, args: argparse.Namespace) -> int:
     ended = [t for t in summary.trials if t.status is not RunStatus.RUNNING]
     if ended and all(t.status is RunStatus.FAILED for t in ended):
         return EXIT_RUN_FAILED
+    return EXIT_OK
+
+
+@contextmanager
+def _recorder(args: argparse.Namespace, name: str, url: str) -> Iterator[tuple[RunRecorder, WorkerInfo]]:
+    """Where this process records its trials' runs: the results store, or (a cluster worker) its
+    own journal in the sweep's shared folder."""
+    if args.worker:
+        worker_label, array_task = worker_name()
+        try:
+            journal = JournalRecorder(journal_path(Path(args.journal_dir), worker_label))
+        except JournalError as error:
+            raise BadInput(str(error)) from None
+        try:
+            yield journal, WorkerInfo(worker_label, array_task)
+        finally:
+            journal.close()
+        return
+    with open_store(args.store, create=True) as store:
+        store.register_sweep(name, url)
+        yield store, WorkerInfo(worker_name()[0])
+
+
+def submit_array(spec_name: str, args: argparse.Namespace) -> int:
+    """`--slurm`: create the study, write the batch script, `sbatch` it, say how to watch."""
+    spec = _load_spec(args, spec_name)
+    name = args.name or spec.name
+    folder = sweep_folder(store_path(args), name)
+    url = args.storage or journal_storage_url(folder)
+    budget = args.trials or spec.search.trials
+    request = ArrayRequest(
+        spec_source=folder / "spec.toml", name=name, array=args.array, trials=budget, storage=url, folder=folder,
+        overrides=tuple(args.overrides), data_root=args.data_root, device=args.device, partition=args.partition,
+        gres=args.gres, time=args.time, sbatch_args=tuple(args.sbatch_args),
+    )
+    if args.dry_run:
+        print(f"# would submit with: sbatch --parsable {folder / 'array.sbatch'}")
+        print(batch_script(request), end="")
+        return EXIT_OK
+    _open(spec, name, url, budget)  # the spec and storage are checked here, before anything is submitted
+    copy_spec(Path(spec.source), folder)
+    try:
+        job_id = submit(request)
+    except ClusterError as error:
+        raise BadInput(str(error)) from None
+    with open_store(args.store, create=True) as store:
+        store.register_sweep(name, url, request.journal_dir)
+    global_args = ["--store", str(store_path(args))] if args.store else []
+    print(describe_submission(job_id, request, global_args))
     return EXIT_OK
 
 
@@ -167,7 +266,7 @@ def params_text(params: Mapping[str, Any]) -> str:
 def show_command(name: str, args: argparse.Namespace) -> int:
     """`tuner-tui sweep show NAME [--json]`: best trial, top 10, importances, workers, faults."""
     try:
-        study = load_study(name, storage_url(args))
+        study = load_study(name, storage_url(args, name))
     except StudyError as error:
         raise BadInput(str(error)) from None
     summary = load_summary(study)
@@ -190,7 +289,8 @@ def show_command(name: str, args: argparse.Namespace) -> int:
 
 def _trial_json(trial: TrialRow) -> dict[str, Any]:
     return {"trial": trial.number, "status": trial.status.value, "params": dict(trial.params),
-            "value": trial.value, "epochs": trial.epochs, "worker": trial.worker}
+            "value": trial.value, "epochs": trial.epochs, "worker": trial.worker, "fault": trial.fault,
+            "requeued_from": trial.requeued_from}
 
 
 def show_renderables(summary: SweepSummary, weights: Mapping[str, float] | None) -> list[Any]:
@@ -232,13 +332,13 @@ def show_renderables(summary: SweepSummary, weights: Mapping[str, float] | None)
     faults = summary.interruptions()
     if faults:
         table = Table(title="interrupted trials", title_justify="left", box=box.SIMPLE_HEAD)
-        for title in ("trial", "status", "worker", "epochs", "asked again"):
+        for title in ("trial", "status", "fault", "worker", "epochs", "asked again"):
             table.add_column(title)
         again = {t.requeued_from: t.number for t in summary.trials if t.requeued_from is not None}
         for trial in faults:
             table.add_row(
-                str(trial.number), trial.status.value, Text(trial.worker or ""), str(trial.epochs),
-                f"as trial {again[trial.number]}" if trial.number in again else "",
+                str(trial.number), trial.status.value, Text(trial.fault or ""), Text(trial.worker or ""),
+                str(trial.epochs), f"as trial {again[trial.number]}" if trial.number in again else "",
             )
         out.append(table)
     return out
@@ -252,10 +352,12 @@ def _cell(value: Any) -> Text:
 
 def sweeps_command(args: argparse.Namespace) -> int:
     """`tuner-tui sweeps`: every sweep in the storage with its spec, progress, best and state."""
-    url = storage_url(args)
+    locations = {name: url for name, (url, _) in registered_sweeps(args).items()}
+    default = storage_url(args)
     try:
-        names = list_study_names(url)
-        summaries = [load_summary(load_study(name, url)) for name in names]
+        if args.storage or Path(default.removeprefix("sqlite:///")).is_file():
+            locations.update({name: default for name in list_study_names(default) if name not in locations})
+        summaries = [load_summary(load_study(name, url)) for name, url in sorted(locations.items())]
     except StudyError as error:
         raise BadInput(str(error)) from None
     if args.json:

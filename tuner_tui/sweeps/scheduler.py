@@ -35,9 +35,10 @@ from engine.runner import prepare_run
 from tuner_tui.runs.lease import Heartbeat
 from tuner_tui.runs.session import RunRecorder, execute_and_record
 from tuner_tui.runs.store import RunLabels
-from tuner_tui.sweeps.study import OUTCOME_ATTR, REQUEUED_FROM, RUN_UID_ATTR, SweepStudy, worst_value
+from tuner_tui.sweeps.study import FAULT_ATTR, OUTCOME_ATTR, REQUEUED_FROM, RUN_UID_ATTR, SweepStudy, worst_value
 
 MAX_CONSECUTIVE_FAILURES = 5  # a sweep whose trials keep crashing stops instead of burning its budget
+STRAGGLER_POLL_S = 5.0
 
 
 @dataclass(frozen=True)
@@ -114,9 +115,14 @@ def run_sweep(
     worker: WorkerInfo | None = None,
     loader: CachedLoader | None = None,
     clock: Callable[[], float] = time.time,
+    stop_reason: Callable[[], str | None] | None = None,
+    poll_s: float = STRAGGLER_POLL_S,
 ) -> SweepOutcome:
     """Run trials until the budget is reached, the deadline passes or `cancel` is set.
 
+    When the budget is covered by finished trials and trials other workers still hold, this worker
+    waits (checking every `poll_s`) rather than leave: a held trial may yet fail and be asked again.
+    `stop_reason` names what set `cancel` (e.g. `SIGTERM`), recorded with the trial it cancelled.
     Bad input in the base config (a dataset not found) raises before any trial is asked.
     """
     worker = worker or WorkerInfo()
@@ -127,24 +133,39 @@ def run_sweep(
     grid_size = _grid_size(sweep)
     while True:
         sweep.recover_stale(clock())
-        if cancel.is_set():
-            outcome.stopped_by = "signal"
+        finished, flying = sweep.finished_count(), sweep.in_flight(clock())
+        stop = _reason_to_stop(cancel, deadline, clock, finished, sweep.budget, grid_size, failures)
+        if stop is not None:
+            outcome.stopped_by = stop
             break
-        if deadline is not None and clock() >= deadline:
-            outcome.stopped_by = "timeout"
-            break
-        if sweep.finished_count() + sweep.in_flight(clock()) >= sweep.budget:
-            break
-        if grid_size is not None and len(sweep.trials((TrialState.COMPLETE, TrialState.PRUNED))) >= grid_size:
-            outcome.stopped_by = "grid"
-            break
-        if failures >= MAX_CONSECUTIVE_FAILURES:
-            outcome.stopped_by = "failures"
-            break
-        ended = _run_trial(sweep, recorder, on_event, cancel=cancel, worker=worker, loader=loader, outcome=outcome)
+        if finished + flying >= sweep.budget:
+            # Other workers hold the last trials; one of them may still fail and be asked again.
+            cancel.wait(poll_s)
+            continue
+        ended = _run_trial(
+            sweep, recorder, on_event, cancel=cancel, worker=worker, loader=loader, outcome=outcome,
+            fault=stop_reason,
+        )
         outcome.trials_run += 1
         failures = failures + 1 if ended.status is RunStatus.FAILED else 0
     return outcome
+
+
+def _reason_to_stop(
+    cancel: threading.Event, deadline: float | None, clock: Callable[[], float], finished: int, budget: int,
+    grid_size: int | None, failures: int,
+) -> str | None:
+    if cancel.is_set():
+        return "signal"
+    if finished >= budget:
+        return "budget"
+    if deadline is not None and clock() >= deadline:
+        return "timeout"
+    if grid_size is not None and finished >= grid_size:
+        return "grid"
+    if failures >= MAX_CONSECUTIVE_FAILURES:
+        return "failures"
+    return None
 
 
 def _run_trial(
@@ -156,6 +177,7 @@ def _run_trial(
     worker: WorkerInfo,
     loader: CachedLoader,
     outcome: SweepOutcome,
+    fault: Callable[[], str | None] | None,
 ) -> TrialEnded:
     trial = sweep.study.ask()
     storage, trial_id = sweep.study._storage, trial._trial_id
@@ -181,6 +203,8 @@ def _run_trial(
     finished = recorded.finished
     storage.set_trial_system_attr(trial_id, RUN_UID_ATTR, recorded.uid)
     value = objective_of(sweep, finished.epochs[-1]) if finished.epochs else None
+    if finished.status is RunStatus.CANCELLED:
+        storage.set_trial_system_attr(trial_id, FAULT_ATTR, (fault() if fault else None) or "stopped")
     return _tell(
         sweep, trial, on_event, finished.status, value, len(finished.epochs), recorded.run_id, finished.message
     )

@@ -12,6 +12,7 @@ are asked again, so a killed worker loses only its unfinished epoch.
 
 from __future__ import annotations
 
+import importlib.util
 import math
 import warnings
 from collections.abc import Mapping
@@ -36,6 +37,7 @@ WORKER_ATTR = "tuner_tui.worker"
 HOST_ATTR = "tuner_tui.host"
 PID_ATTR = "tuner_tui.pid"
 RUN_UID_ATTR = "tuner_tui.run_uid"
+FAULT_ATTR = "tuner_tui.fault"  # what ended a cancelled or interrupted trial (a signal, a worker gone)
 OUTCOME_ATTR = "tuner_tui.outcome"  # the run's own status when Optuna's state says less (diverged, cancelled)
 # Optuna states as tuner-tui statuses: one mapping, used by every reader.
 TRIAL_STATUS: dict[TrialState, RunStatus] = {
@@ -68,9 +70,17 @@ def open_storage(url: str) -> optuna.storages.BaseStorage:
             return optuna.storages.JournalStorage(backend)
         if url.startswith("sqlite:///"):
             Path(url.removeprefix("sqlite:///")).expanduser().parent.mkdir(parents=True, exist_ok=True)
-        return optuna.storages.RDBStorage(url, engine_kwargs=_engine_options(url))
+        return optuna.storages.RDBStorage(with_driver(url), engine_kwargs=_engine_options(url))
     except Exception as error:  # any storage failure is one line for the user
         raise StudyError(f"study storage {url}: {_one_line(error)}") from None
+
+
+def with_driver(url: str) -> str:
+    """A plain `postgresql://` URL names the psycopg2 driver to SQLAlchemy; tuner-tui's postgres
+    extra installs psycopg 3, so such a URL is given that driver when psycopg2 is absent."""
+    if url.startswith(("postgresql://", "postgres://")) and importlib.util.find_spec("psycopg2") is None:
+        return "postgresql+psycopg://" + url.split("://", 1)[1]
+    return url
 
 
 def _engine_options(url: str) -> dict[str, Any]:
@@ -166,10 +176,12 @@ class SweepStudy:
         """Fail the running trials whose holder is gone and ask their parameters again; their numbers."""
         recovered = []
         for trial in self.trials((TrialState.RUNNING,)):
-            if not trial_holder_gone(trial, now):
+            why = trial_holder_gone(trial, now)
+            if why is None:
                 continue
             storage = self.study._storage
             try:
+                storage.set_trial_system_attr(trial._trial_id, FAULT_ATTR, why)
                 storage.set_trial_system_attr(trial._trial_id, OUTCOME_ATTR, RunStatus.INTERRUPTED.value)
                 storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
             except (RuntimeError, optuna.exceptions.UpdateFinishedTrialError):
@@ -189,13 +201,23 @@ class SweepStudy:
         return sum(1 for t in self.trials((TrialState.RUNNING,)) if not trial_holder_gone(t, now))
 
 
-def open_study(spec: SweepSpec, name: str, storage_url: str, *, budget: int | None, create: bool) -> SweepStudy:
-    """Create or load the sweep `name`; StudyError when it ran before with another spec."""
+WORKER_SEED_STRIDE = 1_000_003  # seeds of different workers of one sweep never meet
+
+
+def open_study(
+    spec: SweepSpec, name: str, storage_url: str, *, budget: int | None, create: bool, worker_index: int = 0
+) -> SweepStudy:
+    """Create or load the sweep `name`; StudyError when it ran before with another spec.
+
+    The sampler's seed moves on with the trials already in the study (a resumed sweep continues
+    its sequence instead of repeating it) and with `worker_index` (array tasks that start together
+    do not propose the same parameters).
+    """
     storage = open_storage(storage_url)
     existing = _load(storage, name)
     if existing is None and not create:
         raise StudyError(f"no sweep named {name!r} in {storage_url}")
-    reseed = len(existing.trials) if existing is not None else 0
+    reseed = (len(existing.trials) if existing is not None else 0) + WORKER_SEED_STRIDE * worker_index
     try:
         study = optuna.create_study(
             storage=storage, study_name=name, direction=spec.search.direction, load_if_exists=True,

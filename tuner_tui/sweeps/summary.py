@@ -18,6 +18,7 @@ from optuna.trial import FrozenTrial, TrialState
 from engine.events import RunStatus
 from tuner_tui.sweeps.study import (
     BUDGET_ATTR,
+    FAULT_ATTR,
     OUTCOME_ATTR,
     REQUEUED_FROM,
     RUN_UID_ATTR,
@@ -41,6 +42,7 @@ class TrialRow:
     worker: str | None
     run_uid: str | None
     requeued_from: int | None
+    fault: str | None  # what ended a cancelled or interrupted trial
     started_at: float | None
     finished_at: float | None
 
@@ -165,6 +167,7 @@ def _row(trial: FrozenTrial, now: float) -> TrialRow:
         intermediate=intermediate,
         worker=trial.system_attrs.get(WORKER_ATTR), run_uid=trial.system_attrs.get(RUN_UID_ATTR),
         requeued_from=trial.user_attrs.get(REQUEUED_FROM),
+        fault=trial.system_attrs.get(FAULT_ATTR),
         started_at=trial.datetime_start.timestamp() if trial.datetime_start else None,
         finished_at=trial.datetime_complete.timestamp() if trial.datetime_complete else None,
     )

@@ -1,0 +1,201 @@
+"""Sweeps on a real SLURM cluster (../shared/slurm/local-cluster.sh) and a real PostgreSQL server.
+
+The first test follows the README's "On a cluster" section literally: it runs the commands of its
+code block, in order, with the store in a temporary folder, and scancels one array task in the
+middle of a trial on the way. Every trial must be accounted for: the budget of finished trials is
+met exactly, the cancelled trial keeps its finished epochs and is asked again, at least two tasks
+contribute, and every run reaches the login node's store. No mocks: sbatch, squeue, scancel and
+sacct are the real ones. Skipped locally without SLURM or PostgreSQL; under CI=true they must exist.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shlex
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from optuna.trial import TrialState
+
+from tests.conftest import require, require_path
+from tuner_tui.sweeps.spec import load_spec
+from tuner_tui.sweeps.study import open_study
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+TUNER_TUI = [sys.executable, "-m", "tuner_tui"]
+JOB_TIMEOUT_S = 1200
+COMMAND_TIMEOUT_S = 300
+
+
+def readme_cluster_commands() -> list[str]:
+    """The commands of the first code block of the README's "On a cluster" section."""
+    text = README.read_text(encoding="utf-8")
+    section = text.split("\n## On a cluster", 1)[1].split("\n## ", 1)[0]
+    block = re.search(r"```sh\n(.*?)```", section, re.DOTALL)
+    assert block, "the README's cluster section has no ```sh block"
+    return [line.split("  #")[0].strip() for line in block.group(1).splitlines() if line.strip()]
+
+
+@pytest.fixture
+def cluster_env(tmp_path: Path) -> dict[str, str]:
+    require("slurm")
+    fashion = require_path("fashion-mnist")
+    return {
+        **os.environ,
+        "TUNER_TUI_STORE": str(tmp_path / "store" / "runs.sqlite3"),
+        "TUNER_TUI_CONFIG_DIR": str(tmp_path / "config"),
+        "TUNER_TUI_CACHE_DIR": str(tmp_path / "cache"),
+        "TUNER_TUI_DATA": str(fashion),
+        "PYTHONUNBUFFERED": "1",
+    }
+
+
+def run(command: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=COMMAND_TIMEOUT_S, check=False)
+
+
+def tuner_tui(line: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    words = shlex.split(line)
+    assert words[0] == "tuner-tui"
+    result = run([*TUNER_TUI, *words[1:]], env)
+    assert result.returncode == 0, f"{line}: {result.stderr}"
+    assert "Traceback" not in result.stderr
+    return result
+
+
+def job_id_of(submitted: str) -> str:
+    match = re.search(r"submitted job (\d+)", submitted)
+    assert match, submitted
+    return match.group(1)
+
+
+def job_active(job_id: str, env: dict[str, str]) -> bool:
+    result = run(["squeue", "--noheader", "--jobs", job_id, "--format", "%i"], env)
+    return bool(result.stdout.strip())
+
+
+def wait_for(condition, timeout_s: float, what: str) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(1.0)
+
+
+def task_in_mid_trial(journal_dir: Path) -> str | None:
+    """An array task (`JOB_TASK`) whose current run has finished at least one epoch, if any."""
+    for path in sorted(journal_dir.glob("*.jsonl")):
+        open_runs: dict[str, int] = {}
+        task = None
+        for line in path.read_text().splitlines():
+            try:
+                record = json.loads(line)
+            except ValueError:
+                continue
+            if record["kind"] == "start":
+                open_runs[record["uid"]] = 0
+                task = record["labels"]["array_task"]
+            elif record["kind"] == "epoch" and record["uid"] in open_runs:
+                open_runs[record["uid"]] += 1
+            elif record["kind"] == "finish":
+                open_runs.pop(record["uid"], None)
+        if task and any(epochs >= 1 for epochs in open_runs.values()):
+            return task
+    return None
+
+
+def check_sweep(env: dict[str, str], name: str, budget: int, storage: str | None = None) -> dict:
+    """Every trial accounted for, in the study, in `sweep show` and in `runs`."""
+    extra = f" --storage {shlex.quote(storage)}" if storage else ""
+    shown = json.loads(tuner_tui(f"tuner-tui sweep show {name} --json{extra}", env).stdout)
+    assert shown["trials"] == budget and shown["completed"] + shown["pruned"] == budget
+    workers = {w["name"] for w in shown["workers"]}
+    contributing = {t["worker"] for t in shown["top"]} | {w["name"] for w in shown["workers"] if w["trials"]}
+    assert len(workers) >= 2 and len(contributing) >= 2
+    [cancelled] = shown["interrupted"]
+    assert cancelled["status"] == "cancelled" and cancelled["fault"] == "SIGTERM"
+    runs = [json.loads(line) for line in tuner_tui("tuner-tui runs --json", env).stdout.splitlines()]
+    mine = [r for r in runs if r["sweep"] == name]
+    finished = [r for r in mine if r["status"] in ("completed", "pruned", "diverged")]
+    assert len(finished) == budget
+    assert len({r["trial"] for r in finished}) == budget  # no trial twice
+    [stopped] = [r for r in mine if r["status"] == "cancelled"]
+    assert stopped["trial"] == cancelled["trial"] and len(stopped["epochs"]) >= 1
+    assert all(r["array_task"] for r in mine) and len({r["array_task"] for r in finished}) >= 2
+    assert not [r for r in mine if r["status"] == "running"]
+    return shown
+
+
+def scancel_a_task_mid_trial(journal_dir: Path, job_id: str, env: dict[str, str]) -> str:
+    found: list[str] = []
+
+    def mid_trial() -> bool:
+        task = task_in_mid_trial(journal_dir)
+        if task:
+            found.append(task)
+        return bool(task)
+
+    wait_for(mid_trial, JOB_TIMEOUT_S, "a task in the middle of a trial")
+    assert found[0].startswith(f"{job_id}_")
+    result = run(["scancel", found[0]], env)
+    assert result.returncode == 0, result.stderr
+    return found[0]
+
+
+@pytest.mark.requires("slurm")
+@pytest.mark.requires("fashion-mnist")
+def test_the_readme_cluster_section_runs_as_written_and_loses_nothing(cluster_env: dict[str, str]) -> None:
+    commands = readme_cluster_commands()
+    submit = next(line for line in commands if "--slurm" in line)
+    assert submit == "tuner-tui sweep fmnist_search --slurm --array 4 --trials 16 --set epochs=2"
+    job_id = job_id_of(tuner_tui(submit, cluster_env).stdout)
+    folder = Path(cluster_env["TUNER_TUI_STORE"]).parent / "sweeps" / "fmnist_search"
+    for line in commands[commands.index(submit) + 1:]:  # watching while it runs
+        if line.startswith("tuner-tui"):
+            tuner_tui(line, cluster_env)
+        else:
+            assert run(shlex.split(line), cluster_env).returncode == 0, line
+    scancel_a_task_mid_trial(folder / "runs", job_id, cluster_env)
+    wait_for(lambda: not job_active(job_id, cluster_env), JOB_TIMEOUT_S, f"job {job_id} to end")
+    check_sweep(cluster_env, "fmnist_search", 16)
+    accounting = run(["sacct", "--noheader", "--jobs", job_id, "--format", "JobID,State", "--parsable2"], cluster_env)
+    states = dict(line.split("|") for line in accounting.stdout.splitlines() if "." not in line.split("|")[0])
+    assert "CANCELLED" in " ".join(states.values()) and "COMPLETED" in " ".join(states.values())
+
+
+@pytest.mark.requires("slurm")
+@pytest.mark.requires("postgresql")
+@pytest.mark.requires("fashion-mnist")
+def test_a_postgresql_study_is_shared_by_the_array_the_same_way(cluster_env: dict[str, str]) -> None:
+    url = str(require("postgresql"))
+    name = f"pg_{os.getpid()}"
+    submitted = tuner_tui(
+        f"tuner-tui sweep fmnist_search --slurm --array 3 --trials 8 --set epochs=2 --name {name} "
+        f"--storage {shlex.quote(url)}",
+        cluster_env,
+    ).stdout
+    job_id = job_id_of(submitted)
+    folder = Path(cluster_env["TUNER_TUI_STORE"]).parent / "sweeps" / name
+    assert "--storage" in (folder / "array.sbatch").read_text() and url in (folder / "array.sbatch").read_text()
+    scancel_a_task_mid_trial(folder / "runs", job_id, cluster_env)
+    wait_for(lambda: not job_active(job_id, cluster_env), JOB_TIMEOUT_S, f"job {job_id} to end")
+    check_sweep(cluster_env, name, 8)
+    sweep = open_study(load_spec("fmnist_search", overrides={"epochs": "2"}), name, url, budget=None, create=False)
+    assert len(sweep.trials((TrialState.COMPLETE, TrialState.PRUNED))) == 8
+
+
+@pytest.mark.requires("slurm")
+def test_dry_run_prints_the_script_and_submits_nothing(cluster_env: dict[str, str]) -> None:
+    result = tuner_tui(
+        "tuner-tui sweep fmnist_search --slurm --array 2 --partition debug --time 0:10:00 "
+        "--sbatch-arg=--requeue --dry-run",
+        cluster_env,
+    )
+    assert "#SBATCH --array=0-1" in result.stdout and "#SBATCH --partition=debug" in result.stdout
+    assert "#SBATCH --time=0:10:00" in result.stdout and "#SBATCH --requeue" in result.stdout
+    assert "--worker" in result.stdout and "journal:" in result.stdout
+    assert not (Path(cluster_env["TUNER_TUI_STORE"]).parent / "sweeps").exists()
