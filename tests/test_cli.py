@@ -1,11 +1,10 @@
 """The `tuner-tui` command line's specification: headless runs (text and `--json`), the `runs`,
 `presets` and `report` subcommands, and the exit codes (0 completed, 1 diverged or failed,
-2 bad input with one line on stderr and the store untouched, 130 on Ctrl-C with the run stored
-as cancelled).
+2 bad input with one line on stderr and the store untouched). Signals and other faults: test_faults.py.
 
 Most tests call `tuner_tui.cli.main` in-process; a few run the module in a subprocess to see the
 real exit code and stderr. Every test gets its own config, cache and store paths; datasets come
-only from a tiny Fashion-MNIST written here in the real IDX format (no download, no Debian copy).
+only from a tiny Fashion-MNIST in the real IDX format (tests/datafiles.py; no download, no Debian copy).
 """
 
 from __future__ import annotations
@@ -14,13 +13,9 @@ import csv
 import io
 import json
 import os
-import queue
 import re
-import signal
 import subprocess
 import sys
-import threading
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -519,54 +514,3 @@ def test_console_script_lists_presets(isolated) -> None:
     )
     assert result.returncode == 0, result.stderr
     assert "fmnist_quick" in result.stdout
-
-
-def test_ctrl_c_exits_130_and_stores_the_run_as_cancelled(isolated, data_root: Path, tmp_path: Path) -> None:
-    env = subprocess_env(isolated, data_root)
-    long_run = [
-        "--no-ui", "--set", "hidden=256", "--set", "batch_size=1", "--set", "epochs=1000",
-        "--set", "device=cpu", "--data-root", str(data_root),
-    ]
-    lines: queue.Queue[str | None] = queue.Queue()
-    stderr: list[str] = []
-    with open(tmp_path / "stdout.txt", "w+") as stdout:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "tuner_tui.cli", *long_run],
-            env=env, stdout=stdout, stderr=subprocess.PIPE, text=True,
-        )
-
-        def read_stderr() -> None:
-            assert process.stderr is not None
-            for line in process.stderr:
-                stderr.append(line)
-                lines.put(line)
-            lines.put(None)
-
-        reader = threading.Thread(target=read_stderr, daemon=True)
-        reader.start()
-        try:
-            deadline = time.monotonic() + SUBPROCESS_TIMEOUT_S
-            while time.monotonic() < deadline:
-                line = lines.get(timeout=max(0.1, deadline - time.monotonic()))
-                assert line is not None, "the run ended before its first epoch:\n" + "".join(stderr)
-                if EPOCH_LINE.match(line):
-                    break
-            process.send_signal(signal.SIGINT)
-            code = process.wait(timeout=SUBPROCESS_TIMEOUT_S)
-        finally:
-            if process.poll() is None:
-                process.kill()
-                process.wait()
-        reader.join(timeout=10)
-        stdout.seek(0)
-        out = stdout.read()
-    err = "".join(stderr)
-    assert code == 130, err
-    assert "Traceback" not in err
-    assert "cancelled" in out
-    [record] = stored_runs(Path(isolated["TUNER_TUI_STORE"]))
-    assert record.status == "cancelled"
-    epochs_seen = [int(n) for n in EPOCH_LINE.findall(err)]
-    assert len(epochs_seen) >= 1
-    assert [e.epoch for e in record.epochs] == epochs_seen
-    assert record.config.epochs == 1000 and len(record.epochs) < 1000

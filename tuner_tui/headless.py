@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from collections.abc import Sequence
 
@@ -69,7 +70,7 @@ class HeadlessReporter:
     def _progress(self, event: ProgressEvent) -> None:
         epoch = f"{event.epoch}/{event.epochs}"
         step = f"{event.step}/{event.steps_per_epoch}"
-        if self._bar is not None:
+        if self._bar is not None and self._task is not None:
             done = (event.epoch - 1) * event.steps_per_epoch + event.step
             self._bar.update(
                 self._task, completed=done, epoch=epoch, step=step, loss=f"{event.loss:.4f}",
@@ -109,7 +110,9 @@ def runs_table(records: Sequence[RunRecord], unreadable: Sequence[UnreadableRun]
     by_title = {c.title: c for c in (STATUS_COLUMN, *LAB_COLUMNS)}
     shown = {"status": "status", "layers": "layers", "lr": "lr", "batch": "batch", "epochs": "ep",
              "reg": "λ", "test acc": "test acc", "actual time": "time"}
-    table = Table(title="tuner-tui runs", title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
+    table = Table(
+        title="tuner-tui runs", title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True
+    )
     table.add_column("id", justify="right", no_wrap=True)
     table.add_column("run", overflow="fold", min_width=12)
     for title, header in shown.items():
@@ -173,6 +176,9 @@ def run_headless(args: argparse.Namespace) -> int:
             raise BadInput(f"{error}; use --force to try anyway") from None
         except (ConfigError, DatasetError) as error:
             raise BadInput(str(error)) from None
+        if stop.received is not None:  # stopped during start-up: nothing ran, nothing is stored
+            print("tuner-tui: interrupted before the run started; nothing was stored", file=sys.stderr)
+            return 128 + stop.received
         for note in prepared.dataset.notes:
             Console(stderr=True).print(_plain(f"tuner-tui: warning: {note}"), soft_wrap=True)
         with open_store(args.store, create=True) as store:
@@ -190,7 +196,9 @@ def run_headless(args: argparse.Namespace) -> int:
     else:
         Console().print(run_table(record))
     if recorded.store_error is not None:
-        Console(stderr=True).print(_plain(f"tuner-tui: error: the run was not stored: {recorded.store_error}"))
+        Console(stderr=True).print(
+            _plain(f"tuner-tui: error: the run was not stored: {recorded.store_error}"), soft_wrap=True
+        )
         return EXIT_RUN_FAILED
     signalled = stop.exit_code()
     if signalled is not None:
