@@ -242,5 +242,6 @@ def preset_label(name: str | None, preset_config: RunConfig | None, config: RunC
 
 def is_edited(preset_config: RunConfig, config: RunConfig) -> bool:
     """Whether `config` differs from the preset's in anything but where it runs."""
-    where = {"data_root": None, "device": "auto"}
-    return dataclasses.replace(config, **where) != dataclasses.replace(preset_config, **where)
+    return dataclasses.replace(config, data_root=None, device="auto") != dataclasses.replace(
+        preset_config, data_root=None, device="auto"
+    )
