@@ -17,7 +17,7 @@ from rich.console import Console
 
 if TYPE_CHECKING:
     from engine.config import RunConfig
-    from tuner_tui.runs.store import ResultsStore
+    from tuner_tui.runs.store import ResultsStore, UnreadableRun
 
 EXIT_OK, EXIT_RUN_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
 MAX_LIMIT = 2**31 - 1
@@ -239,12 +239,22 @@ def _list_runs(args: argparse.Namespace) -> int:
 
     with open_store(args.store, create=False) as store:
         records = store.list_runs(limit=args.limit)
+        unreadable = store.list_unreadable()
     if args.json:
         for record in records:
             print(json.dumps(record.to_json()))
+        _warn_unreadable(unreadable)
     else:
-        plain_console().print(runs_table(records))
+        plain_console().print(runs_table(records, unreadable))
     return EXIT_OK
+
+
+def _warn_unreadable(unreadable: Sequence[UnreadableRun]) -> None:
+    """A `tuner-tui: warning:` line on stderr per stored run this version cannot read."""
+    from tuner_tui.runs.lab_table import unreadable_note
+
+    for run in unreadable:
+        print(f"tuner-tui: warning: {unreadable_note(run)}", file=sys.stderr)
 
 
 def _list_presets(args: argparse.Namespace) -> int:
@@ -266,7 +276,10 @@ def _report(args: argparse.Namespace) -> int:
 
     with open_store(args.store, create=False) as store:
         records = [r for r in reversed(store.list_runs()) if r.status == "completed"]
-    sys.stdout.write(lab_report(records, args.format))
+        unreadable = store.list_unreadable()
+    sys.stdout.write(lab_report(records, args.format, unreadable))
+    if args.format == "csv":  # the CSV stays one table; where its missing runs are goes apart
+        _warn_unreadable(unreadable)
     return EXIT_OK
 
 

@@ -91,3 +91,9 @@ def gpu_memory_text(snapshot: GpuSnapshot) -> str:
     if snapshot.process_bytes is not None:
         text += f" · this process {format_bytes(snapshot.process_bytes)}"
     return text
+
+
+def printable(text: str) -> str:
+    """`text` with control characters (escape sequences among them) replaced by `�`: store and user
+    text reaches a terminal as characters, never as commands."""
+    return "".join(char if char.isprintable() or char == " " else "\ufffd" for char in text)

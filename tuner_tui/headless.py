@@ -17,7 +17,7 @@ from rich.text import Text
 
 from engine.events import EpochEnd, Event, Finished, Started
 from engine.events import Progress as ProgressEvent
-from tuner_tui.formatting import epoch_line, format_seconds, started_lines
+from tuner_tui.formatting import epoch_line, format_seconds, printable, started_lines
 from tuner_tui.runs.lab_table import LAB_COLUMNS, STATUS_COLUMN, rows
 from tuner_tui.runs.presets import Preset
 from tuner_tui.runs.store import RunLabels, RunRecord, UnreadableRun
@@ -100,11 +100,6 @@ def _plain(value: object) -> Text:
     return Text(printable(str(value)))
 
 
-def printable(text: str) -> str:
-    """`text` with control characters (escape sequences among them) replaced by `�`."""
-    return "".join(char if char.isprintable() or char == " " else "\ufffd" for char in text)
-
-
 def runs_table(records: Sequence[RunRecord], unreadable: Sequence[UnreadableRun] = ()) -> Table:
     """A line per run with the columns that fit a terminal (`runs --json` has them all)."""
     by_title = {c.title: c for c in (STATUS_COLUMN, *LAB_COLUMNS)}
@@ -130,7 +125,10 @@ def runs_table(records: Sequence[RunRecord], unreadable: Sequence[UnreadableRun]
 def run_table(record: RunRecord) -> Table:
     """One run's lab columns, one per line (fits an 80-column terminal)."""
     status = record.status + (" (test accuracy at chance)" if record.at_chance else "")
-    title = f"run {record.id}: {status}" if record.id else f"run (not stored): {status}"
+    name = f"run {record.id}" if record.id else "run (not stored)"
+    if record.preset or record.sweep:
+        name += f" · {record.label}"
+    title = f"{name}: {status}"
     table = Table(title=_plain(title), title_justify="left", show_header=False)
     table.add_column("column", style="bold")
     table.add_column("value", justify="right")

@@ -1,4 +1,9 @@
-"""The lab report's columns, as text, for the CLI's table, `report` and the app's runs table."""
+"""The lab report's columns, as text, for the CLI's table, `report` and the app's runs table.
+
+`report` writes the lab's two tables in Markdown (cells escaped: store text cannot break a table
+or reach the terminal as escape sequences), or one CSV table of raw numbers in base units
+(seconds, bytes, percent as a number) that pandas or a spreadsheet loads as is.
+"""
 
 from __future__ import annotations
 
@@ -8,8 +13,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from tuner_tui.formatting import format_bytes, format_number, format_percent, format_seconds
-from tuner_tui.runs.store import RunRecord
+from tuner_tui.formatting import format_bytes, format_number, format_percent, format_seconds, printable
+from tuner_tui.runs.store import RunRecord, UnreadableRun
 
 
 @dataclass(frozen=True)
@@ -51,33 +56,68 @@ STATUS_COLUMN = Column("status", lambda r: r.status, lambda r: r.status, numeric
 LAB_COLUMNS: tuple[Column, ...] = HYPERPARAMETER_COLUMNS + RESULT_COLUMNS + RESOURCE_COLUMNS
 
 
+# The CSV report: one row per run, raw values in base units; a figure that does not apply is empty.
+CSV_FIELDS: tuple[tuple[str, Callable[[RunRecord], Any]], ...] = (
+    ("run_id", lambda r: r.id),
+    ("run", lambda r: printable(r.label)),
+    ("dataset", lambda r: r.config.dataset),
+    ("layers", lambda r: r.config.layers_label),
+    ("lr", lambda r: r.config.lr),
+    ("batch_size", lambda r: r.config.batch_size),
+    ("epochs", lambda r: r.config.epochs),
+    ("reg", lambda r: r.config.reg),
+    ("train_accuracy_percent", lambda r: r.train_accuracy),
+    ("train_loss", lambda r: r.train_loss),
+    ("test_accuracy_percent", lambda r: r.test_accuracy),
+    ("params", lambda r: r.params),
+    ("estimated_memory_bytes", lambda r: r.estimated_memory_bytes),
+    ("actual_memory_bytes", actual_memory),
+    ("estimated_time_s", lambda r: r.estimated_time_s),
+    ("actual_time_s", lambda r: r.train_time_s),
+)
+
+
 def rows(records: Sequence[RunRecord], columns: Sequence[Column]) -> list[list[str]]:
     return [[column.cell(record) for column in columns] for record in records]
+
+
+def markdown_cell(text: str) -> str:
+    """`text` as one Markdown table cell: on one line, `|` and `\\` escaped, control characters as `�`."""
+    return printable(" ".join(text.splitlines())).replace("\\", "\\\\").replace("|", "\\|")
 
 
 def markdown_table(records: Sequence[RunRecord], columns: Sequence[Column]) -> str:
     """A GitHub-flavoured markdown table, numbers right-aligned."""
     header = "| " + " | ".join(c.title for c in columns) + " |"
     rule = "|" + "|".join("---:" if c.numeric else ":---" for c in columns) + "|"
-    body = ["| " + " | ".join(row) + " |" for row in rows(records, columns)]
+    body = ["| " + " | ".join(markdown_cell(cell) for cell in row) + " |" for row in rows(records, columns)]
     return "\n".join([header, rule, *body])
 
 
-def csv_table(records: Sequence[RunRecord], columns: Sequence[Column]) -> str:
+def csv_report(records: Sequence[RunRecord]) -> str:
+    """One CSV table: a header of CSV_FIELDS, then a row of raw values per run."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
-    writer.writerow([c.title for c in columns])
-    writer.writerows(rows(records, columns))
+    writer.writerow([name for name, _ in CSV_FIELDS])
+    writer.writerows([["" if value is None else value for value in (get(r) for _, get in CSV_FIELDS)] for r in records])
     return out.getvalue()
 
 
-def lab_report(records: Sequence[RunRecord], fmt: str = "markdown") -> str:
-    """The lab report's two tables: hyperparameters and results, then resources."""
-    first = HYPERPARAMETER_COLUMNS + RESULT_COLUMNS
-    second = (HYPERPARAMETER_COLUMNS[0],) + RESOURCE_COLUMNS
+def unreadable_note(run: UnreadableRun) -> str:
+    """One line saying which stored run this version cannot read, and why."""
+    return printable(f"run {run.id} ({run.status}) cannot be read by this version and is left out: {run.reason}")
+
+
+def lab_report(records: Sequence[RunRecord], fmt: str = "markdown", unreadable: Sequence[UnreadableRun] = ()) -> str:
+    """The lab report: in Markdown its two tables (hyperparameters and results, then resources)
+    and a line per unreadable run; in CSV one table (say where unreadable runs are, apart)."""
     if fmt == "csv":
-        return csv_table(records, first) + "\n" + csv_table(records, second)
+        return csv_report(records)
+    first = HYPERPARAMETER_COLUMNS + RESULT_COLUMNS
+    second = (HYPERPARAMETER_COLUMNS[0], *RESOURCE_COLUMNS)
+    notes = "".join(f"\n- {markdown_cell(unreadable_note(run))}" for run in unreadable)
     return (
         "## Hyperparameters and results\n\n" + markdown_table(records, first)
         + "\n\n## Resources\n\n" + markdown_table(records, second) + "\n"
+        + (f"\n## Unreadable runs\n{notes}\n" if notes else "")
     )
