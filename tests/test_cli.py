@@ -10,12 +10,15 @@ only from a tiny Fashion-MNIST in the real IDX format (tests/datafiles.py; no do
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -26,7 +29,7 @@ from engine.config import RunConfig
 from engine.events import EpochEnd, Finished, Resources, RunStatus
 from tests.datafiles import write_idx_dataset
 from tuner_tui.cli import main
-from tuner_tui.runs.store import ResultsStore, RunRecord
+from tuner_tui.runs.store import ResultsStore, RunLabels, RunRecord
 
 TINY_TRAIN, TINY_TEST = 600, 100
 TINY_HIDDEN = 16
@@ -57,6 +60,11 @@ SHIPPED_PRESETS = (
 )
 HYPERPARAMETER_HEADER = ["run", "layers", "lr", "batch", "epochs", "reg", "train acc", "train loss", "test acc"]
 RESOURCE_HEADER = ["run", "params", "est. memory", "actual memory", "est. time", "actual time"]
+CSV_HEADER = [
+    "run_id", "run", "dataset", "layers", "lr", "batch_size", "epochs", "reg", "train_accuracy_percent", "train_loss",
+    "test_accuracy_percent", "params", "estimated_memory_bytes", "actual_memory_bytes", "estimated_time_s",
+    "actual_time_s",
+]
 EPOCH_LINE = re.compile(r"^epoch (\d+): train loss ", re.MULTILINE)
 SUBPROCESS_TIMEOUT_S = 60
 
@@ -92,21 +100,28 @@ def stored_runs(path: Path) -> list[RunRecord]:
         return store.list_runs()
 
 
-@pytest.fixture
-def seeded_store(store_path: Path) -> list[dict]:
-    """The store holding one completed run, written directly; returns its runs as JSON objects."""
+def seed_run(path: Path, preset: str | None = None) -> int:
+    """Write one completed run into the store at `path` directly; returns its id."""
     epoch = EpochEnd(epoch=1, train_loss=0.5, train_accuracy=80.0, test_accuracy=78.0, seconds=0.1)
     finished = Finished(
         status=RunStatus.COMPLETED, message="seeded", train_loss=0.5, train_accuracy=80.0,
-        test_accuracy=78.0, params=TINY_PARAMS, resources=Resources(train_time_s=0.1, total_time_s=0.2),
+        test_accuracy=78.0, params=TINY_PARAMS,
+        resources=Resources(train_time_s=0.1, total_time_s=0.2, peak_rss_growth_bytes=4096),
         epochs=(epoch,), loss_curve=(0.9, 0.5),
     )
-    with ResultsStore(store_path) as store:
+    with ResultsStore(path) as store:
         run_id = store.start_run(
             RunConfig(hidden=(TINY_HIDDEN,), epochs=1, device="cpu"), device_name="CPU", params=TINY_PARAMS,
-            estimated_memory_bytes=1000, estimated_time_s=0.1, data_source="seeded",
+            estimated_memory_bytes=1000, estimated_time_s=0.1, data_source="seeded", labels=RunLabels(preset=preset),
         )
         store.finish_run(run_id, finished)
+    return run_id
+
+
+@pytest.fixture
+def seeded_store(store_path: Path) -> list[dict]:
+    """The store holding one completed run, written directly; returns its runs as JSON objects."""
+    seed_run(store_path)
     return [record.to_json() for record in stored_runs(store_path)]
 
 
@@ -293,15 +308,24 @@ def test_report_markdown_prints_two_tables(capsys, two_runs: list[dict]) -> None
     assert all(f"{TINY_PARAMS:,}" in row for row in second_rows[2:])
 
 
-def test_report_csv_prints_two_tables(capsys, two_runs: list[dict]) -> None:
+def test_report_csv_is_one_table_of_raw_numbers_in_base_units(capsys, two_runs: list[dict]) -> None:
     code, out, _ = run_cli(capsys, "report", "--format", "csv")
     assert code == 0
-    first, second = (list(csv.reader(io.StringIO(block))) for block in out.strip().split("\n\n"))
-    assert first[0] == HYPERPARAMETER_HEADER
-    assert second[0] == RESOURCE_HEADER
-    assert len(first) == len(second) == 1 + len(two_runs)
-    assert all(row[1] == "784→16→10" and row[2] == "0.01" and row[3] == "20" for row in first[1:])
-    assert all(row[1] == f"{TINY_PARAMS:,}" for row in second[1:])
+    table = list(csv.DictReader(io.StringIO(out)))  # one header, then a row per run: nothing else
+    assert len(table) == len(two_runs) and "" not in out.splitlines()
+    assert list(table[0]) == CSV_HEADER
+    for row, run in zip(table, two_runs, strict=True):  # oldest first, like the lab's tables
+        metrics, config = run["metrics"], run["config"]
+        assert int(row["run_id"]) == run["run_id"] and row["layers"] == "784→16→10"
+        assert (float(row["lr"]), int(row["batch_size"]), int(row["epochs"])) == (config["lr"], 20, 2)
+        assert float(row["train_accuracy_percent"]) == metrics["train_accuracy"]  # percent, as a number
+        assert float(row["test_accuracy_percent"]) == metrics["test_accuracy"]
+        assert float(row["train_loss"]) == metrics["train_loss"]
+        assert int(row["params"]) == TINY_PARAMS
+        assert int(row["estimated_memory_bytes"]) == metrics["estimated_memory_bytes"]  # bytes
+        assert int(row["actual_memory_bytes"]) == metrics["peak_memory_bytes"]
+        assert float(row["estimated_time_s"]) == metrics["estimated_time_s"]  # seconds
+        assert float(row["actual_time_s"]) == metrics["train_time_s"]
 
 
 def test_presets_lists_the_shipped_presets_on_a_wide_terminal(capsys, monkeypatch) -> None:
@@ -514,3 +538,319 @@ def test_console_script_lists_presets(isolated) -> None:
     )
     assert result.returncode == 0, result.stderr
     assert "fmnist_quick" in result.stdout
+
+
+# --- the command line's shape: global options, --help, --version, python -m ---------------------
+
+
+@pytest.mark.parametrize("order", ["before", "after"])
+def test_global_options_work_before_or_after_the_command(capsys, tmp_path: Path, order: str) -> None:
+    store = tmp_path / "elsewhere.sqlite3"
+    seed_run(store, preset="placed_by_path")
+    argv = ["--store", str(store), "runs"] if order == "before" else ["runs", "--store", str(store)]
+    code, out, err = run_cli(capsys, *argv)
+    assert code == 0, err
+    assert "placed_by_path" in out
+
+
+def test_help_lists_every_command(isolated: dict[str, str]) -> None:
+    from tuner_tui.cli import COMMANDS
+
+    done = subprocess.run(
+        [sys.executable, "-m", "tuner_tui", "--help"], env={**os.environ, **isolated, "COLUMNS": "200"},
+        capture_output=True, text=True, timeout=SUBPROCESS_TIMEOUT_S, check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    listed = set(re.findall(r"^ {4}(\w+) ", done.stdout, flags=re.MULTILINE))
+    assert listed == {name for name in COMMANDS if name is not None}
+    assert "--store" in done.stdout and "--version" in done.stdout
+
+
+def test_version_is_the_installed_distributions(isolated: dict[str, str]) -> None:
+    from importlib.metadata import version
+
+    done = subprocess.run(
+        [sys.executable, "-m", "tuner_tui", "--version"], env={**os.environ, **isolated},
+        capture_output=True, text=True, timeout=SUBPROCESS_TIMEOUT_S, check=False,
+    )
+    assert done.returncode == 0
+    assert done.stdout == f"tuner-tui {version('tuner-tui')}\n"
+
+
+def test_runs_piped_prints_full_width_rows(capsys, store_path: Path) -> None:
+    label = "a_preset_name_much_longer_than_eighty_columns_" + "x" * 60  # COLUMNS is 80
+    seed_run(store_path, preset=label)
+    code, out, _ = run_cli(capsys, "runs")
+    assert code == 0
+    [row] = [line for line in out.splitlines() if label in line]
+    assert "784→16→10" in row and "completed" in row and len(row) > 120
+
+
+def test_plain_pytest_from_the_repository_root_collects_like_python_m_pytest() -> None:
+    repo = Path(__file__).resolve().parents[1]
+    pytest_script = Path(sys.executable).parent / "pytest"
+    done = subprocess.run(
+        [str(pytest_script), "--collect-only", "-q", "-p", "no:cacheprovider", "tests/test_require.py"],
+        cwd=repo, capture_output=True, text=True, timeout=SUBPROCESS_TIMEOUT_S, check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert re.search(r"\d+ tests? collected", done.stdout)
+
+
+# --- the store: read without side effects, refused when it keeps nothing -----------------------
+
+
+@pytest.mark.parametrize("command", [["runs"], ["runs", "--json"], ["report"], ["report", "--format", "csv"]])
+def test_reading_a_missing_store_says_no_store_and_creates_nothing(capsys, tmp_path: Path, command) -> None:
+    missing = tmp_path / "typo" / "runs.sqlite3"
+    code, out, err = run_cli(capsys, *command, "--store", str(missing))
+    assert code == 2 and out == ""
+    assert err == f"tuner-tui: error: no store at {missing}\n"
+    assert not missing.parent.exists()
+
+
+def test_reading_a_foreign_sqlite_file_changes_nothing(capsys, tmp_path: Path) -> None:
+    import sqlite3
+
+    foreign = tmp_path / "invoices.db"
+    with sqlite3.connect(foreign) as conn:
+        conn.execute("CREATE TABLE invoices (id INTEGER)")
+    conn.close()
+    before = foreign.read_bytes()
+    for command in (["runs"], ["report"]):
+        code, _, err = run_cli(capsys, *command, "--store", str(foreign))
+        assert code == 2 and "not a tuner-tui results store" in err and err.count("\n") == 1
+    assert foreign.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["invoices.db"]
+
+
+def _without_root_overrides() -> list[str]:
+    """A command prefix under which mode bits bind: root's override capabilities dropped."""
+    if os.getuid() != 0:
+        return []
+    setpriv = shutil.which("setpriv")
+    if setpriv is None:
+        pytest.skip("running as root without setpriv: mode bits cannot make a file read-only here")
+    return [setpriv, "--bounding-set=-dac_override,-dac_read_search,-fowner"]
+
+
+def test_a_read_only_store_can_be_listed(isolated: dict[str, str]) -> None:
+    prefix = _without_root_overrides()
+    with tempfile.TemporaryDirectory(prefix="tuner-tui-read-only-") as shared:
+        folder = Path(shared)
+        store = folder / "runs.sqlite3"
+        seed_run(store, preset="on_a_read_only_disk")
+        with ResultsStore(store):  # a clean close checkpoints the WAL: one file, as a copied store would be
+            pass
+        assert [p.name for p in folder.iterdir()] == ["runs.sqlite3"]
+        store.chmod(0o444)
+        folder.chmod(0o555)
+        before = store.read_bytes()
+        try:
+            done = subprocess.run(
+                [*prefix, sys.executable, "-B", "-m", "tuner_tui", "runs", "--store", str(store)],
+                env={**os.environ, **isolated, "COLUMNS": "200"}, capture_output=True, text=True,
+                timeout=SUBPROCESS_TIMEOUT_S, check=False,
+            )
+        finally:
+            folder.chmod(0o755)
+        assert done.returncode == 0, done.stderr
+        assert "on_a_read_only_disk" in done.stdout
+        assert store.read_bytes() == before
+        assert [p.name for p in folder.iterdir()] == ["runs.sqlite3"]
+
+
+@pytest.mark.parametrize("command", ["run", "runs", "report"])
+def test_an_in_memory_store_is_refused(capsys, data_root: Path, command: str) -> None:
+    argv = tiny_run(data_root) if command == "run" else [command]
+    code, out, err = run_cli(capsys, *argv, "--store", ":memory:")
+    assert code == 2 and out == ""
+    assert err.count("\n") == 1 and "in-memory store keeps nothing" in err
+
+
+def test_a_limit_too_large_for_the_store_is_one_line_exit_2(capsys, seeded_store) -> None:
+    code, out, err = run_cli(capsys, "runs", "--limit", "99999999999999999999")
+    assert code == 2 and out == ""
+    assert err.count("\n") == 1 and "--limit" in err and "99999999999999999999" in err
+
+
+# --- a row this version cannot read ---------------------------------------------------------------
+
+
+@pytest.fixture
+def store_with_an_unreadable_row(store_path: Path) -> tuple[int, int]:
+    """Two readable runs and, between them, one whose config came from a newer version."""
+    import sqlite3
+
+    first = seed_run(store_path, preset="readable_one")
+    bad = seed_run(store_path, preset="from_the_future")
+    seed_run(store_path, preset="readable_two")
+    with sqlite3.connect(store_path) as conn:
+        config = {**RunConfig().to_dict(), "optimizer": "adam"}
+        conn.execute("UPDATE runs SET config = ? WHERE id = ?", (json.dumps(config), bad))
+    conn.close()
+    return first, bad
+
+
+def test_runs_lists_the_readable_runs_and_shows_an_unreadable_one(capsys, store_with_an_unreadable_row) -> None:
+    _, bad = store_with_an_unreadable_row
+    code, out, err = run_cli(capsys, "runs")
+    assert code == 0 and err == ""
+    assert "readable_one" in out and "readable_two" in out
+    [line] = [line for line in out.splitlines() if re.match(rf"\s*{bad} ", line)]
+    assert "unreadable" in line and "optimizer" in line
+
+
+def test_runs_json_prints_the_readable_runs_and_warns_of_the_unreadable_one(
+    capsys, store_with_an_unreadable_row
+) -> None:
+    _, bad = store_with_an_unreadable_row
+    code, out, err = run_cli(capsys, "runs", "--json")
+    assert code == 0
+    assert [json.loads(line)["preset"] for line in out.splitlines()] == ["readable_two", "readable_one"]
+    assert err.count("\n") == 1 and err.startswith(f"tuner-tui: warning: run {bad} ") and "optimizer" in err
+
+
+@pytest.mark.parametrize("fmt", ["markdown", "csv"])
+def test_report_lists_the_readable_runs_and_names_the_unreadable_one(
+    capsys, store_with_an_unreadable_row, fmt: str
+) -> None:
+    _, bad = store_with_an_unreadable_row
+    code, out, err = run_cli(capsys, "report", "--format", fmt)
+    assert code == 0
+    assert "readable_one" in out and "readable_two" in out and "from_the_future" not in out
+    said = out if fmt == "markdown" else err  # the CSV stays one table; the note goes to stderr
+    assert re.search(rf"run {bad} \(completed\) cannot be read by this version.*optimizer", said)
+
+
+# --- store and user text is shown as text ---------------------------------------------------------
+
+HOSTILE_LABELS = {
+    "closing tag": "[/]",
+    "hyperlink": "[link=https://example.com]y[/link]",
+    "escape sequence": "\x1b[31mred\x1b]8;;https://example.com\x07",
+    "table breaker": "a|b\nc",
+}
+
+
+def test_runs_prints_markup_in_stored_labels_literally(capsys, store_path: Path) -> None:
+    for label in HOSTILE_LABELS.values():
+        seed_run(store_path, preset=label)
+    code, out, err = run_cli(capsys, "runs")
+    assert code == 0, err
+    assert "[/]" in out and "[link=https://example.com]y[/link]" in out
+    assert "\x1b" not in out and "\x07" not in out  # nothing reaches the terminal as a command
+    assert "\ufffd[31mred" in out
+
+
+def test_the_run_table_prints_markup_in_its_label_literally() -> None:
+    from rich.console import Console
+
+    from tuner_tui.headless import run_table
+
+    record = RunRecord(
+        id=7, status="completed", config=RunConfig(), device_name="CPU", data_source=None, started_at=0.0,
+        finished_at=1.0, hostname="h", pid=1, params=1, estimated_memory_bytes=None, estimated_time_s=None,
+        train_loss=0.5, train_accuracy=50.0, test_accuracy=50.0, peak_memory_bytes=None, gpu_memory_bytes=None,
+        train_time_s=1.0, total_time_s=1.0, message="", diverged_step=None, epochs=(), loss_curve=(),
+    )
+    for label in HOSTILE_LABELS.values():
+        screen = io.StringIO()
+        console = Console(file=screen, width=200, force_terminal=True, color_system="truecolor")
+        console.print(run_table(dataclasses.replace(record, preset=label)))
+        shown = screen.getvalue()
+        assert "\x1b]8;" not in shown  # no hidden hyperlink
+        assert "\x1b[31m" not in shown and "\x07" not in shown
+        if "[" in label and "\x1b" not in label:  # the title wraps at the table's width
+            assert label in "".join(line.strip() for line in shown.splitlines())
+
+
+def test_the_markdown_report_escapes_pipes_and_newlines_in_labels(capsys, store_path: Path) -> None:
+    for label in HOSTILE_LABELS.values():
+        seed_run(store_path, preset=label)
+    code, out, _ = run_cli(capsys, "report")
+    assert code == 0
+    assert "\x1b" not in out and "\x07" not in out
+    for table in out.split("## Resources"):
+        table_rows = [line for line in table.splitlines() if line.startswith("|")]
+        assert len(table_rows) == 2 + len(HOSTILE_LABELS)  # no row broken in two by a newline
+        cells = {len(re.split(r"(?<!\\)\|", row)) for row in table_rows}  # unescaped | only
+        assert len(cells) == 1, table
+    assert r"| a\|b c |" in out
+    assert "| [link=https://example.com]y[/link] |" in out
+
+
+# --- refuse what cannot fit -----------------------------------------------------------------------
+
+GIB = 1024**3
+HUGE = ["--set", "hidden=16384,16384,16384,16384,16384,16384,16384,16384", "--set", "batch_size=60000"]
+
+
+def test_a_run_that_cannot_fit_is_refused_before_anything_is_loaded(
+    capsys, monkeypatch, tmp_path: Path, store_path: Path
+) -> None:
+    monkeypatch.setattr("engine.capacity.host_available_bytes", lambda: 23 * GIB)  # the issue's machine
+    empty = tmp_path / "no-data-here"  # loading would fail with "not found": the check comes first
+    code, out, err = run_cli(capsys, "--no-ui", *HUGE, "--device", "cpu", "--data-root", str(empty))
+    assert code == 2 and out == ""
+    assert err.count("\n") == 1
+    assert "memory" in err and "95.3 GiB" in err and "23.0 GiB" in err and "--force" in err
+    assert not store_path.exists()
+
+
+def test_force_skips_the_memory_check(capsys, monkeypatch, data_root: Path) -> None:
+    monkeypatch.setattr("engine.capacity.host_available_bytes", lambda: 1)  # nothing fits
+    code, _, err = run_cli(capsys, *tiny_run(data_root))
+    assert code == 2 and "memory" in err and "--force" in err
+    code, out, err = run_cli(capsys, *tiny_run(data_root, "--json", "--force"))
+    assert code == 0, err
+    assert json.loads(out)["status"] == "completed"
+
+
+# --- bad preset files -----------------------------------------------------------------------------
+
+
+def test_a_preset_that_never_ends_is_refused_quickly_in_one_line(isolated: dict[str, str]) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "tuner_tui", "--no-ui", "--preset", "/dev/zero"], env={**os.environ, **isolated},
+        capture_output=True, text=True, timeout=SUBPROCESS_TIMEOUT_S, check=False,
+    )
+    assert done.returncode == 2
+    assert done.stderr.count("\n") == 1 and "/dev/zero" in done.stderr and "not a preset file" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_a_deeply_nested_preset_is_refused_in_one_line(capsys, tmp_path: Path, data_root: Path) -> None:
+    deep = tmp_path / "deep.toml"
+    deep.write_text("hidden = " + "[" * 100_000 + "]" * 100_000 + "\n")
+    code, out, err = run_cli(capsys, *tiny_run(data_root, "--preset", str(deep)))
+    assert code == 2 and out == ""
+    assert err.count("\n") == 1 and "deep.toml" in err and "nested too deeply" in err
+
+
+def test_presets_lists_broken_and_shadowed_user_presets_with_the_reason(capsys, isolated: dict[str, str]) -> None:
+    user = Path(isolated["TUNER_TUI_CONFIG_DIR"]) / "presets"
+    user.mkdir(parents=True)
+    (user / "broken.toml").write_text("hidden = [16\n")
+    (user / "wrong_value.toml").write_text("epochs = 0\n")
+    (user / "fmnist_quick.toml").write_text("epochs = 3\n")
+    code, out, _ = run_cli(capsys, "presets")
+    assert code == 0
+    skipped = [line for line in out.splitlines() if line.startswith("skipped: ")]
+    assert any(str(user / "broken.toml") in line and "not valid TOML" in line for line in skipped), skipped
+    assert any(str(user / "wrong_value.toml") in line and "epochs" in line for line in skipped), skipped
+    assert any(str(user / "fmnist_quick.toml") in line and "hidden by the shipped preset" in line for line in skipped)
+
+
+# --- a run that ends at chance --------------------------------------------------------------------
+
+
+def test_a_run_that_ends_at_chance_is_flagged_in_its_status_line_table_and_json(capsys, data_root: Path) -> None:
+    at_chance = ["--set", "lr=10", "--set", "hidden=64,64,64", "--set", "epochs=1"]  # patience 5 never stops it
+    code, out, err = run_cli(capsys, *tiny_run(data_root, *at_chance, "--json"))
+    assert code == 0
+    run = json.loads(out)
+    assert run["status"] == "completed" and run["at_chance"] is True
+    assert err.rstrip().splitlines()[-1].endswith("; test accuracy at chance (10 %)")
+    code, out, _ = run_cli(capsys, *tiny_run(data_root, *at_chance))
+    assert code == 0 and "completed (test accuracy at chance)" in " ".join(out.split())  # the title wraps

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import sqlite3
 import statistics
@@ -16,6 +17,7 @@ import pytest
 from engine.config import RunConfig
 from engine.events import EpochEnd, Finished, Resources, RunStatus
 from tuner_tui.runs import store
+from tuner_tui.runs.lease import LEASE_SECONDS, Heartbeat
 from tuner_tui.runs.store import ResultsStore, StoreError, default_store_path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -349,3 +351,216 @@ def test_history_seconds_per_step_is_median_of_matching_runs(path: Path) -> None
         assert s.history_seconds_per_step(config, "cpu") == pytest.approx(0.02)
         other_epochs = RunConfig(hidden=(64,), batch_size=100, epochs=5, lr=0.1)
         assert s.history_seconds_per_step(other_epochs, "cpu") == pytest.approx(0.02)
+
+
+# --- leases: a dead writer is seen anywhere, by readers without writing ---------------------------
+
+
+class Clock:
+    """Seconds since the epoch, set by the test."""
+
+    def __init__(self, now: float = 1_000_000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _raw_status(path: Path, run_id: int) -> str:
+    with _raw(path) as conn:
+        return str(conn.execute("SELECT status FROM runs WHERE id = ?", (run_id,)).fetchone()[0])
+
+
+def _run_on_another_host(path: Path, clock: Clock) -> int:
+    with ResultsStore(path, clock=clock) as s:
+        run_id = s.start_run(
+            RunConfig(), device_name="cpu", params=1, estimated_memory_bytes=None, estimated_time_s=None,
+            data_source=None, lease_s=LEASE_SECONDS,
+        )
+    with _raw(path) as conn:  # its writer runs on node042, whose pids mean nothing here
+        conn.execute("UPDATE runs SET hostname = 'node042', pid = 1 WHERE id = ?", (run_id,))
+    return run_id
+
+
+def test_a_running_row_of_another_host_is_running_while_its_lease_lasts(path: Path) -> None:
+    clock = Clock()
+    run_id = _run_on_another_host(path, clock)
+    clock.now += LEASE_SECONDS - 1
+    with ResultsStore.open_existing(path, clock=clock) as reader:
+        assert reader.get_run(run_id).status == "running"
+    with ResultsStore(path, clock=clock) as writer:
+        assert writer.get_run(run_id).status == "running"
+    assert _raw_status(path, run_id) == "running"
+
+
+def test_readers_show_an_expired_lease_of_another_host_as_interrupted_without_writing(path: Path) -> None:
+    clock = Clock()
+    run_id = _run_on_another_host(path, clock)
+    clock.now += LEASE_SECONDS + 1
+    with ResultsStore.open_existing(path, clock=clock) as reader:
+        run = reader.get_run(run_id)
+        [listed] = reader.list_runs()
+    assert run.status == listed.status == "interrupted"
+    assert "node042" in run.message and "lease" in run.message
+    assert _raw_status(path, run_id) == "running"  # nothing written by the reader
+
+
+def test_the_next_writer_records_an_expired_lease_as_interrupted(path: Path) -> None:
+    clock = Clock()
+    run_id = _run_on_another_host(path, clock)
+    clock.now += LEASE_SECONDS + 1
+    ResultsStore(path, clock=clock).close()
+    assert _raw_status(path, run_id) == "interrupted"
+    with ResultsStore.open_existing(path, clock=clock) as reader:
+        run = reader.get_run(run_id)
+    assert run.finished_at == clock.now and "node042" in run.message
+
+
+def test_a_finished_epoch_and_a_heartbeat_renew_the_lease(path: Path) -> None:
+    clock = Clock()
+    run_id = _run_on_another_host(path, clock)
+    with ResultsStore(path, clock=clock) as writer:
+        clock.now += LEASE_SECONDS - 1
+        writer.record_epoch(run_id, EpochEnd(1, train_loss=0.5, train_accuracy=80.0, test_accuracy=79.0, seconds=1.0))
+        clock.now += LEASE_SECONDS - 1
+        writer.renew_lease(run_id, clock.now + LEASE_SECONDS)
+        clock.now += LEASE_SECONDS - 1
+    with ResultsStore.open_existing(path, clock=clock) as reader:
+        run = reader.get_run(run_id)
+    assert run.status == "running"
+    assert [e.epoch for e in run.epochs] == [1] and run.test_accuracy == 79.0
+
+
+def test_each_epoch_is_committed_when_it_ends(path: Path) -> None:
+    with ResultsStore(path) as writer:
+        run_id = _start(writer)
+        writer.record_epoch(run_id, EpochEnd(1, train_loss=0.5, train_accuracy=80.0, test_accuracy=79.0, seconds=1.0))
+        with _raw(path) as other:  # another process's view, while the writer is still open
+            rows = other.execute("SELECT epoch, test_accuracy FROM run_epochs WHERE run_id = ?", (run_id,)).fetchall()
+    assert rows == [(1, 79.0)]
+
+
+def test_the_heartbeat_renews_with_its_clock_and_survives_a_failed_renewal() -> None:
+    clock = Clock(100.0)
+    renewals: list[float] = []
+    errors: list[Exception] = []
+
+    def renew(expiry: float) -> None:
+        if not renewals and not errors:
+            raise StoreError("results store x: database is locked")
+        renewals.append(expiry)
+
+    beat = Heartbeat(renew, lease_s=90.0, clock=clock, on_error=errors.append)
+    beat.beat()
+    clock.now = 115.0
+    beat.beat()
+    assert [str(e) for e in errors] == ["results store x: database is locked"]
+    assert renewals == [205.0]
+
+
+def test_the_heartbeat_thread_renews_until_stopped() -> None:
+    renewed = threading.Event()
+    count = 0
+
+    def renew(expiry: float) -> None:
+        nonlocal count
+        count += 1
+        if count >= 3:
+            renewed.set()
+
+    beat = Heartbeat(renew, interval_s=0.001).start()
+    try:
+        assert renewed.wait(timeout=60), "the heartbeat did not renew three times"
+    finally:
+        beat.stop()
+    stopped_at = count
+    assert not any(t.name == "lease-heartbeat" for t in threading.enumerate())
+    assert count == stopped_at
+
+
+# --- reading changes nothing; bad paths and files are refused before any change ------------------
+
+
+def test_open_existing_on_a_missing_path_says_no_store_and_creates_nothing(tmp_path: Path) -> None:
+    missing = tmp_path / "typo" / "runs.sqlite3"
+    with pytest.raises(StoreError, match=f"no store at {missing}"):
+        ResultsStore.open_existing(missing)
+    assert not missing.parent.exists()
+
+
+def test_reading_a_store_leaves_its_files_as_they_were(path: Path) -> None:
+    with ResultsStore(path) as s:
+        run_id = _start(s)
+    _raw(path).execute("UPDATE runs SET pid = ? WHERE id = ?", (_dead_pid(), run_id))
+    files = sorted(path.parent.iterdir())
+    # The database and its write-ahead log; -shm is SQLite's shared-memory index, which every reader
+    # of a WAL file uses to coordinate (it holds no data).
+    data = [p for p in files if not p.name.endswith("-shm")]
+    before = {p: p.read_bytes() for p in data}
+    with ResultsStore.open_existing(path) as reader:
+        assert reader.get_run(run_id).status == "interrupted"  # shown so...
+    assert sorted(path.parent.iterdir()) == files
+    assert {p: p.read_bytes() for p in data} == before  # ...but not written
+    assert _raw_status(path, run_id) == "running"
+
+
+@pytest.mark.parametrize("opener", ["writer", "reader"])
+def test_a_foreign_sqlite_file_is_refused_before_any_change(tmp_path: Path, opener: str) -> None:
+    foreign = tmp_path / "invoices.db"
+    with _raw(foreign) as conn:
+        conn.execute("CREATE TABLE invoices (id INTEGER, total REAL)")
+        conn.execute("INSERT INTO invoices VALUES (1, 9.5)")
+    before = foreign.read_bytes()
+    with pytest.raises(StoreError, match="not a tuner-tui results store"):
+        ResultsStore(foreign) if opener == "writer" else ResultsStore.open_existing(foreign)
+    assert foreign.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["invoices.db"]  # no -wal, no -shm
+    with _raw(foreign) as conn:
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "delete"
+
+
+@pytest.mark.parametrize("name", [":memory:", "file::memory:?cache=shared", "", "  "])
+def test_a_store_that_is_not_a_file_path_is_refused(name: str) -> None:
+    with pytest.raises(StoreError, match="must be a file path"):
+        ResultsStore(name)
+
+
+def test_a_store_from_an_older_version_is_not_upgraded_by_a_reader(path: Path) -> None:
+    path.parent.mkdir(parents=True)
+    with _raw(path) as conn:
+        store.MIGRATIONS[0](conn)
+        conn.execute("PRAGMA user_version = 1")
+    before = path.read_bytes()
+    with pytest.raises(StoreError, match="older tuner-tui"):
+        ResultsStore.open_existing(path)
+    assert path.read_bytes() == before
+
+
+# --- a row this version cannot read is shown, never breaks the rest ------------------------------
+
+
+def _damage(path: Path, run_id: int, config: str) -> None:
+    with _raw(path) as conn:
+        conn.execute("UPDATE runs SET config = ? WHERE id = ?", (config, run_id))
+
+
+@pytest.mark.parametrize(
+    ("config", "reason"),
+    [
+        ("{not json", "JSONDecodeError"),
+        (json.dumps({**RunConfig().to_dict(), "optimizer": "adam"}), "optimizer"),  # a newer version's field
+        (json.dumps({**RunConfig().to_dict(), "engine": "quantum"}), "engine"),
+    ],
+    ids=["not-json", "newer-field", "unknown-value"],
+)
+def test_an_unreadable_row_is_listed_apart_and_the_rest_are_read(path: Path, config: str, reason: str) -> None:
+    with ResultsStore(path) as s:
+        good, bad, other = (_start(s) for _ in range(3))
+        s.finish_run(good, _finished())
+    _damage(path, bad, config)
+    with ResultsStore.open_existing(path) as reader:
+        assert [r.id for r in reader.list_runs()] == [other, good]
+        [unreadable] = reader.list_unreadable()
+        with pytest.raises(KeyError):
+            reader.get_run(bad)
+    assert unreadable.id == bad and reason in unreadable.reason and "\n" not in unreadable.reason
