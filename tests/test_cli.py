@@ -854,3 +854,11 @@ def test_a_run_that_ends_at_chance_is_flagged_in_its_status_line_table_and_json(
     assert err.rstrip().splitlines()[-1].endswith("; test accuracy at chance (10 %)")
     code, out, _ = run_cli(capsys, *tiny_run(data_root, *at_chance))
     assert code == 0 and "completed (test accuracy at chance)" in " ".join(out.split())  # the title wraps
+
+
+def test_an_error_naming_a_hostile_path_shows_its_control_characters_as_text(capsys, tmp_path: Path) -> None:
+    hostile = tmp_path / "\x1b[31mred\x1b]8;;https://example.com\x07.toml"
+    code, out, err = run_cli(capsys, "--no-ui", "--preset", str(hostile))
+    assert code == 2 and out == ""
+    assert err.count("\n") == 1 and "\x1b" not in err and "\x07" not in err
+    assert "\ufffd[31mred" in err

@@ -312,7 +312,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parse_arguments(argv)
         return COMMANDS[args.command](args)
     except BadInput as error:
-        print(f"tuner-tui: error: {error}", file=sys.stderr)
+        from tuner_tui.formatting import printable
+
+        print(f"tuner-tui: error: {printable(str(error))}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:  # Ctrl-C before a run installed its own handler: nothing was stored
         print("tuner-tui: interrupted", file=sys.stderr)
