@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PRESET ?= fmnist_quick
 
-.PHONY: setup run app test bench clean
+.PHONY: setup run app lint test bench clean
 
 $(BIN)/tuner-tui: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -20,7 +20,11 @@ run: setup
 app: setup
 	$(BIN)/tuner-tui --preset $(PRESET)
 
-test: setup
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+
+test: lint
 	$(BIN)/python -m pytest -q
 
 bench: setup
