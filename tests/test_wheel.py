@@ -7,6 +7,7 @@ session for all its checks. It needs the real Fashion-MNIST for the headless run
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pty
 import re
@@ -120,7 +121,9 @@ def test_installed_app_reaches_its_first_screen_and_quits(installed: dict[str, s
     pid, fd = pty.fork()
     if pid == 0:  # the child: the app on a 100x30 terminal
         os.chdir(installed["CWD"])
-        os.execvpe("tuner-tui", ["tuner-tui", "--store", env["TUNER_TUI_STORE"]], {**env, "COLUMNS": "100", "LINES": "30"})
+        os.execvpe(
+            "tuner-tui", ["tuner-tui", "--store", env["TUNER_TUI_STORE"]], {**env, "COLUMNS": "100", "LINES": "30"}
+        )
     seen = b""
     deadline = time.monotonic() + FIRST_SCREEN_TIMEOUT_S
     try:
@@ -141,14 +144,11 @@ def test_installed_app_reaches_its_first_screen_and_quits(installed: dict[str, s
                 break
             assert time.monotonic() < deadline, "the app did not quit on ctrl+q"
             select.select([fd], [], [], 0.5)
-            try:
+            with contextlib.suppress(OSError):
                 os.read(fd, 65536)
-            except OSError:
-                pass
         assert os.waitstatus_to_exitcode(status) == 0
     finally:
-        try:
+        with contextlib.suppress(ProcessLookupError, ChildProcessError):
             os.kill(pid, 9)
-        except ProcessLookupError:
-            pass
+            os.waitpid(pid, 0)
         os.close(fd)
