@@ -8,11 +8,13 @@ memory on a GPU.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 
 from engine.config import ConfigError, RunConfig
 from engine.memory import host_available_bytes
-from engine.memory_model import estimate_memory
+from engine.memory_model import estimate_memory, estimate_pack_memory
 from engine.units import format_bytes
 
 
@@ -44,6 +46,19 @@ def check_fits(config: RunConfig, device: torch.device, *, context_bytes: int | 
     if available is None:
         return
     estimate = estimate_memory(config, device_type=device.type, context_bytes=context_bytes).total
+    _refuse_over(estimate, available, device)
+
+
+def check_pack_fits(configs: Sequence[RunConfig], device: torch.device, *, context_bytes: int | None = None) -> None:
+    """WontFitError when a pack of `configs` would need more memory than `device` has free."""
+    available = available_bytes(device)
+    if available is None:
+        return
+    estimate = estimate_pack_memory(configs, device_type=device.type, context_bytes=context_bytes).total
+    _refuse_over(estimate, available, device)
+
+
+def _refuse_over(estimate: int, available: int, device: torch.device) -> None:
     if estimate > available:
         where = f"on {device} (free GPU memory)" if device.type == "cuda" else "in RAM"
         raise WontFitError(estimate, available, where)

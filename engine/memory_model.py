@@ -4,10 +4,13 @@ It counts what the engine allocates (see `engine.backend` and `engine.fused`): t
 the parameters, the per-sample epoch records, the step buffers, one batch's activations and one
 chunk of the test pass. On CUDA it adds the context (measured once per device and remembered,
 see `engine.memory`) and the caching allocator's rounding; on the CPU it adds the loader's
-transient copy of the training images.
+transient copy of the training images. `estimate_pack_memory` does the same for a pack of runs
+trained together (`engine.packed`).
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 from engine.architecture import count_parameters
 from engine.config import RunConfig
@@ -82,5 +85,71 @@ def estimate_memory(
         gradients_and_buffers=sum(epoch_records) + sum(step_parts),
         activations_train=sum(train_parts),
         activations_test=sum(test_parts),
+        runtime_overhead=overhead,
+    )
+
+
+def estimate_pack_memory(
+    configs: Sequence[RunConfig],
+    *,
+    device_type: str,
+    context_bytes: int | None = None,
+    train_size: int | None = None,
+    test_size: int | None = None,
+    dtype_bytes: int = FLOAT_BYTES,
+) -> MemoryEstimate:
+    """Peak memory of a pack of `configs` (one dataset, batch size and conventions) by part.
+
+    It counts what `engine.packed` allocates: the dataset once (under `standard`, every slot's
+    epoch order), each slot's parameters at the pack's widths (its widest slot per layer), the
+    per-slot epoch records, the step buffers of a full and of the partial batch, and the larger of
+    the test pass's chunk and the calibration's copy of the parameters (the test pass runs while the
+    step buffers are allocated, so `activations_test` includes them). The overhead is a run's.
+    """
+    first = configs[0]
+    spec = DATASET_SPECS[first.dataset]
+    n = spec.train_size if train_size is None else train_size
+    m = spec.test_size if test_size is None else test_size
+    k, d, b, classes = len(configs), spec.features, first.batch_size, spec.classes
+    widths = [max(c.hidden[layer] for c in configs) for layer in range(len(first.hidden))]
+    outs = [*widths, classes]
+    per_slot_order = first.conventions == "standard" and len({c.seed for c in configs}) > 1
+
+    dataset_parts = [n * d, n * INDEX_BYTES, m * d, m * INDEX_BYTES]
+    if first.conventions == "standard":
+        # each slot's order; then either one shared order's labels, or the stacked orders and labels
+        dataset_parts += [k * n * INDEX_BYTES, (2 * k if per_slot_order else 1) * n * INDEX_BYTES]
+    parameter_parts = [k * (n_in * n_out + n_out) * dtype_bytes for n_in, n_out in zip([d, *widths], outs, strict=True)]
+    epoch_records = [k * n * dtype_bytes, k * n * INDEX_BYTES]
+
+    step_parts: list[int] = []  # inputs, gradients and per-sample buffers
+    activation_parts: list[int] = []
+    for rows in {b, n % b} - {0}:
+        copies = k if per_slot_order else 1
+        step_parts += [copies * rows * d, copies * rows * d * dtype_bytes]  # uint8 gather, float batch
+        step_parts += [k * rows * o * dtype_bytes for o in outs]  # d objective / d pre-activation
+        step_parts += [6 * k * rows * dtype_bytes, k * rows * INDEX_BYTES, rows * dtype_bytes]  # per sample
+        activation_parts += [k * rows * o * dtype_bytes for o in outs]
+    chunk = min(EVAL_CHUNK_ROWS, m)
+    test_parts = [chunk * d * dtype_bytes, *(k * chunk * o * dtype_bytes for o in outs), k * chunk * INDEX_BYTES]
+    if first.validation > 0:
+        test_parts.append(k * chunk * classes * dtype_bytes)  # log-softmax of the validation chunk
+    transient = max(sum(test_parts), sum(parameter_parts))  # the test pass, or calibration's copy
+
+    if device_type == "cuda":
+        everything = dataset_parts + parameter_parts + epoch_records + step_parts + activation_parts
+        largest = test_parts if sum(test_parts) >= sum(parameter_parts) else parameter_parts
+        resident = _cuda_reserved(everything + largest)
+        raw = sum(everything) + transient
+        context = DEFAULT_CUDA_CONTEXT if context_bytes is None else context_bytes
+        overhead = context + max(0, resident - raw)
+    else:
+        overhead = n * d  # the loader's copy of the training images while it decodes them
+    return MemoryEstimate(
+        dataset=sum(dataset_parts),
+        parameters=sum(parameter_parts),
+        gradients_and_buffers=sum(epoch_records) + sum(step_parts),
+        activations_train=sum(activation_parts),
+        activations_test=sum(activation_parts) + transient,
         runtime_overhead=overhead,
     )
