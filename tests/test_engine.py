@@ -73,7 +73,7 @@ def _run_epoch_steps(backend, epoch: int, steps: int) -> None:
 def _hand_logits(params: MLPParams, images_u8: torch.Tensor) -> torch.Tensor:
     """The MLP's forward pass written out: pixels / 255, Linear, ReLU, …, Linear."""
     a = images_u8.to(params.weights[0].dtype) / 255.0
-    for index, (w, b) in enumerate(zip(params.weights, params.biases)):
+    for index, (w, b) in enumerate(zip(params.weights, params.biases, strict=True)):
         a = a @ w.detach().t() + b.detach()
         if index < len(params.weights) - 1:
             a = torch.relu(a)
@@ -99,7 +99,7 @@ def _node_input_grads(node, inputs: list[Input], upstream: torch.Tensor) -> list
     node.forward()
     node.grad = upstream
     node.backward()
-    return [i.grad for i in inputs]
+    return [i.incoming() for i in inputs]
 
 
 def _autograd_grads(formula, values: list[torch.Tensor], upstream: torch.Tensor) -> list[torch.Tensor]:
@@ -122,7 +122,7 @@ def test_linear_backward_matches_autograd_for_input_weight_and_bias():
     want = _autograd_grads(lambda x, w, b: x @ w.t() + b, [x, w, b], upstream)
 
     torch.testing.assert_close(linear.output, x @ w.t() + b)
-    for name, g_got, g_want in zip(("dx", "dW", "db"), got, want):
+    for name, g_got, g_want in zip(("dx", "dW", "db"), got, want, strict=True):
         torch.testing.assert_close(g_got, g_want, rtol=1e-12, atol=1e-12, msg=name)
 
 
@@ -203,7 +203,7 @@ def test_regularization_backward_matches_autograd():
     want = _autograd_grads(formula, [w1, w2], upstream)
 
     torch.testing.assert_close(node.output, formula(w1, w2))
-    for g_got, g_want in zip(got, want):
+    for g_got, g_want in zip(got, want, strict=True):
         torch.testing.assert_close(g_got, g_want, rtol=1e-13, atol=0)
 
 
@@ -216,8 +216,8 @@ def test_sum_backward_matches_autograd():
     got = _node_input_grads(node, nodes, upstream)
     want = _autograd_grads(lambda a, b, c: a + b + c, terms, upstream)
 
-    assert node.output.item() == pytest.approx(1.75)
-    for g_got, g_want in zip(got, want):
+    assert node.value().item() == pytest.approx(1.75)
+    for g_got, g_want in zip(got, want, strict=True):
         torch.testing.assert_close(g_got, g_want)
 
 
@@ -260,7 +260,7 @@ def test_network_gradients_match_autograd_of_the_objective(conventions, reg, hid
     leaves = [t.clone().requires_grad_(True) for t in params.tensors()]
     weights, biases = leaves[0::2], leaves[1::2]
     a = x
-    for index, (w, b) in enumerate(zip(weights, biases)):
+    for index, (w, b) in enumerate(zip(weights, biases, strict=True)):
         a = a @ w.t() + b
         if index < len(weights) - 1:
             a = torch.relu(a)
@@ -268,10 +268,10 @@ def test_network_gradients_match_autograd_of_the_objective(conventions, reg, hid
     want = torch.autograd.grad(want_objective, leaves)
 
     torch.testing.assert_close(objective, want_objective.detach(), rtol=1e-13, atol=0)
-    got = [t for pair in zip(graph.weights, graph.biases) for t in pair]
+    got = [t for pair in zip(graph.weights, graph.biases, strict=True) for t in pair]
     assert [n.trainable for n in got] == [True] * len(got)
     assert graph.network.parameters == got
-    for index, (node, g_want) in enumerate(zip(got, want)):
+    for index, (node, g_want) in enumerate(zip(got, want, strict=True)):
         torch.testing.assert_close(node.grad, g_want, rtol=1e-10, atol=1e-14, msg=f"param {index}")
 
 
@@ -284,8 +284,8 @@ def test_network_step_updates_the_shared_parameter_tensors_in_place():
     graph.network.forward()
     graph.network.backward()
     graph.network.step(0.5)
-    for t, t0, node in zip(params.tensors(), before.tensors(), graph.network.parameters):
-        torch.testing.assert_close(t, t0 - 0.5 * node.grad)
+    for t, t0, node in zip(params.tensors(), before.tensors(), graph.network.parameters, strict=True):
+        torch.testing.assert_close(t, t0 - 0.5 * node.incoming())
 
 
 # --- 3. The lab's accounting, through the backends ----------------------------------------------
@@ -332,7 +332,7 @@ def test_partial_last_batch_is_trained_on_and_counted(engine):
 
     backend.train_step(LAST_STEP)
 
-    for t, t0 in zip(backend.params.tensors(), before.tensors()):
+    for t, t0 in zip(backend.params.tensors(), before.tensors(), strict=True):
         assert not torch.equal(t.detach(), t0.detach())
     totals = backend.epoch_totals(LAST_STEP + 1)
     assert (totals.samples, totals.steps) == (SAMPLES, LAST_STEP + 1)
@@ -377,7 +377,8 @@ def _hand_written_lab_epoch(data: DeviceData, params: MLPParams, *, lr: float, r
         batch_losses.append(loss.item())
         with torch.no_grad():
             for t in (w1, b1, w2, b2):
-                t -= lr * t.grad
+                assert t.grad is not None
+                t.sub_(lr * t.grad)
                 t.grad = None
     trained = MLPParams([w1.detach(), w2.detach()], [b1.detach(), b2.detach()])
     return trained, sum(batch_losses) / (n // BATCH), 100.0 * correct / n
@@ -407,7 +408,7 @@ def test_lab4_epoch_parameters_match_the_hand_written_lab_loop(engine, lab_epoch
     data, initial, (lab_params, _, _) = lab_epoch
     backend = _backend(engine, initial.clone(), data, lr=0.03, reg=0.01)
     _run_epoch_steps(backend, 0, backend.steps_per_epoch)
-    for got, want in zip(backend.params.tensors(), lab_params.tensors()):
+    for got, want in zip(backend.params.tensors(), lab_params.tensors(), strict=True):
         torch.testing.assert_close(got.detach(), want, rtol=0, atol=1e-12)
 
 
@@ -440,6 +441,7 @@ def test_standard_backend_takes_batches_and_labels_in_the_epoch_permutation(engi
     backend = _backend(engine, _params(conventions="standard"), data, conventions="standard", seed=3)
     backend.start_epoch(1)
     order = epoch_order(SAMPLES, conventions="standard", seed=3, epoch=1, device="cpu")
+    assert order is not None
     assert torch.equal(backend.batch_images(2), data.train_images[order[14:21]])
     assert torch.equal(backend.labels_in_order, data.train_labels[order])
     backend.train_step(0)
@@ -485,10 +487,10 @@ def test_native_graph_and_autograd_backends_agree_after_50_steps(conventions, re
     reference_params, reference_totals = results["autograd"]
     for engine in ("native", "graph"):
         got_params, got_totals = results[engine]
-        for index, (got, want) in enumerate(zip(got_params, reference_params)):
+        for index, (got, want) in enumerate(zip(got_params, reference_params, strict=True)):
             torch.testing.assert_close(got, want, rtol=0, atol=tol, msg=f"{engine} param {index}")
         assert len(got_totals) == len(reference_totals) == 4
-        for got, want in zip(got_totals, reference_totals):
+        for got, want in zip(got_totals, reference_totals, strict=True):
             assert (got.samples, got.steps, got.correct) == (want.samples, want.steps, want.correct)
             assert got.loss_sum == pytest.approx(want.loss_sum, rel=tol)
 
@@ -521,14 +523,14 @@ def test_init_is_reproducible_from_the_seed(conventions):
     def draw(seed):
         return init_params(FEATURES, [16, 8], CLASSES, conventions=conventions, seed=seed).tensors()
 
-    assert all(torch.equal(a, b) for a, b in zip(draw(7), draw(7)))
-    assert not any(torch.equal(a, b) for a, b in zip(draw(7)[0::2], draw(8)[0::2]))
+    assert all(torch.equal(a, b) for a, b in zip(draw(7), draw(7), strict=True))
+    assert not any(torch.equal(a, b) for a, b in zip(draw(7)[0::2], draw(8)[0::2], strict=True))
 
 
 def test_init_draws_the_same_numbers_in_every_dtype():
     single = init_params(FEATURES, [16], CLASSES, conventions="lab4", seed=1, dtype=torch.float32)
     double = init_params(FEATURES, [16], CLASSES, conventions="lab4", seed=1, dtype=F64)
-    for a, b in zip(single.tensors(), double.tensors()):
+    for a, b in zip(single.tensors(), double.tensors(), strict=True):
         assert a.dtype == torch.float32 and b.dtype == F64
         assert torch.equal(a, b.float())
 
@@ -622,7 +624,7 @@ def test_native_backend_agrees_with_autograd_on_every_device(device, conventions
         totals = _train_steps(backend, 20)
         results.append((backend.params.tensors(), totals[-1], backend.test_accuracy()))
     (native, native_totals, native_acc), (oracle, oracle_totals, oracle_acc) = results
-    for got, want in zip(native, oracle):
+    for got, want in zip(native, oracle, strict=True):
         assert got.device.type == device
         torch.testing.assert_close(got.detach(), want.detach(), rtol=0, atol=1e-4)
     assert native_totals.correct == oracle_totals.correct

@@ -9,6 +9,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
 import pytest
 
@@ -104,7 +105,7 @@ def fake_nvml(monkeypatch: pytest.MonkeyPatch, fresh_nvml: None) -> FakePynvml:
     return _use_fake_nvml(monkeypatch, FakePynvml())
 
 
-def _snapshot(**changes: object) -> GpuSnapshot:
+def _snapshot(**changes: Any) -> GpuSnapshot:
     fields = dict(
         available=True,
         name="Fake GPU",
@@ -181,11 +182,14 @@ def test_probe_counts_the_memory_of_its_child_processes(fake_nvml: FakePynvml) -
     """The app trains in a child process: "this process" must include it."""
     child = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE)
     try:
-        fake_nvml.compute = [FakeProcess(gpu.os.getpid(), 100 * MIB), FakeProcess(child.pid, 400 * MIB), FakeProcess(7, GIB)]
+        fake_nvml.compute = [
+            FakeProcess(gpu.os.getpid(), 100 * MIB), FakeProcess(child.pid, 400 * MIB), FakeProcess(7, GIB),
+        ]
 
         assert child.pid in gpu.process_tree(gpu.os.getpid())
         assert NvmlGpuProbe().snapshot().process_bytes == 500 * MIB
     finally:
+        assert child.stdin is not None
         child.stdin.close()
         child.wait()
 
@@ -342,7 +346,9 @@ def test_without_cuda_visible_devices_cuda_index_is_nvml_index(four_gpus: FakePy
     assert NvmlGpuProbe(index=1).snapshot().name == "Fake GPU 1"
 
 
-@pytest.mark.parametrize(("visible", "index", "name"), [("2,3", 0, "Fake GPU 2"), ("2,3", 1, "Fake GPU 3"), ("3, 0", 1, "Fake GPU 0")])
+@pytest.mark.parametrize(
+    ("visible", "index", "name"), [("2,3", 0, "Fake GPU 2"), ("2,3", 1, "Fake GPU 3"), ("3, 0", 1, "Fake GPU 0")]
+)
 def test_cuda_index_counts_the_gpus_cuda_visible_devices_lists(
     four_gpus: FakePynvml, monkeypatch: pytest.MonkeyPatch, visible: str, index: int, name: str,
 ) -> None:
@@ -365,7 +371,7 @@ def test_cuda_visible_devices_uuid_prefix_of_several_gpus_is_unavailable(
 ) -> None:
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "GPU-")
     snapshot = NvmlGpuProbe().snapshot()
-    assert not snapshot.available
+    assert not snapshot.available and snapshot.reason is not None
     assert "more than one GPU" in snapshot.reason
 
 
@@ -376,7 +382,7 @@ def test_gpu_not_among_cuda_visible_devices_is_unavailable_with_the_variable_nam
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", visible)
     probe = NvmlGpuProbe(index=0 if visible != "1,-1,0" else 1)
     snapshot = probe.snapshot()
-    assert not snapshot.available
+    assert not snapshot.available and snapshot.reason is not None
     assert "CUDA_VISIBLE_DEVICES" in snapshot.reason
 
 

@@ -149,7 +149,7 @@ def test_preset_to_toml_parses_back_to_the_same_config() -> None:
 
 
 def test_saving_a_shipped_name_is_refused() -> None:
-    with pytest.raises(PresetError, match="fmnist_exp1.*shipped"):
+    with pytest.raises(PresetError, match=r"fmnist_exp1.*shipped"):
         save_preset("fmnist_exp1", CUSTOM, overwrite=True)
     assert not (user_presets_dir() / "fmnist_exp1.toml").exists()
 
