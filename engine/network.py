@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import torch
 
+from engine.config import Conventions
 from engine.nodes import Input, Layer, Linear, Regularization, ReLU, Softmax, Sum
 from engine.params import MLPParams
 
@@ -67,7 +68,7 @@ class MLPGraph:
     biases: list[Input]
 
 
-def build_mlp(params: MLPParams, *, conventions: str = "lab4", reg: float = 0.0) -> MLPGraph:
+def build_mlp(params: MLPParams, *, conventions: Conventions = "lab4", reg: float = 0.0) -> MLPGraph:
     """Wire Linear → ReLU → … → Linear → Softmax (+ Regularization) over `params`, for any depth.
 
     The parameter tensors are shared, not copied: the network's SGD step updates them in place.

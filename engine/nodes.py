@@ -13,6 +13,8 @@ import operator
 
 import torch
 
+from engine.config import Conventions
+
 LAB4_LOG_EPSILON = 1e-8
 
 
@@ -113,7 +115,7 @@ class Softmax(Layer):
     `-log(p_y + 1e-8)` under lab4) and `probabilities` the softmax.
     """
 
-    def __init__(self, logits: Layer, labels: Input, conventions: str = "lab4") -> None:
+    def __init__(self, logits: Layer, labels: Input, conventions: Conventions = "lab4") -> None:
         super().__init__(logits, labels)
         self.logits, self.labels = logits, labels
         self.conventions = conventions
