@@ -25,10 +25,11 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 from textual import events
-from textual.binding import Binding
+from textual.binding import Binding, BindingType
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -47,7 +48,9 @@ RUN_TIMEOUT_S = 300.0
 class PingApp(TunerApp):
     """The app with one extra key whose handler records when it ran."""
 
-    BINDINGS = [*TunerApp.BINDINGS, Binding("ctrl+t", "ping", show=False, priority=True)]
+    BINDINGS: ClassVar[list[BindingType]] = [
+        *TunerApp.BINDINGS, Binding("ctrl+t", "ping", show=False, priority=True),
+    ]
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
@@ -75,9 +78,9 @@ def headless_train_seconds(config: RunConfig, store: ResultsStore) -> float:
     return recorded.finished.resources.train_time_s
 
 
-def in_thread_runner(config, store, on_event, cancel, *, preset=None):
+def in_thread_runner(config, store, on_event, cancel, *, labels=None, force=False):
     """The run in the app's own process (its worker thread), sharing the GIL with drawing."""
-    return run_recorded(config, store, on_event, cancel=cancel, preset=preset)
+    return run_recorded(config, store, on_event, cancel=cancel, labels=labels, force=force)
 
 
 async def app_train_seconds(config: RunConfig, store: ResultsStore, runner) -> tuple[float, list[float]]:
@@ -90,7 +93,7 @@ async def app_train_seconds(config: RunConfig, store: ResultsStore, runner) -> t
         runs_before = len(store.list_runs())
         await pilot.press("f5")  # a short run may be over by the time this returns
         deadline = time.perf_counter() + RUN_TIMEOUT_S
-        while app.running or len(store.list_runs()) == runs_before:
+        while app.tuning.running or len(store.list_runs()) == runs_before:
             assert time.perf_counter() < deadline, "the run under the app did not finish"
             await asyncio.sleep(PING_INTERVAL_S)
             before = len(app.handled_at)

@@ -171,6 +171,7 @@ def _epoch_end(config: RunConfig, epoch: int) -> EpochEnd:
     return EpochEnd(
         epoch=epoch, train_loss=round(0.8 / epoch, 4), train_accuracy=70.0 + 5 * epoch,
         test_accuracy=68.5 + 5 * epoch, seconds=_steps_per_epoch(config) * SECONDS_PER_STEP,
+        train_ce=round(0.1 + 0.5 / epoch, 4),
     )
 
 

@@ -94,7 +94,7 @@ def make_app(store: ResultsStore, config: RunConfig | None = None, **kwargs) -> 
     probe = FakeGpuProbe(GpuSnapshot.unavailable("no NVIDIA driver"))
     return TunerApp(
         store, config=config, gpu_probe=probe, system=FixedSystemInfo(probe, free=8 * 1024**3),
-        watch_gpu=False, **kwargs,
+        list_gpus=list, watch_gpu=False, **kwargs,
     )
 
 
@@ -107,8 +107,11 @@ async def wait_until(pilot: Pilot, done: Callable[[], bool], timeout: float = RU
 
 
 async def ready(pilot: Pilot) -> None:
-    """The tuning screen is pushed by an async on_mount; wait until its form has reported."""
-    await wait_until(pilot, lambda: isinstance(pilot.app.screen, TuningScreen) and pilot.app.tuning.form_state is not None)
+    """Wait until the tuning screen's form has reported and its checks have run (the dataset check
+    waits for the first frame and imports torch; the layout is stable after it)."""
+    app = pilot.app
+    await wait_until(pilot, lambda: isinstance(app.screen, TuningScreen) and app.tuning.form_state is not None)
+    await wait_until(pilot, lambda: app.tuning.dataset_checked is not None)
 
 
 def log_lines(app: TunerApp) -> list[str]:
@@ -123,7 +126,7 @@ async def start_and_wait_for_the_end(pilot: Pilot) -> None:
     """F5 on the ready tuning screen, then wait until the run has ended (however it ended)."""
     await ready(pilot)
     await pilot.press("f5")
-    await wait_until(pilot, lambda: not pilot.app.running)
+    await wait_until(pilot, lambda: not pilot.app.tuning.running)
 
 
 def epoch_lines(app: TunerApp) -> list[str]:
@@ -150,7 +153,7 @@ def test_f5_runs_the_form_config_and_stores_it_as_completed(store, data_root):
         async with app.run_test(size=SIZE) as pilot:
             await ready(pilot)
             await pilot.press("f5")
-            await wait_until(pilot, lambda: len(epoch_lines(app)) == 2 and not app.running)
+            await wait_until(pilot, lambda: len(epoch_lines(app)) == 2 and not app.tuning.running)
 
     run_scenario(scenario)
     [record] = store.list_runs()
@@ -170,9 +173,9 @@ def test_f6_stops_the_run_and_stores_it_as_cancelled_with_its_finished_epochs(st
             try:
                 await wait_until(pilot, lambda: len(epoch_lines(app)) >= 1)
                 await pilot.press("f6")
-                await wait_until(pilot, lambda: not app.running)
+                await wait_until(pilot, lambda: not app.tuning.running)
             finally:
-                app.cancel_event.set()
+                app.tuning.controller.cancel_event.set()
             assert app.screen.query_one("#start", Button).disabled is False
             assert app.screen.query_one("#stop", Button).disabled is True
             shown = len(epoch_lines(app))
@@ -197,7 +200,7 @@ def test_an_invalid_field_disables_start_and_f5_starts_nothing(store, data_root)
             await pilot.press("f5")
             for _ in range(10):
                 await pilot.pause(0.02)
-            assert not app.running
+            assert not app.tuning.running
             assert log_lines(app) == []
 
     run_scenario(scenario)
@@ -260,8 +263,9 @@ def test_l_on_the_runs_screen_loads_the_runs_config_into_the_form(store):
             await pilot.pause()
             form = app.tuning.form
             assert form.values() == {
-                "dataset": "fmnist", "hidden": "64,32", "lr": "0.05", "batch_size": "25", "epochs": "4",
-                "reg": "0.01", "seed": "7", "conventions": "standard", "engine": "graph", "device": "cpu",
+                "dataset": "fmnist", "data_root": "", "hidden": "64,32", "lr": "0.05", "batch_size": "25",
+                "epochs": "4", "reg": "0.01", "seed": "7", "conventions": "standard", "engine": "graph",
+                "device": "cpu",
             }
             assert app.tuning.form_state.config == stored
 
@@ -279,11 +283,11 @@ def test_ctrl_q_during_a_run_asks_first_and_yes_stores_it_as_cancelled_and_exits
                 await wait_until(pilot, lambda: bool(store.list_runs()))
                 await pilot.press("ctrl+q")
                 await wait_until(pilot, lambda: isinstance(app.screen, ConfirmScreen))
-                assert app.return_code is None and app.running
+                assert app.return_code is None and app.tuning.running
                 await pilot.press("y")
                 await wait_until(pilot, lambda: app.return_code is not None)
             finally:
-                app.cancel_event.set()
+                app.tuning.controller.cancel_event.set()
 
     run_scenario(scenario)
     [record] = store.list_runs()
@@ -304,11 +308,11 @@ def test_ctrl_q_during_a_run_answered_no_keeps_it_running(store, data_root):
                 await wait_until(pilot, lambda: isinstance(app.screen, ConfirmScreen))
                 await pilot.press("n")
                 await wait_until(pilot, lambda: app.screen is app.tuning)
-                assert app.running and not app.cancel_event.is_set()
+                assert app.tuning.running and not app.tuning.controller.cancel_event.is_set()
                 assert app.return_code is None
             finally:
-                app.cancel_event.set()
-                await wait_until(pilot, lambda: not app.running)
+                app.tuning.controller.cancel_event.set()
+                await wait_until(pilot, lambda: not app.tuning.running)
 
     run_scenario(scenario)
 
@@ -324,7 +328,7 @@ def test_f5_starts_a_run_while_focus_is_in_an_input(store, data_root):
             await pilot.pause()
             assert app.focused is field
             await pilot.press("f5")
-            await wait_until(pilot, lambda: not app.running and bool(store.list_runs()))
+            await wait_until(pilot, lambda: not app.tuning.running and bool(store.list_runs()))
             assert field.value == "0.01"
 
     run_scenario(scenario)
@@ -340,7 +344,7 @@ def test_clicking_the_start_button_starts_a_run(store):
         async with app.run_test(size=SIZE) as pilot:
             await ready(pilot)
             await pilot.click("#start")
-            await wait_until(pilot, lambda: bool(runner.calls) and not app.running, timeout=2.0)
+            await wait_until(pilot, lambda: bool(runner.calls) and not app.tuning.running)
 
     run_scenario(scenario)
     assert [r.status for r in store.list_runs()] == ["completed"]
@@ -358,12 +362,12 @@ def test_quit_confirmed_after_the_run_ended_on_its_own_still_quits(store):
                 await wait_until(pilot, runner.waiting.is_set)
                 await pilot.press("ctrl+q")
                 await wait_until(pilot, lambda: isinstance(app.screen, ConfirmScreen))
-                app.cancel_event.set()  # the run ends while the question is open
-                await wait_until(pilot, lambda: not app.running)
+                app.tuning.controller.cancel_event.set()  # the run ends while the question is open
+                await wait_until(pilot, lambda: not app.tuning.running)
                 await pilot.press("y")
-                await wait_until(pilot, lambda: app.return_code is not None, timeout=2.0)
+                await wait_until(pilot, lambda: app.return_code is not None)
             finally:
-                app.cancel_event.set()
+                app.tuning.controller.cancel_event.set()
 
     run_scenario(scenario)
 
@@ -384,7 +388,7 @@ def test_reports_drawn_together_still_put_every_loss_in_the_sparkline(store):
                 await wait_until(pilot, lambda: last in status_text(app))
                 assert app.tuning.query_one("#loss-spark", Sparkline).data == [r.recent_loss for r in reports]
             finally:
-                app.cancel_event.set()
+                app.tuning.controller.cancel_event.set()
 
     run_scenario(scenario)
 

@@ -1,15 +1,19 @@
 """Snapshots of the app's screens at 80×24 (SSH) and 120×40, with everything that varies fixed.
 
-As in Posting's snapshot tests: a fake GPU probe and fixed system figures, a scripted runner with
-fixed numbers, config/cache/data/store folders under tmp_path, no cursor blink, no animations.
-Update with `python -m pytest tests/test_app_snapshots.py --snapshot-update` and look at the
-report before committing.
+As in Posting's snapshot tests: a fake GPU probe and GPU list, fixed system figures, a scripted
+runner with fixed numbers, stored runs written on a fixed clock and shown in UTC, a tiny dataset
+under tmp_path (so no "not found" check shows unless a test wants one), config/cache/store folders
+under tmp_path, no cursor blink, no animations. Update with
+`python -m pytest tests/test_app_snapshots.py --snapshot-update` and look at the report before
+committing.
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import threading
+import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
@@ -20,9 +24,13 @@ from textual.widgets import Input
 from engine.config import RunConfig
 from engine.events import Event
 from engine.gpu import GpuSnapshot
+from tests.datafiles import write_idx_dataset
 from tests.doubles import FakeGpuProbe, FixedSystemInfo
 from tests.fake_runner import ScriptedRunner, completed_run_events, diverged_run_events, in_progress_events
 from tuner_tui.app.app import TunerApp
+from tuner_tui.app.components.compare_screen import CompareScreen
+from tuner_tui.app.components.help_screen import HelpScreen
+from tuner_tui.app.components.run_detail import RunDetailScreen
 from tuner_tui.app.components.runs_screen import RunsScreen
 from tuner_tui.app.components.save_preset import SavePresetScreen
 from tuner_tui.app.components.tuning_screen import TuningScreen
@@ -37,24 +45,33 @@ FAKE_GPU = GpuSnapshot(
 )
 
 
+STORED_AT = 1_767_268_800.0  # 2026-01-01 12:00 UTC: stored runs are dated from here, a minute apart
+
+
 @pytest.fixture(autouse=True)
 def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Config, cache, data and store under tmp_path; a steady cursor in every Input."""
+    """Config, cache, data and store under tmp_path; a tiny Fashion-MNIST and MNIST in the data root and
+    no system-wide copy; dates in UTC; a steady cursor in every Input."""
     for name in ("TUNER_TUI_CONFIG_DIR", "TUNER_TUI_CACHE_DIR", "TUNER_TUI_DATA"):
         monkeypatch.setenv(name, str(tmp_path / name.lower()))
+    write_idx_dataset(tmp_path / "tuner_tui_data", train=20, test=10)
+    monkeypatch.setattr("engine.datasets.DEBIAN_FASHION_MNIST", tmp_path / "no-system-copy")
     monkeypatch.setenv("TUNER_TUI_STORE", str(tmp_path / "env-store.sqlite3"))
+    monkeypatch.setenv("TZ", "UTC")
+    time.tzset()
     monkeypatch.setattr(Input, "cursor_blink", False)
 
 
 def make_app(
     store_path: Path, *, runner: ScriptedRunner | None = None, config: RunConfig | None = None,
-    preset_name: str | None = None,
+    preset_name: str | None = None, gpu: GpuSnapshot = FAKE_GPU, free: int = 12 * GIB,
 ) -> TunerApp:
-    probe = FakeGpuProbe(FAKE_GPU)
+    probe = FakeGpuProbe(gpu)
     app = TunerApp(
         ResultsStore(store_path), config=config, preset_name=preset_name,
         runner=runner or ScriptedRunner(completed_run_events(RunConfig())),
-        gpu_probe=probe, system=FixedSystemInfo(probe, free=12 * GIB, device_names={}), watch_gpu=False,
+        gpu_probe=probe, system=FixedSystemInfo(probe, free=free, device_names={}),
+        list_gpus=lambda: [gpu] if gpu.available else [], watch_gpu=False,
     )
     app.animation_level = "none"
     app.NOTIFICATION_TIMEOUT = 600  # a toast in a screenshot must not expire on a slow machine
@@ -74,8 +91,9 @@ async def settle(pilot: Pilot, done: Callable[[], bool], *, timeout: float = 30.
 
 
 async def tuning_ready(pilot: Pilot) -> None:
-    """The app pushes its tuning screen in an async on_mount: wait for it (run_before may start first)."""
+    """Wait for the tuning screen's form and its checks (the dataset check runs after the first frame)."""
     await settle(pilot, lambda: isinstance(pilot.app.screen, TuningScreen) and pilot.app.tuning.form_state is not None)
+    await settle(pilot, lambda: pilot.app.tuning.dataset_checked is not None)
 
 
 def start_and_finish(runner: ScriptedRunner) -> Callable[[Pilot], Awaitable[None]]:
@@ -84,7 +102,7 @@ def start_and_finish(runner: ScriptedRunner) -> Callable[[Pilot], Awaitable[None
     async def run_before(pilot: Pilot) -> None:
         await tuning_ready(pilot)
         await pilot.press("f5")
-        await settle(pilot, lambda: bool(runner.calls) and not pilot.app.running)
+        await settle(pilot, lambda: bool(runner.calls) and not pilot.app.tuning.running)
 
     return run_before
 
@@ -95,11 +113,13 @@ def record_runs(store: ResultsStore, runs: list[tuple[RunConfig, list[Event]]]) 
 
 
 def three_runs(store_path: Path) -> None:
-    """Run 1 completed (fmnist), run 2 diverged (fmnist, lr 5), run 3 completed (cifar10)."""
+    """Run 1 completed (fmnist), run 2 diverged (fmnist, lr 5), run 3 completed (cifar10), stored a
+    minute apart on a fixed clock."""
     fmnist = RunConfig(epochs=3)
     wild = RunConfig(lr=5.0, batch_size=100)
     cifar = RunConfig(dataset="cifar10", hidden=(512, 256), lr=0.001, batch_size=50, reg=0.001)
-    with ResultsStore(store_path) as store:
+    minutes = itertools.count()
+    with ResultsStore(store_path, clock=lambda: STORED_AT + 60 * next(minutes)) as store:
         record_runs(store, [
             (fmnist, completed_run_events(fmnist, epochs=3)),
             (wild, diverged_run_events(wild, step=734)),
@@ -146,14 +166,14 @@ def test_run_in_progress(snap_compare, tmp_path, terminal_size):
     exit_app = app.exit
 
     def exit_and_release(*args, **kwargs) -> None:
-        app.cancel_event.set()
+        app.tuning.controller.cancel_event.set()
         exit_app(*args, **kwargs)
 
     app.exit = exit_and_release
     try:
         assert snap_compare(app, terminal_size=terminal_size, run_before=run_before)
     finally:
-        app.cancel_event.set()
+        app.tuning.controller.cancel_event.set()
 
 
 @SIZES
@@ -171,30 +191,75 @@ def test_diverged_run(snap_compare, tmp_path, terminal_size):
     assert snap_compare(app, terminal_size=terminal_size, run_before=start_and_finish(runner))
 
 
+async def open_browser(pilot: Pilot) -> None:
+    await tuning_ready(pilot)
+    await pilot.press("f2")
+    await settle(pilot, lambda: isinstance(pilot.app.screen, RunsScreen) and pilot.app.screen.table.row_count > 0)
+
+
 @SIZES
-def test_runs_table(snap_compare, tmp_path, terminal_size):
+def test_runs_browser(snap_compare, tmp_path, terminal_size):
+    three_runs(tmp_path / "runs.sqlite3")
+    assert snap_compare(make_app(tmp_path / "runs.sqlite3"), terminal_size=terminal_size, run_before=open_browser)
+
+
+@SIZES
+def test_runs_browser_sorted_by_test_accuracy_keeps_the_cursor_on_its_run(snap_compare, tmp_path, terminal_size):
     three_runs(tmp_path / "runs.sqlite3")
 
     async def run_before(pilot: Pilot) -> None:
-        await tuning_ready(pilot)
-        await pilot.press("f2")
-        await settle(pilot, lambda: isinstance(pilot.app.screen, RunsScreen))
+        await open_browser(pilot)
+        await pilot.press("a")
+        await settle(pilot, lambda: pilot.app.screen.table.sort_key == "test acc")
 
     assert snap_compare(make_app(tmp_path / "runs.sqlite3"), terminal_size=terminal_size, run_before=run_before)
 
 
 @SIZES
-def test_run_detail_of_the_second_row(snap_compare, tmp_path, terminal_size):
+def test_a_runs_plots(snap_compare, tmp_path, terminal_size):
     three_runs(tmp_path / "runs.sqlite3")
 
     async def run_before(pilot: Pilot) -> None:
-        await tuning_ready(pilot)
-        await pilot.press("f2")
-        await settle(pilot, lambda: isinstance(pilot.app.screen, RunsScreen))
-        await pilot.press("down")
-        await settle(pilot, lambda: pilot.app.screen.current_record().id == 2)
+        await open_browser(pilot)
+        await pilot.press("down", "down", "enter")  # run 1: three epochs
+        await settle(pilot, lambda: isinstance(pilot.app.screen, RunDetailScreen))
 
     assert snap_compare(make_app(tmp_path / "runs.sqlite3"), terminal_size=terminal_size, run_before=run_before)
+
+
+@SIZES
+def test_compare_three_runs(snap_compare, tmp_path, terminal_size):
+    three_runs(tmp_path / "runs.sqlite3")
+
+    async def run_before(pilot: Pilot) -> None:
+        await open_browser(pilot)
+        await pilot.press("space", "down", "space", "down", "space", "c")
+        await settle(pilot, lambda: isinstance(pilot.app.screen, CompareScreen))
+
+    assert snap_compare(make_app(tmp_path / "runs.sqlite3"), terminal_size=terminal_size, run_before=run_before)
+
+
+@SIZES
+def test_help(snap_compare, tmp_path, terminal_size):
+    async def run_before(pilot: Pilot) -> None:
+        await tuning_ready(pilot)
+        await pilot.press("question_mark")
+        await settle(pilot, lambda: isinstance(pilot.app.screen, HelpScreen))
+
+    assert snap_compare(make_app(tmp_path / "runs.sqlite3"), terminal_size=terminal_size, run_before=run_before)
+
+
+@SIZES
+def test_checks_failing_before_start(snap_compare, tmp_path, terminal_size):
+    """CIFAR-10 under a data root that does not hold it, a CUDA device without a driver, and a network
+    that will not fit: each said beside its field before F5."""
+    config = RunConfig(
+        dataset="cifar10", hidden=(16384, 16384), batch_size=50, device="cuda", data_root="/nonexistent/data"
+    )
+    app = make_app(
+        tmp_path / "runs.sqlite3", config=config, gpu=GpuSnapshot.unavailable("no NVIDIA driver"), free=1 * GIB
+    )
+    assert snap_compare(app, terminal_size=terminal_size, run_before=tuning_ready)
 
 
 @SIZES

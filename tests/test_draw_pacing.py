@@ -91,7 +91,7 @@ def test_run_log_writes_lines_added_within_a_second_together_in_order():
 
 def test_run_log_now_writes_the_waiting_lines_first():
     async def scenario() -> None:
-        async with mounted_log() as (pilot, log):
+        async with mounted_log() as (_pilot, log):
             log.add_line("epoch 1")
             log.add_line("epoch 2")
             log.add_line("completed: 2 epochs", now=True)

@@ -1,10 +1,13 @@
-"""Messages that cross from the training worker thread to the app (`post_message` is thread-safe)."""
+"""Messages that cross from worker threads to the screens (`post_message` is thread-safe), and the
+tuning screen's word to the app that its run has ended."""
 
 from __future__ import annotations
 
 from textual.message import Message
 
+from engine.config import RunConfig
 from engine.events import Event
+from tuner_tui.runs.store import RunRecord
 
 
 class RunEventMessage(Message):
@@ -16,8 +19,32 @@ class RunEventMessage(Message):
 
 
 class RunRejected(Message):
-    """The run could not start: bad input found while preparing it (one line)."""
+    """The run could not start: bad input found while preparing it (one line).
 
-    def __init__(self, reason: str) -> None:
+    `field` names the config field at fault when known (`memory`: the run would not fit)."""
+
+    def __init__(self, reason: str, field: str | None = None) -> None:
         super().__init__()
         self.reason = reason
+        self.field = field
+
+
+class RunEnded(Message):
+    """The run in progress has ended, however it ended (posted by the tuning screen; the app listens)."""
+
+
+class DatasetChecked(Message):
+    """Whether the dataset of `config` would be found: `problem` is None when it would."""
+
+    def __init__(self, config: RunConfig, problem: str | None) -> None:
+        super().__init__()
+        self.config = config
+        self.problem = problem
+
+
+class LoadConfig(Message):
+    """Load this stored run's config into the tuning screen's form (from the browser or a run's detail)."""
+
+    def __init__(self, record: RunRecord) -> None:
+        super().__init__()
+        self.record = record

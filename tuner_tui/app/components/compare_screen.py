@@ -1,60 +1,94 @@
-"""Two runs side by side: the config keys that differ, the results, and both runs' curves."""
+"""Any number of marked runs compared: their curves overlaid with a legend, then one table of their
+configs (differences marked ≠) and results.
+
+Test accuracy and the mean cross-entropy are plotted: the lab's loss depends on the batch size under
+lab4, so runs with different batches are compared by cross-entropy (the table shows both). The
+screen scrolls, so nothing is cut at 80×24.
+"""
 
 from __future__ import annotations
 
-from rich.table import Table
+from collections.abc import Callable, Sequence
+from typing import ClassVar
+
+from rich.text import Text
 from textual.app import ComposeResult
-from textual.binding import Binding
-from textual.containers import Horizontal, Vertical
+from textual.binding import Binding, BindingType
+from textual.containers import Horizontal, VerticalScroll
 from textual.screen import Screen
-from textual.widgets import Footer, Header, Static
+from textual.widgets import DataTable, Footer, Header
 
 from engine.config import FIELD_NAMES
 from tuner_tui.app.components.config_form import format_field
-from tuner_tui.app.components.runs_screen import RunCurves, run_summary
-from tuner_tui.runs.lab_table import LAB_COLUMNS
+from tuner_tui.app.components.epoch_plot import EpochPlot, Series
+from tuner_tui.app.components.run_columns import duration, status_text
+from tuner_tui.app.components.run_detail import run_name
+from tuner_tui.app.field_words import field_label
+from tuner_tui.formatting import format_bytes, format_number, format_percent, format_seconds
+from tuner_tui.runs.lab_table import actual_memory
 from tuner_tui.runs.store import RunRecord
 
+HIDDEN_FIELDS = ("data_root",)  # where a run found its data says nothing about the run
+RESULT_ROWS: tuple[tuple[str, Callable[[RunRecord], str]], ...] = (
+    ("status", status_text),
+    ("test acc", lambda r: format_percent(r.test_accuracy)),
+    ("train acc", lambda r: format_percent(r.train_accuracy)),
+    ("lab loss", lambda r: format_number(r.train_loss)),
+    ("CE", lambda r: format_number(r.train_ce)),
+    ("time (training)", lambda r: format_seconds(r.train_time_s)),
+    ("duration", lambda r: format_seconds(duration(r))),
+    ("params", lambda r: f"{r.params:,}"),
+    ("est. memory", lambda r: format_bytes(r.estimated_memory_bytes)),
+    ("memory", lambda r: format_bytes(actual_memory(r))),
+)
 
-def comparison_table(left: RunRecord, right: RunRecord) -> Table:
-    """Config keys (differences marked ≠) then the lab's result columns, one run per column."""
-    table = Table(expand=True, show_edge=False)
-    table.add_column("")
-    table.add_column(f"run {left.id}", justify="right")
-    table.add_column(f"run {right.id}", justify="right")
+
+def curve(record: RunRecord, attribute: str) -> Series:
+    points = [(e.epoch, getattr(e, attribute)) for e in record.epochs if getattr(e, attribute) is not None]
+    return Series(run_name(record), [x for x, _ in points], [y for _, y in points])
+
+
+def comparison_rows(records: Sequence[RunRecord]) -> list[tuple[str, list[str], bool]]:
+    """(row title, one cell per run, whether the runs differ) for the config fields, then the results."""
+    rows = []
     for name in FIELD_NAMES:
-        if name == "data_root":
+        if name in HIDDEN_FIELDS:
             continue
-        a, b = format_field(name, left.config), format_field(name, right.config)
-        differs = a != b
-        table.add_row(f"≠ {name}" if differs else f"  {name}", a, b, style="bold" if differs else "dim")
-    table.add_section()
-    for column in LAB_COLUMNS[6:]:
-        table.add_row(f"  {column.title}", column.cell(left), column.cell(right))
-    return table
+        cells = [format_field(name, r.config) for r in records]
+        rows.append((field_label(name), cells, len(set(cells)) > 1))
+    rows += [(title, [cell(r) for r in records], False) for title, cell in RESULT_ROWS]
+    return rows
 
 
 class CompareScreen(Screen):
-    """Opened from the runs screen with two marked runs."""
+    """Opened from the runs browser with two or more marked runs."""
 
-    BINDINGS = [Binding("escape", "app.pop_screen", "Back")]
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "app.pop_screen", "Back")]
 
-    def __init__(self, left: RunRecord, right: RunRecord) -> None:
+    def __init__(self, records: Sequence[RunRecord]) -> None:
         super().__init__(id="compare")
-        self.left, self.right = left, right
+        self.records = list(records)
 
     def compose(self) -> ComposeResult:
         yield Header(show_clock=False, icon="≋")
-        diff = Static(comparison_table(self.left, self.right), id="compare-table")
-        diff.border_title = "Config and results"
-        yield diff
-        with Horizontal(id="compare-curves"):
-            for side, record in (("left", self.left), ("right", self.right)):
-                with Vertical(classes="compare-side"):
-                    yield Static(run_summary(record), classes="compare-summary")
-                    yield RunCurves(id=f"curves-{side}")
+        with VerticalScroll(id="compare-body"):
+            with Horizontal(id="compare-plots", classes="plots"):
+                yield EpochPlot("test accuracy", unit="%", id="compare-accuracy")
+                yield EpochPlot("mean cross-entropy (CE)", empty="not recorded", id="compare-ce")
+            yield DataTable(id="compare-table", cursor_type="row", zebra_stripes=True)
         yield Footer()
 
     def on_mount(self) -> None:
-        self.query_one("#curves-left", RunCurves).show(self.left)
-        self.query_one("#curves-right", RunCurves).show(self.right)
+        self.query_one("#compare-accuracy", EpochPlot).show([curve(r, "test_accuracy") for r in self.records])
+        self.query_one("#compare-ce", EpochPlot).show([curve(r, "train_ce") for r in self.records])
+        table: DataTable[Text] = self.query_one("#compare-table", DataTable)
+        table.add_column(Text(""), key="field")
+        for record in self.records:
+            table.add_column(Text(run_name(record), justify="right"), key=str(record.id))
+        first_result = next(title for title, _ in RESULT_ROWS)
+        for title, cells, differs in comparison_rows(self.records):
+            style = "bold" if differs else ""
+            marker = "≠ " if differs else "  "
+            if title == first_result:
+                table.add_row(*(Text("─" * 6, style="dim") for _ in range(len(self.records) + 1)))
+            table.add_row(Text(marker + title, style=style), *(Text(c, style=style, justify="right") for c in cells))

@@ -1,9 +1,18 @@
-"""The config form: selects and validated inputs for every RunConfig field, plus a preset picker."""
+"""The config form: selects and validated inputs for every RunConfig field, plus a preset picker.
+
+Under each field: its error (the value is invalid; Start is disabled) or a check that failed (the
+value is valid but the run would not get far: dataset not found, no GPU, will not fit). A field
+selects its whole value when focused, so typing replaces it, and the focused field's label is
+drawn reversed, which shows in 16 colours and without colour. The data root and the device say
+where a run trains, not what: loading a preset or a stored run keeps them unless it names its own.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
 from textual.message import Message
@@ -12,28 +21,28 @@ from textual.widgets import Input, Label, Select
 
 from engine.config import CONVENTIONS, ENGINES, ConfigError, RunConfig, check_batch_size
 from engine.dataset_specs import DATASET_SPECS
+from tuner_tui.app.device_choices import BASE_CHOICES
+from tuner_tui.app.field_words import field_label
 from tuner_tui.runs.presets import is_edited
 
-INPUT_FIELDS: dict[str, str] = {
-    "hidden": "hidden",
-    "lr": "learning rate",
-    "batch_size": "batch size",
-    "epochs": "epochs",
-    "reg": "L2 reg (λ)",
-    "seed": "seed",
+INPUT_FIELDS = ("data_root", "hidden", "lr", "batch_size", "epochs", "reg", "seed")
+SELECT_OPTIONS: dict[str, list[tuple[str, str]]] = {
+    "dataset": [(spec.title, name) for name, spec in DATASET_SPECS.items()],
+    "conventions": [(c, c) for c in CONVENTIONS],
+    "engine": [(e, e) for e in ENGINES],
+    "device": list(BASE_CHOICES),
 }
-SELECT_FIELDS: dict[str, tuple[str, list[tuple[str, str]]]] = {
-    "dataset": ("dataset", [(spec.title, name) for name, spec in DATASET_SPECS.items()]),
-    "conventions": ("conventions", [(c, c) for c in CONVENTIONS]),
-    "engine": ("engine", [(e, e) for e in ENGINES]),
-    "device": ("device", [(d, d) for d in ("auto", "cpu", "cuda")]),
-}
-FIELD_ORDER = ("dataset", "hidden", "lr", "batch_size", "epochs", "reg", "seed", "conventions", "engine", "device")
+FIELD_ORDER = (
+    "dataset", "data_root", "hidden", "lr", "batch_size", "epochs", "reg", "seed", "conventions", "engine", "device",
+)
+PLACEHOLDERS = {"data_root": "default"}
 
 
 def format_field(name: str, config: RunConfig) -> str:
-    """A config value as the form shows it (`256,128`, `0.01`)."""
+    """A config value as the form shows it (`256,128`, `0.01`, an empty data root)."""
     value = getattr(config, name)
+    if value is None:
+        return ""
     if name == "hidden":
         return ",".join(str(h) for h in value)
     if isinstance(value, float):
@@ -48,6 +57,15 @@ def check_field(name: str, raw: str) -> str | None:
     except ConfigError as error:
         return error.reason
     return None
+
+
+def keep_where(loaded: RunConfig, data_root: str | None, device: str) -> RunConfig:
+    """`loaded`, training with this data root and device unless it names its own."""
+    return dataclasses.replace(
+        loaded,
+        data_root=loaded.data_root if loaded.data_root is not None else data_root,
+        device=loaded.device if loaded.device != "auto" else device,
+    )
 
 
 class FieldValidator(Validator):
@@ -71,6 +89,10 @@ class FormState:
     edited: bool
 
 
+def _options(pairs: list[tuple[str, str]]) -> list[tuple[Text, str]]:
+    return [(Text(label), value) for label, value in pairs]
+
+
 class ConfigForm(Vertical):
     """Edits a RunConfig; posts `ConfigForm.Changed` whenever a value changes."""
 
@@ -91,8 +113,9 @@ class ConfigForm(Vertical):
         self.preset_name = preset_name
         self.preset_config: RunConfig | None = config if preset_name else None
         self._loading = False
-        self._select_options = {name: list(options) for name, (_, options) in SELECT_FIELDS.items()}
+        self._select_options = {name: list(options) for name, options in SELECT_OPTIONS.items()}
         self._shown_errors: dict[str, str] = {}
+        self._shown_checks: dict[str, str] = {}
         self._shown_note = ""
 
     def _options_with(self, name: str, value: str) -> list[tuple[str, str]]:
@@ -106,25 +129,25 @@ class ConfigForm(Vertical):
         with Horizontal(classes="form-row"):
             yield Label("preset", classes="form-label")
             yield Select(
-                [(name, name) for name in self._preset_names], prompt="(none)", id="preset",
+                _options([(name, name) for name in self._preset_names]), prompt="(none)", id="preset",
                 value=self.preset_name if self.preset_name in self._preset_names else Select.NULL,
                 compact=True,
             )
         yield Label("", id="edited-marker", classes="form-note hidden")
         for name in FIELD_ORDER:
             with Horizontal(classes="form-row"):
-                if name in SELECT_FIELDS:
-                    yield Label(SELECT_FIELDS[name][0], classes="form-label")
+                yield Label(field_label(name), classes="form-label")
+                if name in SELECT_OPTIONS:
                     value = getattr(self._initial, name)
                     options = self._options_with(name, value)
-                    yield Select(options, value=value, allow_blank=False, id=name, compact=True)
+                    yield Select(_options(options), value=value, allow_blank=False, id=name, compact=True)
                 else:
-                    yield Label(INPUT_FIELDS[name], classes="form-label")
                     yield Input(
-                        format_field(name, self._initial), id=name, compact=True,
-                        validators=[FieldValidator(name)], select_on_focus=False,
+                        format_field(name, self._initial), id=name, compact=True, select_on_focus=True,
+                        validators=[FieldValidator(name)], placeholder=PLACEHOLDERS.get(name, ""),
                     )
             yield Label("", id=f"{name}-error", classes="form-error hidden")
+            yield Label("", id=f"{name}-check", classes="form-check hidden")
 
     def on_mount(self) -> None:
         self.post_message(self.Changed(self.state()))
@@ -133,8 +156,10 @@ class ConfigForm(Vertical):
         """Every field's raw value."""
         out: dict[str, str] = {}
         for name in FIELD_ORDER:
-            widget = self.query_one(f"#{name}")
-            out[name] = str(widget.value)
+            if name in INPUT_FIELDS:
+                out[name] = self.query_one(f"#{name}", Input).value
+            else:
+                out[name] = str(self.query_one(f"#{name}", Select).value)
         return out
 
     def state(self) -> FormState:
@@ -153,7 +178,10 @@ class ConfigForm(Vertical):
         return FormState(config, errors, edited)
 
     def load(self, config: RunConfig, preset_name: str | None = None) -> None:
-        """Show `config` in the form; remember the preset it came from (for the edited marker)."""
+        """Show `config` in the form, training where the form's config trains unless it names its own
+        data root or device; remember the preset it came from (for the edited marker)."""
+        raw = self.values()
+        config = keep_where(config, raw["data_root"].strip() or None, raw["device"])
         self._initial = config
         self.preset_name = preset_name
         self.preset_config = config if preset_name else None
@@ -161,18 +189,31 @@ class ConfigForm(Vertical):
         preset = self.query_one("#preset", Select)
         preset.value = preset_name if preset_name in self._preset_names else Select.NULL
         for name in FIELD_ORDER:
-            widget = self.query_one(f"#{name}")
-            if isinstance(widget, Select):
-                value = getattr(config, name)
-                known = len(self._select_options[name])
-                options = self._options_with(name, value)
-                if len(options) != known:
-                    widget.set_options(options)
-                widget.value = value
+            if name in INPUT_FIELDS:
+                self.query_one(f"#{name}", Input).value = format_field(name, config)
             else:
-                widget.value = format_field(name, config)
+                self._set_select(name, getattr(config, name))
         self._loading = False
         self._refresh()
+
+    def _set_select(self, name: str, value: str) -> None:
+        select: Select[str] = self.query_one(f"#{name}", Select)
+        known = len(self._select_options[name])
+        options = self._options_with(name, value)
+        if len(options) != known:
+            select.set_options(_options(options))
+        select.value = value
+
+    def set_device_choices(self, choices: list[tuple[str, str]]) -> None:
+        """List these devices (label, value) in the device picker, keeping the chosen one."""
+        select: Select[str] = self.query_one("#device", Select)
+        chosen = str(select.value)
+        self._select_options["device"] = list(choices)
+        options = self._options_with("device", chosen)
+        self._loading = True
+        select.set_options(_options(options))
+        select.value = chosen
+        self._loading = False
 
     def adopt_preset(self, name: str, names: list[str]) -> None:
         """The form's config was just saved as preset `name`: list it and show it as loaded."""
@@ -181,10 +222,21 @@ class ConfigForm(Vertical):
         self.preset_config = self.state().config
         self._loading = True
         select = self.query_one("#preset", Select)
-        select.set_options([(n, n) for n in names])
+        select.set_options(_options([(n, n) for n in names]))
         select.value = name
         self._loading = False
         self._refresh()
+
+    def show_checks(self, problems: dict[str, str]) -> None:
+        """Show the checks that failed, by field (a field's own error hides its check)."""
+        for name in FIELD_ORDER:
+            reason = problems.get(name)
+            if reason == self._shown_checks.get(name):
+                continue
+            label = self.query_one(f"#{name}-check", Label)
+            label.update(Text(f"⚠ {reason}" if reason else ""))
+            label.display = bool(reason)
+        self._shown_checks = dict(problems)
 
     def _refresh(self) -> None:
         state = self.state()
@@ -193,14 +245,14 @@ class ConfigForm(Vertical):
             if reason == self._shown_errors.get(name):
                 continue  # restyling a widget is costly: touch only the fields that changed
             label = self.query_one(f"#{name}-error", Label)
-            label.update(f"⚠ {reason}" if reason else "")
+            label.update(Text(f"✗ {reason}" if reason else ""))
             label.display = bool(reason)
             self.query_one(f"#{name}").set_class(bool(reason), "-invalid")
         self._shown_errors = dict(state.errors)
         note = f"edited from {self.preset_name}" if state.edited else ""
         if note != self._shown_note:
             marker = self.query_one("#edited-marker", Label)
-            marker.update(note)
+            marker.update(Text(note))
             marker.display = state.edited
             self._shown_note = note
         self.post_message(self.Changed(state))

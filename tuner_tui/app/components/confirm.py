@@ -1,18 +1,23 @@
-"""A yes/no modal, used to confirm quitting while a run is in progress."""
+"""A yes/no modal: confirm quitting during a run, deleting a run, forcing a run that will not fit."""
 
 from __future__ import annotations
 
+from typing import ClassVar
+
+from rich.text import Text
 from textual.app import ComposeResult
-from textual.binding import Binding
+from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Label
 
 
 class ConfirmScreen(ModalScreen[bool]):
-    """Dismisses with True for yes."""
+    """Dismisses with True for yes. The question wraps inside the dialog, as plain text."""
 
-    BINDINGS = [Binding("escape", "no", "No"), Binding("y", "yes", "Yes"), Binding("n", "no", "No")]
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("escape", "no", "No"), Binding("y", "yes", "Yes"), Binding("n", "no", "No"),
+    ]
 
     def __init__(self, question: str, yes_label: str = "Yes") -> None:
         super().__init__()
@@ -21,7 +26,7 @@ class ConfirmScreen(ModalScreen[bool]):
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog"):
-            yield Label(self.question, classes="dialog-title")
+            yield Label(Text(self.question), classes="dialog-title")
             with Horizontal(classes="dialog-buttons"):
                 yield Button(self.yes_label, id="yes", variant="error")
                 yield Button("No", id="no", variant="primary")

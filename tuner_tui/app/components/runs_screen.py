@@ -1,211 +1,275 @@
-"""The runs screen: every stored run with the lab's columns; a run's curves and config; compare two."""
+"""The runs browser: every stored run, sorted and filtered as asked, opened, tagged, compared, deleted.
+
+Keys (also in the footer and the `?` help): Enter opens a run (plots and its epochs), `/` filters
+(status, dataset, preset, tag, lr range, words), `s` picks a sort column, `a` sorts by test
+accuracy best first, `S` reverses, space marks, `c` compares the marked runs, `l` loads a run's
+config into the form, `t` tags, `n` notes, `d` deletes (after asking). The best completed run is
+starred. Rows this version cannot read are listed as unreadable, with why.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import ClassVar
+
 from rich.text import Text
 from textual.app import ComposeResult
-from textual.binding import Binding
-from textual.containers import Horizontal, Vertical
-from textual.message import Message
+from textual.binding import Binding, BindingType
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Header, Label, Sparkline, Static
+from textual.widgets import DataTable, Footer, Header, Input, Label, Static
 
-from engine.config import DATASETS
-from engine.events import RunStatus
-from tuner_tui.formatting import config_summary, format_seconds
-from tuner_tui.runs.lab_table import LAB_COLUMNS, STATUS_COLUMN, Column
-from tuner_tui.runs.store import RunRecord
+from tuner_tui.app.components.compare_screen import CompareScreen
+from tuner_tui.app.components.confirm import ConfirmScreen
+from tuner_tui.app.components.prompts import ChoiceScreen, TextPromptScreen
+from tuner_tui.app.components.record_table import RecordTable
+from tuner_tui.app.components.run_columns import COLUMN_HELP, RUN_COLUMNS, Row, best_run, row_key
+from tuner_tui.app.components.run_detail import RunDetailScreen, run_summary
+from tuner_tui.app.messages import LoadConfig
+from tuner_tui.app.run_filter import FILTER_HELP, FilterError, RunFilter, parse_filter
+from tuner_tui.formatting import plural
+from tuner_tui.runs.store import ResultsStore, RunRecord, StoreError, UnreadableRun
 
-DATASET_COLUMN = Column("dataset", lambda r: r.config.dataset, lambda r: r.config.dataset, numeric=False)
-TABLE_COLUMNS: tuple[Column, ...] = (STATUS_COLUMN, DATASET_COLUMN, *LAB_COLUMNS)
-MARK = "●"
-
-
-def run_summary(record: RunRecord) -> str:
-    status = record.status
-    if record.message and record.message != RunStatus.COMPLETED.value:
-        status += f" — {record.message}"
-    return f"run {record.id} · {record.config.layers_label} · {record.device_name}\n{status}"
-
-
-class RunCurves(Vertical):
-    """A run's loss curve and per-epoch accuracies as sparklines, with the last values."""
-
-    def compose(self) -> ComposeResult:
-        for key, title in (("loss", "loss"), ("train", "train acc"), ("test", "test acc")):
-            with Horizontal(classes="spark-row"):
-                yield Label(title, classes="spark-label")
-                yield Sparkline([], classes=f"spark {key}-curve")
-                yield Label("–", classes=f"spark-value {key}-curve-value")
-
-    def show(self, record: RunRecord | None) -> None:
-        epochs = record.epochs if record else ()
-        series = {
-            "loss": list(record.loss_curve) if record else [],
-            "train": [e.train_accuracy for e in epochs if e.train_accuracy is not None],
-            "test": [e.test_accuracy for e in epochs if e.test_accuracy is not None],
-        }
-        finals = {
-            "loss": record.train_loss if record else None,
-            "train": record.train_accuracy if record else None,
-            "test": record.test_accuracy if record else None,
-        }
-        formats = {"loss": "{:.4f}", "train": "{:.2f} %", "test": "{:.2f} %"}
-        for key, values in series.items():
-            self.query_one(f".{key}-curve", Sparkline).data = values
-            final = finals[key]
-            self.query_one(f".{key}-curve-value", Label).update("–" if final is None else formats[key].format(final))
+KEY_COLUMNS = 3  # the marks, id and run stay put while the other columns scroll sideways
+BEST_COLUMN = "test acc"
 
 
 class RunsScreen(Screen):
-    """Browse stored runs. Keys: s/S sort, f filter, space mark, c compare, l load into the form."""
+    """Browse the runs of `store` (F2)."""
 
-    BINDINGS = [
-        Binding("escape,f2", "app.pop_screen", "Back"),
-        Binding("s", "sort_next", "Sort"),
-        Binding("S", "sort_reverse", "Reverse"),
-        Binding("f", "filter_next", "Filter"),
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("escape", "back", "Back"),
+        Binding("enter", "open", "Open"),
+        Binding("slash", "filter", "Filter"),
+        Binding("s", "sort_menu", "Sort"),
+        Binding("a", "sort_best", "Best acc"),
         Binding("space", "mark", "Mark"),
         Binding("c", "compare", "Compare"),
-        Binding("l", "load", "Load config"),
+        Binding("l", "load", "Load"),
+        Binding("t", "tags", "Tags", show=False),
+        Binding("n", "note", "Note", show=False),
+        Binding("d,delete", "delete", "Delete", show=False),
+        Binding("S", "reverse", "Reverse order", show=False),
     ]
 
-    class LoadConfig(Message):
-        def __init__(self, record: RunRecord) -> None:
-            super().__init__()
-            self.record = record
-
-    def __init__(self, records: list[RunRecord]) -> None:
+    def __init__(self, store: ResultsStore) -> None:
         super().__init__(id="runs")
-        self.records = records
-        self.sort_index = 0  # into TABLE_COLUMNS; 0 = newest first by default
-        self.sort_reverse = False
-        self.dataset_filter: str | None = None
-        self.marked: list[int] = []
+        self.store = store
+        self.rows: list[Row] = []
+        self.filter = RunFilter()
+        self.filter_error: str | None = None
 
     def compose(self) -> ComposeResult:
         yield Header(show_clock=False, icon="≋")
+        yield Input(
+            placeholder=f"filter: {FILTER_HELP}", id="runs-filter", classes="hidden", select_on_focus=False
+        )
         yield Label("", id="runs-status")
-        table = DataTable(id="runs-table", cursor_type="row", zebra_stripes=True)
-        yield table
-        with Horizontal(id="run-detail"):
-            curves = RunCurves(id="detail-curves")
-            curves.border_title = "Curves"
-            yield curves
-            config = Static("", id="detail-config")
-            config.border_title = "Config"
-            yield config
-        yield Footer()
+        yield RecordTable(RUN_COLUMNS, row_key, fixed_columns=KEY_COLUMNS, id="runs-table")
+        yield Static("", id="run-preview")
+        yield Footer(compact=True, show_command_palette=False)  # room for the browser's keys at 80 columns
 
     def on_mount(self) -> None:
-        table = self.query_one(DataTable)
-        table.add_column(" ", key="mark")
-        for column in TABLE_COLUMNS:
-            table.add_column(column.title, key=column.title)
-        self.refresh_table()
-        table.focus()
+        self.reload()
+        self.table.focus()
 
-    def set_records(self, records: list[RunRecord]) -> None:
-        self.records = records
-        self.refresh_table()
+    @property
+    def table(self) -> RecordTable[Row]:
+        return self.query_one("#runs-table", RecordTable)
 
-    def visible_records(self) -> list[RunRecord]:
-        records = [r for r in self.records if self.dataset_filter in (None, r.config.dataset)]
-        if self.sort_index == 0 and not self.sort_reverse:
-            return sorted(records, key=lambda r: r.id, reverse=True)
-        column = TABLE_COLUMNS[self.sort_index]
-        present = [r for r in records if column.value(r) is not None]
-        missing = [r for r in records if column.value(r) is None]
-        return sorted(present, key=column.value, reverse=self.sort_reverse) + missing
+    # --- what is listed -------------------------------------------------------------------
 
-    def refresh_table(self) -> None:
-        table = self.query_one(DataTable)
-        table.clear()
-        for record in self.visible_records():
-            mark = MARK if record.id in self.marked else ""
-            cells = [Text(c.cell(record), justify="right" if c.numeric else "left") for c in TABLE_COLUMNS]
-            table.add_row(mark, *cells, key=str(record.id))
+    def reload(self) -> None:
+        """Read the store again (after a run ended, a tag, a delete)."""
+        try:
+            runs: list[Row] = list(self.store.list_runs())
+            unreadable: list[Row] = list(self.store.list_unreadable())
+        except StoreError as error:
+            self.notify(str(error), severity="error", markup=False)
+            return
+        self.rows = sorted(runs + unreadable, key=lambda row: row.id, reverse=True)
+        self._show()
+
+    def visible_rows(self) -> list[Row]:
+        """The rows the filter lets through (an unreadable row only when there is no filter)."""
+        if self.filter.empty:
+            return list(self.rows)
+        return [r for r in self.rows if isinstance(r, RunRecord) and self.filter.matches(r)]
+
+    def _show(self) -> None:
+        visible = self.visible_rows()
+        best = best_run(visible)
+        self.table.show(visible, best=row_key(best) if best else None)
         self._update_status()
-        self.show_detail(self.current_record())
+        self._preview(self.table.current())
 
     def _update_status(self) -> None:
-        if self.sort_index == 0 and not self.sort_reverse:
-            order = "newest first"
+        table, total = self.table, len(self.rows)
+        unreadable = sum(isinstance(r, UnreadableRun) for r in self.rows)
+        if total == 0:
+            text = "no runs stored yet — start one with F5 on the tuning screen"
+        elif table.row_count == 0:
+            text = f"no run matches the filter {self.filter.text!r} ({plural(total, 'run')} stored): / to change it"
         else:
-            order = f"by {TABLE_COLUMNS[self.sort_index].title}{' (desc)' if self.sort_reverse else ''}"
-        shown = self.dataset_filter or "all datasets"
-        rows = self.query_one(DataTable).row_count
-        self.query_one("#runs-status", Label).update(
-            f"{rows} runs · {shown} · {order} · marked {len(self.marked)}/2"
-        )
+            count = plural(total, "run")
+            parts = [f"{table.row_count} of {count}" if table.row_count != total else count]
+            if unreadable:
+                parts.append(f"{unreadable} unreadable")
+            if table.sort_key is not None:
+                parts.append(f"by {table.sort_key} {'▼' if table.descending else '▲'}")
+            else:
+                parts.append("newest first")
+            if table.marked:
+                parts.append(f"{len(table.marked)} marked")
+            if not self.filter.empty:
+                parts.append(f"filter {self.filter.text}")
+            text = " · ".join(parts)
+        if self.filter_error:
+            text = f"✗ filter: {self.filter_error} · {text}"
+        self.query_one("#runs-status", Label).update(Text(text))
 
-    def current_record(self) -> RunRecord | None:
-        table = self.query_one(DataTable)
-        if table.row_count == 0:
-            return None
-        row_key = table.coordinate_to_cell_key(table.cursor_coordinate).row_key
-        return self.record_by_id(int(row_key.value))
-
-    def record_by_id(self, run_id: int) -> RunRecord | None:
-        return next((r for r in self.records if r.id == run_id), None)
-
-    def show_detail(self, record: RunRecord | None) -> None:
-        self.query_one(RunCurves).show(record)
-        config = self.query_one("#detail-config", Static)
-        if record is None:
-            config.update("no runs stored yet — start one with F5 on the tuning screen")
-            return
-        timing = f"training {format_seconds(record.train_time_s)} (estimated {format_seconds(record.estimated_time_s)})"
-        config.update(f"{run_summary(record)}\n{timing}\n{config_summary(record.config)}")
+    def _preview(self, row: Row | None) -> None:
+        preview = self.query_one("#run-preview", Static)
+        if isinstance(row, UnreadableRun):
+            preview.update(Text(f"run {row.id} cannot be read by this version: {row.reason}"))
+        elif row is None:
+            preview.update("")
+        else:
+            preview.update(run_summary(row))
 
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
-        if event.row_key.value is not None:
-            self.show_detail(self.record_by_id(int(event.row_key.value)))
+        self._preview(self.table.current())
 
-    def on_data_table_header_selected(self, event: DataTable.HeaderSelected) -> None:
-        titles = [c.title for c in TABLE_COLUMNS]
-        if event.column_key.value in titles:
-            index = titles.index(event.column_key.value)
-            self.sort_reverse = not self.sort_reverse if index == self.sort_index else False
-            self.sort_index = index
-            self.refresh_table()
+    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+        event.stop()
+        self.action_open()
 
-    def action_sort_next(self) -> None:
-        self.sort_index = (self.sort_index + 1) % len(TABLE_COLUMNS)
-        self.refresh_table()
-
-    def action_sort_reverse(self) -> None:
-        self.sort_reverse = not self.sort_reverse
-        self.refresh_table()
-
-    def action_filter_next(self) -> None:
-        choices: list[str | None] = [None, *DATASETS]
-        self.dataset_filter = choices[(choices.index(self.dataset_filter) + 1) % len(choices)]
-        self.refresh_table()
-
-    def action_mark(self) -> None:
-        record = self.current_record()
-        if record is None:
-            return
-        if record.id in self.marked:
-            self.marked.remove(record.id)
-        else:
-            self.marked = [*self.marked[-1:], record.id]
-        table = self.query_one(DataTable)
-        for row_key in table.rows:
-            table.update_cell(row_key, "mark", MARK if int(row_key.value) in self.marked else "")
+    def on_record_table_sorted(self, event: RecordTable.Sorted) -> None:
         self._update_status()
 
-    def action_compare(self) -> None:
-        from tuner_tui.app.components.compare_screen import CompareScreen
+    # --- filter ---------------------------------------------------------------------------
 
-        records = [self.record_by_id(i) for i in self.marked]
-        if len(records) != 2 or None in records:
-            self.notify("mark two runs with space, then press c", severity="warning")
+    def action_filter(self) -> None:
+        field = self.query_one("#runs-filter", Input)
+        field.remove_class("hidden")
+        field.focus()
+
+    def on_input_changed(self, event: Input.Changed) -> None:
+        try:
+            self.filter = parse_filter(event.value)
+            self.filter_error = None
+        except FilterError as error:  # all runs are listed until the filter reads again
+            self.filter = RunFilter()
+            self.filter_error = str(error)
+        self._show()
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        self.table.focus()
+
+    def action_back(self) -> None:
+        """Escape: leave the filter (clearing it) when typing in it, else go back."""
+        field = self.query_one("#runs-filter", Input)
+        if field.has_focus:
+            field.value = ""
+            field.add_class("hidden")
+            self.table.focus()
             return
-        self.app.push_screen(CompareScreen(records[0], records[1]))
+        self.app.pop_screen()
+
+    # --- sorting and marking ----------------------------------------------------------------
+
+    def action_sort_menu(self) -> None:
+        choices = [(c.key, f"{c.title:<12} {COLUMN_HELP.get(c.key, '')}".rstrip()) for c in RUN_COLUMNS]
+
+        def chosen(key: str | None) -> None:
+            if key:
+                self.table.sort_by(key)
+
+        question = "Sort by (the same column again reverses)"
+        self.app.push_screen(ChoiceScreen(question, choices, self.table.sort_key), chosen)
+
+    def action_sort_best(self) -> None:
+        self.table.sort_by(BEST_COLUMN, descending=True)
+
+    def action_reverse(self) -> None:
+        self.table.reverse()
+        self._update_status()
+
+    def action_mark(self) -> None:
+        if isinstance(self.table.current(), UnreadableRun):
+            self.notify("an unreadable run cannot be compared", severity="warning")
+            return
+        self.table.toggle_mark()
+        self._update_status()
+
+    # --- opening, comparing, editing ----------------------------------------------------------
+
+    def _current_run(self) -> RunRecord | None:
+        row = self.table.current()
+        if isinstance(row, UnreadableRun):
+            self.notify(f"run {row.id} cannot be read: {row.reason}", severity="warning", markup=False)
+            return None
+        return row
+
+    def action_open(self) -> None:
+        record = self._current_run()
+        if record is not None:
+            self.app.push_screen(RunDetailScreen(record))
+
+    def action_compare(self) -> None:
+        records = [r for r in self.table.marked_records() if isinstance(r, RunRecord)]
+        if len(records) < 2:
+            self.notify("mark two or more runs with space, then press c", severity="warning")
+            return
+        self.app.push_screen(CompareScreen(records))
 
     def action_load(self) -> None:
-        record = self.current_record()
+        record = self._current_run()
         if record is not None:
-            self.post_message(self.LoadConfig(record))
+            self.post_message(LoadConfig(record))
+
+    def action_tags(self) -> None:
+        record = self._current_run()
+        if record is None:
+            return
+
+        def entered(text: str | None) -> None:
+            if text is not None:
+                self._edit(lambda: self.store.set_tags(record.id, text.split(",")))
+
+        question = f"Tags of {record.label} (run {record.id}), separated by commas"
+        self.app.push_screen(TextPromptScreen(question, ", ".join(record.tags), "best, baseline"), entered)
+
+    def action_note(self) -> None:
+        record = self._current_run()
+        if record is None:
+            return
+
+        def entered(text: str | None) -> None:
+            if text is not None:
+                self._edit(lambda: self.store.set_note(record.id, text.strip()))
+
+        self.app.push_screen(TextPromptScreen(f"Note on {record.label} (run {record.id})", record.note), entered)
+
+    def action_delete(self) -> None:
+        row = self.table.current()
+        if row is None:
+            return
+        if row.status == "running":
+            self.notify(f"run {row.id} is still running: stop it first", severity="warning")
+            return
+        name = row.label if isinstance(row, RunRecord) else "unreadable run"
+        question = f"Delete {name} (run {row.id}, {row.status}) and its epochs from the store?"
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self._edit(lambda: self.store.delete_run(row.id))
+
+        self.app.push_screen(ConfirmScreen(question, "Delete"), answered)
+
+    def _edit(self, change: Callable[[], object]) -> None:
+        """Make a change to the store, then list the runs again; a failure is one line."""
+        try:
+            change()
+        except (StoreError, KeyError) as error:
+            self.notify(f"the store was not changed: {error}", severity="error", markup=False)
+        self.reload()

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
+from rich.text import Text
 from textual.app import ComposeResult
-from textual.binding import Binding
+from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label
@@ -15,7 +18,7 @@ from tuner_tui.formatting import config_brief
 class SavePresetScreen(ModalScreen[str | None]):
     """Dismisses with the saved preset's name, or None when cancelled."""
 
-    BINDINGS = [Binding("escape", "cancel", "Cancel")]
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "cancel", "Cancel")]
 
     def __init__(self, config: RunConfig, suggestion: str = "") -> None:
         super().__init__()
@@ -26,7 +29,7 @@ class SavePresetScreen(ModalScreen[str | None]):
     def compose(self) -> ComposeResult:
         with Vertical(id="save-dialog", classes="dialog"):
             yield Label("Save the form's config as a preset", classes="dialog-title")
-            yield Label(config_brief(self.config), classes="dialog-text")
+            yield Label(Text(config_brief(self.config)), classes="dialog-text")
             yield Input(self.suggestion, placeholder="name (letters, digits, _ and -)", id="preset-name")
             yield Label("", id="save-error", classes="form-error")
             with Horizontal(classes="dialog-buttons"):
@@ -61,7 +64,7 @@ class SavePresetScreen(ModalScreen[str | None]):
             self._confirm_overwrite = name if exists else None
             message = f"⚠ user preset {name} exists: Save again to overwrite it" if exists else f"⚠ {error}"
             label = self.query_one("#save-error", Label)
-            label.update(message)
+            label.update(Text(message))
             label.display = True
             return
         self.dismiss(name)
