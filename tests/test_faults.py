@@ -223,7 +223,7 @@ def test_a_store_locked_past_the_retry_budget_mid_run_is_one_line_exit_1_and_the
     assert "Traceback" not in captured.err
     result = json.loads(captured.out)  # the run's result reaches stdout all the same
     assert result["status"] == "completed" and [e["epoch"] for e in result["epochs"]] == [1, 2]
-    assert result["run_id"] is None or result["run_id"] == 0
+    assert result["run_id"] is None and result["uid"] is None  # not stored, and the JSON says so
 
 
 def test_a_store_that_fails_mid_run_keeps_training_and_says_why_in_one_line(

@@ -61,7 +61,7 @@ class Heartbeat:
     """Calls `renew(new_expiry)` every `interval_s` on a daemon thread until `stop()`.
 
     A failed renewal is passed to `on_error` (default: ignored) and tried again next beat: a
-    briefly locked store must not kill a run. `clock` and `wait` can be injected in tests.
+    briefly locked store must not kill a run. `clock` can be injected in tests.
     """
 
     def __init__(

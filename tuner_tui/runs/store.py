@@ -158,8 +158,8 @@ class RunRecord:
     def to_json(self) -> dict[str, Any]:
         """The run as the CLI's `--json` output writes it."""
         return {
-            "run_id": self.id,
-            "uid": self.uid,
+            "run_id": self.id or None,  # None: a run the store could not keep (see session.unsaved_record)
+            "uid": self.uid or None,
             "preset": self.preset,
             "sweep": self.sweep,
             "trial": self.trial,
