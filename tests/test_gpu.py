@@ -191,7 +191,7 @@ def test_probe_counts_the_memory_of_its_child_processes(fake_nvml: FakePynvml) -
     finally:
         assert child.stdin is not None
         child.stdin.close()
-        child.wait()
+        child.wait(timeout=60)
 
 
 def test_process_not_listed_has_no_process_bytes(fake_nvml: FakePynvml) -> None:
@@ -284,8 +284,9 @@ def test_concurrent_first_snapshots_initialise_once(
     for thread in threads:
         thread.start()
     for thread in threads:
-        thread.join()
+        thread.join(timeout=60)
 
+    assert not any(thread.is_alive() for thread in threads)
     assert fake_nvml.init_calls == 1
     assert len(snapshots) == 8 and all(s.available for s in snapshots)
 

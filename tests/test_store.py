@@ -147,7 +147,8 @@ def test_worker_thread_can_write(path: Path) -> None:
         run_id = _start(s)
         worker = threading.Thread(target=s.finish_run, args=(run_id, _finished()))
         worker.start()
-        worker.join()
+        worker.join(timeout=60)
+        assert not worker.is_alive()
         assert s.get_run(run_id).status == "completed"
 
 
@@ -231,7 +232,7 @@ def test_foreign_sqlite_db_raises_store_error(tmp_path: Path) -> None:
 
 def _dead_pid() -> int:
     child = subprocess.Popen([sys.executable, "-c", "pass"])
-    child.wait()
+    child.wait(timeout=60)
     return child.pid
 
 
