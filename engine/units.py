@@ -10,11 +10,11 @@ def format_bytes(n: int | None) -> str:
     if n is None:
         return "n/a"
     sign, value = ("-" if n < 0 else ""), float(abs(n))
-    shown, decimals, unit = value, 0, _BYTE_UNITS[0]
-    for exponent, unit in enumerate(_BYTE_UNITS):  # noqa: B007 - `unit` is read after the loop
+    shown, decimals, exponent = value, 0, 0
+    for exponent in range(len(_BYTE_UNITS)):
         decimals = 0 if exponent < 2 else 1
         # Pick the unit after rounding, so 1023.99 MiB reads "1.0 GiB", not "1024.0 MiB".
         shown = round(value / 1024**exponent, decimals)
         if shown < 1024:
             break
-    return f"{sign}{shown:.{decimals}f} {unit}"
+    return f"{sign}{shown:.{decimals}f} {_BYTE_UNITS[exponent]}"
