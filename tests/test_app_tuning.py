@@ -531,3 +531,14 @@ def test_question_mark_in_a_field_is_typed_not_taken_as_help(store):
         assert field.value == "?" and app.screen is screen
 
     run(app, scenario)
+
+
+def test_the_palettes_keys_command_opens_the_apps_help(store):
+    app = make_app(store)
+
+    async def scenario(pilot: Pilot, screen: TuningScreen) -> None:
+        [keys] = [command for command in app.get_system_commands(screen) if command.title == "Keys"]
+        keys.callback()
+        await wait_until(pilot, lambda: isinstance(app.screen, HelpScreen))
+
+    run(app, scenario)

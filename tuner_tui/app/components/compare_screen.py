@@ -22,7 +22,7 @@ from engine.config import FIELD_NAMES
 from tuner_tui.app.components.config_form import format_field
 from tuner_tui.app.components.epoch_plot import EpochPlot, Series
 from tuner_tui.app.components.run_columns import duration, status_text
-from tuner_tui.app.components.run_detail import run_name
+from tuner_tui.app.components.run_detail import NAME_WIDTH, run_name
 from tuner_tui.app.field_words import field_label
 from tuner_tui.formatting import format_bytes, format_number, format_percent, format_seconds
 from tuner_tui.runs.lab_table import actual_memory
@@ -45,7 +45,7 @@ RESULT_ROWS: tuple[tuple[str, Callable[[RunRecord], str]], ...] = (
 
 def curve(record: RunRecord, attribute: str) -> Series:
     points = [(e.epoch, getattr(e, attribute)) for e in record.epochs if getattr(e, attribute) is not None]
-    return Series(run_name(record), [x for x, _ in points], [y for _, y in points])
+    return Series(run_name(record, NAME_WIDTH), [x for x, _ in points], [y for _, y in points])
 
 
 def comparison_rows(records: Sequence[RunRecord]) -> list[tuple[str, list[str], bool]]:
@@ -84,7 +84,7 @@ class CompareScreen(Screen):
         table: DataTable[Text] = self.query_one("#compare-table", DataTable)
         table.add_column(Text(""), key="field")
         for record in self.records:
-            table.add_column(Text(run_name(record), justify="right"), key=str(record.id))
+            table.add_column(Text(run_name(record, NAME_WIDTH), justify="right"), key=str(record.id))
         first_result = next(title for title, _ in RESULT_ROWS)
         for title, cells, differs in comparison_rows(self.records):
             style = "bold" if differs else ""

@@ -22,10 +22,14 @@ from tuner_tui.app.messages import LoadConfig
 from tuner_tui.formatting import config_summary, format_number, format_percent, format_seconds
 from tuner_tui.runs.store import RunRecord
 
+NAME_WIDTH = 20  # a legend or a column holds several names side by side
 
-def run_name(record: RunRecord) -> str:
-    """`run 3`, or `#3 fmnist_exp5` for a run with a preset or sweep name (legends, titles)."""
-    return record.label if record.label == f"run {record.id}" else f"#{record.id} {record.label}"
+
+def run_name(record: RunRecord, width: int | None = None) -> str:
+    """`run 3`, or `#3 fmnist_exp5` for a run with a preset or sweep name (legends, titles), cut
+    to `width` characters with an ellipsis when given."""
+    name = record.label if record.label == f"run {record.id}" else f"#{record.id} {record.label}"
+    return name if width is None or len(name) <= width else name[: width - 1] + "…"
 
 
 def epochs_of(record: RunRecord) -> list[int]:

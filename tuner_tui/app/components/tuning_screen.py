@@ -19,6 +19,7 @@ from textual.worker import Worker, WorkerState
 
 from engine.config import RunConfig
 from engine.events import Started
+from engine.gpu import GpuSnapshot
 from tuner_tui.app.checks import dataset_problem, device_problem, memory_problem
 from tuner_tui.app.components.config_form import ConfigForm, FormState
 from tuner_tui.app.components.confirm import ConfirmScreen
@@ -70,6 +71,7 @@ class TuningScreen(Screen):
         self.controller = RunController(self, machine.runner, machine.store)
         self.form_state: FormState | None = None
         self.gpu_count: int | None = None  # known once the GPUs have been listed
+        self.gpu: GpuSnapshot = machine.system.gpu_probe.snapshot()  # the last reading: GPU line and checks
         self.checks_ready = False  # the dataset check imports torch: not before the first frame
         self.dataset_checked: tuple[RunConfig, str | None] | None = None
 
@@ -97,7 +99,7 @@ class TuningScreen(Screen):
         yield Footer()
 
     def on_mount(self) -> None:
-        self.live.show_gpu(self.machine.system.gpu_probe.snapshot())
+        self.live.show_gpu(self.gpu)
         if self.machine.watch_gpu:
             self.set_interval(GPU_REFRESH_S, self._refresh_gpu)
         self.set_timer(WARM_UP_DELAY_S, self._warm_up)
@@ -164,9 +166,13 @@ class TuningScreen(Screen):
         self.app.push_screen(ConfirmScreen(question, "Start anyway"), answered)
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
-        if event.worker.group == "training" and event.state == WorkerState.ERROR:
+        if event.state != WorkerState.ERROR:
+            return
+        if event.worker.group == "training":
             event.stop()
             self.controller.on_failed(event.worker.error)
+        elif event.worker.group == "warm-up":  # no device names or GPU list: check what can be checked
+            self._machine_known(device_choices([]), None)
 
     def show_calibrated(self, event: Started) -> None:
         """A run has calibrated: its time estimate is the one the panel shows for its config."""
@@ -219,7 +225,7 @@ class TuningScreen(Screen):
         problems: dict[str, str] = {}
         if memory := memory_problem(config, device):
             problems["hidden"] = memory
-        if gpu := device_problem(config, self.machine.system.gpu_probe.snapshot(), self.gpu_count):
+        if gpu := device_problem(config, self.gpu, self.gpu_count):
             problems["device"] = gpu
         checked = self.dataset_checked
         key = (config.dataset, config.data_root)
@@ -241,7 +247,8 @@ class TuningScreen(Screen):
     # --- the machine ------------------------------------------------------------------
 
     def _refresh_gpu(self) -> None:
-        self.live.show_gpu(self.machine.system.gpu_probe.snapshot())
+        self.gpu = self.machine.system.gpu_probe.snapshot()
+        self.live.show_gpu(self.gpu)
 
     @work(thread=True, exit_on_error=False, group="warm-up")
     def _warm_up(self) -> None:
@@ -254,7 +261,7 @@ class TuningScreen(Screen):
         if warm_up is not None:
             warm_up()
 
-    def _machine_known(self, choices: list[tuple[str, str]], gpu_count: int) -> None:
+    def _machine_known(self, choices: list[tuple[str, str]], gpu_count: int | None) -> None:
         self.gpu_count = gpu_count
         self.checks_ready = True
         self.form.set_device_choices(choices)
