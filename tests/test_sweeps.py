@@ -321,9 +321,12 @@ def test_importances_need_two_completed_trials(isolated, tmp_path: Path) -> None
 # --- faults ---------------------------------------------------------------------------------
 
 
-def _sweep_process(isolated: dict[str, str], spec_path: Path, trials: int) -> subprocess.Popen[str]:
+def _sweep_process(
+    isolated: dict[str, str], spec_path: Path, trials: int, workers: int = 1
+) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [sys.executable, "-m", "tuner_tui", "sweep", str(spec_path), "--no-ui", "--trials", str(trials)],
+        [sys.executable, "-m", "tuner_tui", "sweep", str(spec_path), "--no-ui", "--trials", str(trials),
+         "--workers", str(workers)],
         env={**os.environ, **isolated}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
 
@@ -402,3 +405,41 @@ def test_sigterm_stops_the_sweep_stores_the_trial_cancelled_and_resume_asks_it_a
     [failed] = sweep.trials((TrialState.FAIL,))
     [again] = [t for t in sweep.trials() if t.user_attrs.get("requeued_from") == failed.number]
     assert again.params == failed.params and again.state in (TrialState.COMPLETE, TrialState.PRUNED)
+
+
+def test_killing_a_sweep_stops_its_workers_and_resume_meets_the_budget(isolated, tmp_path: Path) -> None:
+    spec_path = write_spec(tmp_path / "specs", trials=6, epochs=8)
+    process = _sweep_process(isolated, spec_path, 6, workers=2)
+    try:
+        _wait_for(lambda: _finished_trials(isolated, spec_path) >= 1 and _running_epochs(isolated) >= 1)
+    finally:
+        process.kill()  # SIGKILL: the workers are told by the kernel (their parent died) and stop
+        process.communicate(timeout=60)
+    _wait_for(lambda: _open_runs(isolated) == 0, 120)
+    resumed = _sweep_process(isolated, spec_path, 7, workers=2)
+    _, err = resumed.communicate(timeout=SUBPROCESS_TIMEOUT_S)
+    assert resumed.returncode == 0, err
+    sweep = open_study(load_spec(str(spec_path)), "tiny", storage_of(isolated), budget=None, create=False)
+    assert len(sweep.trials((TrialState.COMPLETE, TrialState.PRUNED))) == 7
+    stopped = sweep.trials((TrialState.FAIL,))
+    assert stopped and all(t.system_attrs.get("tuner_tui.fault") == "SIGTERM" for t in stopped)
+    asked_again = {t.user_attrs.get("requeued_from") for t in sweep.trials()}
+    assert {t.number for t in stopped} <= asked_again
+    workers = {t.system_attrs.get("tuner_tui.worker") for t in sweep.trials((TrialState.COMPLETE,))}
+    assert len(workers) == 2
+
+
+def _open_runs(isolated: dict[str, str]) -> int:
+    with ResultsStore.open_existing(Path(isolated["TUNER_TUI_STORE"])) as store:
+        return sum(1 for r in store.list_runs() if r.status == "running")
+
+
+def test_a_trial_asked_past_the_budget_by_a_concurrent_worker_is_surplus(isolated, tmp_path: Path) -> None:
+    spec_path = write_spec(tmp_path / "specs", trials=2)
+    sweep = open_study(load_spec(str(spec_path)), "race", storage_of(isolated), budget=2, create=True)
+    first, second, third = sweep.study.ask(), sweep.study.ask(), sweep.study.ask()
+    for trial in (first, second, third):  # three workers asked at once; each holds its trial
+        sweep.hold(trial._trial_id, "worker", time.time() + 60)
+    assert [sweep.surplus(t.number) for t in (first, second, third)] == [False, False, True]
+    sweep.study.tell(first, 1.0)
+    assert not sweep.surplus(second.number) and sweep.surplus(third.number)

@@ -24,7 +24,14 @@ MAX_LIMIT = 2**31 - 1
 
 
 class BadInput(Exception):
-    """A user error: printed as one line, exit code 2."""
+    """A user error: printed as one line per problem, exit code 2."""
+
+    def __init__(self, *problems: str) -> None:
+        super().__init__(*problems)
+        self.problems = problems
+
+    def __str__(self) -> str:
+        return "; ".join(self.problems)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -66,6 +73,10 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-ui", action="store_true", help="run headless and exit")
     parser.add_argument("--json", action="store_true", help="with --no-ui: print one JSON object at the end")
     parser.add_argument("--force", action="store_true", help="start even when the memory estimate does not fit")
+
+
+def _workers(text: str) -> int | str:
+    return text if text == "auto" else _positive_int(text)
 
 
 def _positive_int(text: str) -> int:
@@ -110,6 +121,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sweep.add_argument("--no-ui", action="store_true", help="run headless and exit")
     sweep.add_argument("--json", action="store_true", help="print one JSON object at the end (or for show)")
+    sweep.add_argument(
+        "--workers", type=_workers, default="auto", metavar="N|auto",
+        help="worker processes sharing the study (auto: one per CPU core on a CPU, one on a GPU)",
+    )
     cluster = sweep.add_argument_group("on a SLURM cluster")
     cluster.add_argument("--slurm", action="store_true", help="submit the sweep as a SLURM job array and return")
     cluster.add_argument("--array", type=_positive_int, metavar="N", help="array tasks (workers) to submit")
@@ -160,8 +175,8 @@ def _check_sweep_options(args: argparse.Namespace) -> None:
             raise BadInput("--slurm submits and returns: it takes neither --no-ui nor --json")
     elif cluster_given:
         raise BadInput(f"{cluster_given[0]} goes with --slurm")
-    if args.worker and (args.journal_dir is None or not args.no_ui):
-        raise BadInput("--worker is for SLURM array tasks (with --no-ui and --journal-dir)")
+    if args.worker and not args.no_ui:
+        raise BadInput("--worker is for a sweep's worker processes (with --no-ui)")
     if args.json and not args.no_ui and args.target[0] != "show":
         raise BadInput("--json goes with --no-ui")
 
@@ -314,7 +329,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BadInput as error:
         from tuner_tui.formatting import printable
 
-        print(f"tuner-tui: error: {printable(str(error))}", file=sys.stderr)
+        for problem in error.problems:
+            print(f"tuner-tui: error: {printable(problem)}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:  # Ctrl-C before a run installed its own handler: nothing was stored
         print("tuner-tui: interrupted", file=sys.stderr)

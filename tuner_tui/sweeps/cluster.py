@@ -22,10 +22,11 @@ import shlex
 import shutil
 import socket
 import subprocess
-import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+from tuner_tui.sweeps.workers import WORKER_INDEX_ENV, WorkerArgs
 
 ARRAY_MAX = 10_000
 
@@ -66,20 +67,13 @@ def journal_storage_url(folder: Path) -> str:
     return f"journal:{folder / 'study.journal'}"
 
 
-def worker_command(request: ArrayRequest) -> list[str]:
-    """The command every array task runs (this Python, so the nodes use the same environment)."""
-    command = [
-        sys.executable, "-P", "-m", "tuner_tui", "sweep", str(request.spec_source), "--no-ui", "--worker",
-        "--name", request.name, "--storage", request.storage, "--journal-dir", str(request.journal_dir),
-        "--trials", str(request.trials),
-    ]
-    for item in request.overrides:
-        command += ["--set", item]
-    if request.data_root is not None:
-        command += ["--data-root", request.data_root]
-    if request.device is not None:
-        command += ["--device", request.device]
-    return command
+def worker_args(request: ArrayRequest) -> WorkerArgs:
+    """What every array task runs (this Python, so the nodes use the same environment)."""
+    return WorkerArgs(
+        spec_source=request.spec_source, name=request.name, storage=request.storage, trials=request.trials,
+        overrides=request.overrides, data_root=request.data_root, device=request.device,
+        journal_dir=request.journal_dir,
+    )
 
 
 def batch_script(request: ArrayRequest) -> str:
@@ -104,7 +98,7 @@ def batch_script(request: ArrayRequest) -> str:
         "# asks it again, so another task (or a resubmitted array) finishes it.",
         "export PYTHONUNBUFFERED=1",
         "export OMP_NUM_THREADS=${SLURM_CPUS_PER_TASK:-1}  # torch's threads: the task's CPUs, not the node's",
-        "exec " + shlex.join(worker_command(request)),
+        "exec " + shlex.join(worker_args(request).argv()),
         "",
     ]
     return "\n".join(lines)
@@ -133,6 +127,9 @@ def worker_name() -> tuple[str, str | None]:
     job, task = os.environ.get("SLURM_ARRAY_JOB_ID"), os.environ.get("SLURM_ARRAY_TASK_ID")
     if job and task:
         return f"{host} task {job}_{task}", f"{job}_{task}"
+    local = os.environ.get(WORKER_INDEX_ENV)
+    if local is not None:
+        return f"{host} worker {local}", None
     return f"{host} pid {os.getpid()}", None
 
 

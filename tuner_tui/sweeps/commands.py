@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -19,7 +18,7 @@ from rich.text import Text
 from engine.config import ConfigError
 from engine.datasets import DatasetError
 from engine.events import RunStatus
-from tuner_tui.cli import EXIT_OK, EXIT_RUN_FAILED, BadInput, open_store, plain_console
+from tuner_tui.cli import EXIT_BAD_INPUT, EXIT_OK, EXIT_RUN_FAILED, BadInput, open_store, plain_console
 from tuner_tui.formatting import format_seconds, plural
 from tuner_tui.runs.journal import JournalError, JournalRecorder, journal_path
 from tuner_tui.runs.session import RunRecorder
@@ -47,6 +46,7 @@ from tuner_tui.sweeps.study import (
     open_study,
 )
 from tuner_tui.sweeps.summary import SweepSummary, TrialRow, importances, load_summary
+from tuner_tui.sweeps.workers import WorkerArgs, cpu_cores, run_local_workers, worker_index
 
 
 def store_path(args: argparse.Namespace) -> Path:
@@ -107,7 +107,7 @@ def _load_spec(args: argparse.Namespace, spec_name: str) -> SweepSpec:
     try:
         return load_spec(spec_name, overrides=overrides)
     except SpecError as error:
-        raise BadInput("\n".join(error.problems)) from None
+        raise BadInput(*error.problems) from None
 
 
 def _open(spec: SweepSpec, name: str, url: str, budget: int | None, worker_index: int = 0) -> SweepStudy:
@@ -121,12 +121,16 @@ def run_headless_sweep(spec_name: str, args: argparse.Namespace) -> int:
     spec = _load_spec(args, spec_name)
     name = args.name or spec.name
     url = storage_url(args, name)
-    worker_index = int(os.environ.get("SLURM_ARRAY_TASK_ID", "0")) + 1 if args.worker else 0
-    sweep = _open(spec, name, url, args.trials, worker_index)
+    sweep = _open(spec, name, url, args.trials, worker_index() + 1 if args.worker else 0)
+    workers = 1 if args.worker else _worker_count(args.workers, spec)
+    workers = min(workers, max(1, sweep.budget - sweep.finished_count()))
+    if workers > 1:
+        return _run_workers(args, sweep, workers)
     deadline = time.time() + args.timeout if args.timeout else None
     reporter = SweepReporter(Console(stderr=True), sweep.budget)
     with StopSignals() as stop, _recorder(args, name, url) as (recorder, worker):
-        reporter.header(sweep.name, sweep.finished_count())
+        if not args.worker:
+            reporter.header(sweep.name, sweep.finished_count())
         try:
             outcome = run_sweep(
                 sweep, recorder, reporter, cancel=stop.cancel, deadline=deadline, worker=worker,
@@ -134,16 +138,54 @@ def run_headless_sweep(spec_name: str, args: argparse.Namespace) -> int:
             )
         except (ConfigError, DatasetError) as error:
             raise BadInput(str(error)) from None
-    summary = load_summary(sweep.study)
-    reporter.footer(summary, outcome.stopped_by)
-    if args.json:
-        print(json.dumps(sweep_json(summary, store_path=args.store)))
     for problem in outcome.store_errors[:1]:
         Console(stderr=True).print(Text(f"tuner-tui: error: a trial's run was not stored: {problem}"))
-    signalled = stop.exit_code()
+    if args.worker:
+        return stop.exit_code() or (EXIT_RUN_FAILED if outcome.store_errors else EXIT_OK)
+    return _finish(args, sweep, reporter, outcome.stopped_by, stop.exit_code(), bool(outcome.store_errors))
+
+
+def _worker_count(requested: int | str, spec: SweepSpec) -> int:
+    """`--workers`: a number, or auto (the measured best: one single-threaded worker per core on a
+    CPU; one worker on a GPU, where a pack uses the device better than processes)."""
+    if requested != "auto":
+        return int(requested)
+    return 1 if spec.base.device.startswith("cuda") else cpu_cores()
+
+
+def _run_workers(args: argparse.Namespace, sweep: SweepStudy, count: int) -> int:
+    """Several single-threaded worker processes share the study; this one waits and reports."""
+    worker = WorkerArgs(
+        spec_source=Path(sweep.spec.source), name=sweep.name, storage=sweep.storage_url, trials=sweep.budget,
+        overrides=tuple(args.overrides), data_root=args.data_root, device=args.device,
+        store=str(store_path(args)), timeout=args.timeout,
+    )
+    reporter = SweepReporter(Console(stderr=True), sweep.budget)
+    reporter.header(sweep.name, sweep.finished_count())
+    with open_store(args.store, create=True) as store:
+        store.register_sweep(sweep.name, sweep.storage_url)
+    with StopSignals() as stop:
+        codes = run_local_workers(worker, count, stop.cancel)
+    failed_store = any(code == EXIT_RUN_FAILED for code in codes)
+    bad = [code for code in codes if code == EXIT_BAD_INPUT]
+    if bad and len(bad) == len(codes):
+        return EXIT_BAD_INPUT
+    stopped_by = "signal" if stop.exit_code() is not None else "budget"
+    return _finish(args, sweep, reporter, stopped_by, stop.exit_code(), failed_store)
+
+
+def _finish(
+    args: argparse.Namespace, sweep: SweepStudy, reporter: SweepReporter, stopped_by: str, signalled: int | None,
+    store_failed: bool,
+) -> int:
+    """The summary line, `--json`, and the exit code of a sweep run from this terminal."""
+    summary = load_summary(sweep.study)
+    reporter.footer(summary, stopped_by)
+    if args.json:
+        print(json.dumps(sweep_json(summary, store_path=args.store)))
     if signalled is not None:
         return signalled
-    if outcome.store_errors:
+    if store_failed:
         return EXIT_RUN_FAILED
     ended = [t for t in summary.trials if t.status is not RunStatus.RUNNING]
     if ended and all(t.status is RunStatus.FAILED for t in ended):
@@ -155,8 +197,8 @@ def run_headless_sweep(spec_name: str, args: argparse.Namespace) -> int:
 def _recorder(args: argparse.Namespace, name: str, url: str) -> Iterator[tuple[RunRecorder, WorkerInfo]]:
     """Where this process records its trials' runs: the results store, or (a cluster worker) its
     own journal in the sweep's shared folder."""
-    if args.worker:
-        worker_label, array_task = worker_name()
+    worker_label, array_task = worker_name()
+    if args.journal_dir:
         try:
             journal = JournalRecorder(journal_path(Path(args.journal_dir), worker_label))
         except JournalError as error:
@@ -167,8 +209,9 @@ def _recorder(args: argparse.Namespace, name: str, url: str) -> Iterator[tuple[R
             journal.close()
         return
     with open_store(args.store, create=True) as store:
-        store.register_sweep(name, url)
-        yield store, WorkerInfo(worker_name()[0])
+        if not args.worker:
+            store.register_sweep(name, url)
+        yield store, WorkerInfo(worker_label, array_task)
 
 
 def submit_array(spec_name: str, args: argparse.Namespace) -> int:

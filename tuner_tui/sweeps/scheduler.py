@@ -35,7 +35,15 @@ from engine.runner import prepare_run
 from tuner_tui.runs.lease import Heartbeat
 from tuner_tui.runs.session import RunRecorder, execute_and_record
 from tuner_tui.runs.store import RunLabels
-from tuner_tui.sweeps.study import FAULT_ATTR, OUTCOME_ATTR, REQUEUED_FROM, RUN_UID_ATTR, SweepStudy, worst_value
+from tuner_tui.sweeps.study import (
+    FAULT_ATTR,
+    OUTCOME_ATTR,
+    REQUEUED_FROM,
+    RUN_UID_ATTR,
+    SURPLUS,
+    SweepStudy,
+    worst_value,
+)
 
 MAX_CONSECUTIVE_FAILURES = 5  # a sweep whose trials keep crashing stops instead of burning its budget
 STRAGGLER_POLL_S = 5.0
@@ -146,8 +154,9 @@ def run_sweep(
             sweep, recorder, on_event, cancel=cancel, worker=worker, loader=loader, outcome=outcome,
             fault=stop_reason,
         )
-        outcome.trials_run += 1
-        failures = failures + 1 if ended.status is RunStatus.FAILED else 0
+        if ended is not None:
+            outcome.trials_run += 1
+            failures = failures + 1 if ended.status is RunStatus.FAILED else 0
     return outcome
 
 
@@ -178,11 +187,16 @@ def _run_trial(
     loader: CachedLoader,
     outcome: SweepOutcome,
     fault: Callable[[], str | None] | None,
-) -> TrialEnded:
+) -> TrialEnded | None:
+    """Ask one trial and run it; None when the budget turned out to be covered already."""
     trial = sweep.study.ask()
     storage, trial_id = sweep.study._storage, trial._trial_id
     heartbeat = Heartbeat(lambda expiry: sweep.renew_lease(trial_id, expiry))
     sweep.hold(trial_id, worker.name, heartbeat.expiry())  # held before anything can fail
+    if sweep.surplus(trial.number):  # another worker asked the last trial of the budget at the same time
+        storage.set_trial_system_attr(trial_id, OUTCOME_ATTR, SURPLUS)
+        sweep.study.tell(trial, state=TrialState.FAIL)
+        return None
     heartbeat.start()
     try:
         params = sweep.params_of(trial)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import importlib.util
 import math
+import time
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -39,6 +40,7 @@ PID_ATTR = "tuner_tui.pid"
 RUN_UID_ATTR = "tuner_tui.run_uid"
 FAULT_ATTR = "tuner_tui.fault"  # what ended a cancelled or interrupted trial (a signal, a worker gone)
 OUTCOME_ATTR = "tuner_tui.outcome"  # the run's own status when Optuna's state says less (diverged, cancelled)
+SURPLUS = "surplus"  # the outcome of a trial asked beyond the budget by a race between workers: never run
 # Optuna states as tuner-tui statuses: one mapping, used by every reader.
 TRIAL_STATUS: dict[TrialState, RunStatus] = {
     TrialState.RUNNING: RunStatus.RUNNING,
@@ -195,6 +197,16 @@ class SweepStudy:
         if not trial.params or any(t.user_attrs.get(REQUEUED_FROM) == trial.number for t in self.trials()):
             return
         self.study.enqueue_trial(dict(trial.params), user_attrs={REQUEUED_FROM: trial.number})
+
+    def surplus(self, number: int) -> bool:
+        """Whether trial `number`, just asked, is beyond the budget: the trials before it, finished or
+        held by a live worker, already cover it (two workers asked at the same moment)."""
+        now = time.time()
+        covered = 0
+        for trial in self.trials((TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)):
+            if trial.number < number and (trial.state is not TrialState.RUNNING or not trial_holder_gone(trial, now)):
+                covered += 1
+        return covered >= self.budget
 
     def in_flight(self, now: float) -> int:
         """Running trials whose holder may be alive (other workers' and ours)."""

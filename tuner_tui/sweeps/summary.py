@@ -22,6 +22,7 @@ from tuner_tui.sweeps.study import (
     OUTCOME_ATTR,
     REQUEUED_FROM,
     RUN_UID_ATTR,
+    SURPLUS,
     WORKER_ATTR,
     spec_of,
     trial_holder_gone,
@@ -127,7 +128,8 @@ def load_summary(study: optuna.Study, *, clock: Callable[[], float] = time.time)
     now = clock()
     spec = spec_of(study) or {}
     search = spec.get("search", {}) if isinstance(spec, Mapping) else {}
-    rows = tuple(_row(trial, now) for trial in study.get_trials(deepcopy=False))
+    trials = study.get_trials(deepcopy=False)
+    rows = tuple(_row(trial, now) for trial in trials if trial.system_attrs.get(OUTCOME_ATTR) != SURPLUS)
     budget = study.user_attrs.get(BUDGET_ATTR)
     return SweepSummary(
         name=study.study_name,
