@@ -48,7 +48,7 @@ import torch
 from engine.backend import EpochTotals
 from engine.batching import PIXEL_SCALE, DeviceData, batch_bounds, epoch_order, steps_per_epoch
 from engine.config import ConfigError, Conventions
-from engine.memory_model import EVAL_CHUNK_ROWS
+from engine.memory_model import pack_eval_rows
 from engine.nodes import LAB4_LOG_EPSILON
 from engine.params import MLPParams, init_params
 
@@ -448,12 +448,18 @@ class PackedMLPBackend:
                 activation.relu_()
         return activation
 
+    @property
+    def eval_rows(self) -> int:
+        """Images per evaluation chunk: a solo run's chunk shared by the slots, to bound memory."""
+        return pack_eval_rows(self.size)
+
     def accuracy(self, images: torch.Tensor, labels: torch.Tensor) -> list[float]:
         """Per slot, percent of `images` classified as `labels`, in chunks to bound memory."""
         correct = torch.zeros(self.size, dtype=torch.int64, device=self.device)
-        for start in range(0, images.shape[0], EVAL_CHUNK_ROWS):
-            chunk = self.logits(images[start : start + EVAL_CHUNK_ROWS])
-            correct += (chunk.argmax(dim=2) == labels[start : start + EVAL_CHUNK_ROWS]).sum(dim=1)
+        rows = self.eval_rows
+        for start in range(0, images.shape[0], rows):
+            chunk = self.logits(images[start : start + rows])
+            correct += (chunk.argmax(dim=2) == labels[start : start + rows]).sum(dim=1)
         return [100.0 * hits / max(1, images.shape[0]) for hits in correct.tolist()]
 
     def test_accuracy(self) -> list[float]:
@@ -468,9 +474,10 @@ class PackedMLPBackend:
             return None
         loss_sum = torch.zeros(self.size, dtype=torch.float64, device=self.device)
         correct = torch.zeros(self.size, dtype=torch.int64, device=self.device)
-        for start in range(0, images.shape[0], EVAL_CHUNK_ROWS):
-            chunk_labels = labels[start : start + EVAL_CHUNK_ROWS]
-            logits = self.logits(images[start : start + EVAL_CHUNK_ROWS])
+        rows = self.eval_rows
+        for start in range(0, images.shape[0], rows):
+            chunk_labels = labels[start : start + rows]
+            logits = self.logits(images[start : start + rows])
             log_p = torch.log_softmax(logits, dim=2)
             index = chunk_labels.view(1, -1, 1).expand(self.size, -1, 1)
             loss_sum -= log_p.gather(2, index).sum(dim=(1, 2)).to(torch.float64)

@@ -20,6 +20,7 @@ from engine.capacity import WontFitError
 from engine.config import RunConfig
 from engine.events import EpochEnd, Finished, Progress, RunStatus, Started
 from engine.fused import FusedMLPBackend
+from engine.memory_model import estimate_pack_memory
 from engine.pack_runner import PackKey, SlotEvent, execute_pack, prepare_pack
 from engine.packed import PackedMLPBackend, PackError, SlotConfig
 from engine.params import MLPParams, init_params
@@ -433,3 +434,50 @@ def test_packed_runs_on_real_fashion_mnist_report_their_solo_figures_after_an_ep
     for config, got in zip(configs, results, strict=True):
         _assert_same_figures(got, _solo_run(config))
         assert got.test_accuracy > 75.0
+
+
+# --- 6. The memory estimate counts what the pack allocates -----------------------------------
+
+
+def _storage_bytes(tensors) -> int:
+    """Bytes of the distinct storages behind `tensors` (views and expansions counted once)."""
+    storages = {t.untyped_storage().data_ptr(): t.untyped_storage().nbytes() for t in tensors if t is not None}
+    return sum(storages.values())
+
+
+@pytest.mark.parametrize(
+    "conventions, seeds", [("lab4", (0, 1, 2)), ("standard", (4, 4, 4)), ("standard", (0, 1, 2))],
+    ids=["lab4", "standard-shared-order", "standard-per-slot-orders"],
+)
+def test_the_pack_memory_estimate_counts_the_tensors_the_pack_allocates(conventions, seeds):
+    """Resident after an epoch (full and partial batch buffers made): the dataset, its orders,
+    parameters, records and step buffers. Only the per-slot step scales (K numbers) are not counted,
+    and under `standard` the estimate adds the list of orders `start_epoch` holds while it builds them."""
+    features, hidden = 784, [(16,), (40,), (24,)]
+    g = torch.Generator().manual_seed(0)
+    images = torch.randint(0, 256, (SAMPLES + 31, features), generator=g, dtype=torch.uint8)
+    labels = torch.randint(0, CLASSES, (SAMPLES + 31,), generator=g)
+    train, test = (images[:SAMPLES], labels[:SAMPLES]), (images[SAMPLES:], labels[SAMPLES:])
+    data = DeviceData.from_tensors(*train, *test, CLASSES, "cpu")
+    slots = [SlotConfig(hidden=h, lr=0.01, reg=0.001, seed=s) for h, s in zip(hidden, seeds, strict=True)]
+    pack = PackedMLPBackend(data, slots, batch_size=BATCH, conventions=conventions)
+    _train(pack, pack.steps_per_epoch)
+    configs = [
+        RunConfig(dataset="fmnist", hidden=h, batch_size=BATCH, seed=s, conventions=conventions, device="cpu")
+        for h, s in zip(hidden, seeds, strict=True)
+    ]
+    estimate = estimate_pack_memory(configs, device_type="cpu", train_size=SAMPLES, test_size=31)
+
+    buffers = [t for buf in pack._buffers.values() for t in vars(buf).values() if isinstance(t, torch.Tensor)]
+    buffers += [t for buf in pack._buffers.values() for t in (*buf.upper, *buf.upper_grads)]
+    resident = _storage_bytes([
+        data.train_images, data.train_labels, data.test_images, data.test_labels, pack._order,
+        pack.labels_in_order, *pack.params.tensors(), pack.log_likelihoods, pack.predictions, *buffers,
+    ])
+    rate_vectors = sum(buf.step_scale.nbytes for buf in pack._buffers.values())  # K numbers each
+    # under standard, every slot's order while start_epoch compares them (one of them is kept when shared)
+    transient_orders = len(seeds) if len(set(seeds)) > 1 else len(seeds) - 1
+    order_list = 0 if conventions == "lab4" else transient_orders * SAMPLES * 8
+    counted = estimate.dataset + estimate.parameters + estimate.gradients_and_buffers + estimate.activations_train
+    assert counted - order_list == resident - rate_vectors
+    assert estimate.activations_test >= estimate.activations_train + estimate.parameters  # calibration's copy
