@@ -443,3 +443,15 @@ def test_a_trial_asked_past_the_budget_by_a_concurrent_worker_is_surplus(isolate
     assert [sweep.surplus(t.number) for t in (first, second, third)] == [False, False, True]
     sweep.study.tell(first, 1.0)
     assert not sweep.surplus(second.number) and sweep.surplus(third.number)
+
+
+def test_a_trial_waiting_to_be_asked_again_is_not_shown_as_running(isolated, tmp_path: Path) -> None:
+    spec_path = write_spec(tmp_path / "specs", trials=3)
+    sweep = open_study(load_spec(str(spec_path)), "queued", storage_of(isolated), budget=3, create=True)
+    trial = sweep.study.ask()
+    sweep.params_of(trial)
+    frozen = sweep.study.tell(trial, state=TrialState.FAIL)
+    sweep.ask_again(frozen)
+    summary = load_summary(sweep.study)
+    assert summary.waiting == 1 and summary.state == "stopped"
+    assert [row.status for row in summary.trials] == [RunStatus.FAILED]

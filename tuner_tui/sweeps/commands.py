@@ -317,7 +317,7 @@ def show_command(name: str, args: argparse.Namespace) -> int:
     if args.json:
         out = sweep_json(summary, store_path=args.store)
         out.update(
-            state=summary.state, budget=summary.budget, importances=weights,
+            state=summary.state, budget=summary.budget, importances=weights, waiting=summary.waiting,
             top=[_trial_json(t) for t in summary.top()],
             workers=[vars(w) for w in summary.workers],
             interrupted=[_trial_json(t) for t in summary.interruptions()],
@@ -343,6 +343,7 @@ def show_renderables(summary: SweepSummary, weights: Mapping[str, float] | None)
         f"{summary.count(RunStatus.COMPLETED)} completed · {summary.count(RunStatus.PRUNED, RunStatus.DIVERGED)} "
         f"pruned · {summary.count(RunStatus.FAILED, RunStatus.CANCELLED, RunStatus.INTERRUPTED)} failed · "
         f"objective {summary.objective} ({summary.direction})"
+        + (f" · {summary.waiting} to be asked again" if summary.waiting else "")
     )
     out: list[Any] = [Text(head)]
     if best is not None:

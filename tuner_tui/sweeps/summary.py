@@ -67,6 +67,7 @@ class SweepSummary:
     budget: int | None
     trials: tuple[TrialRow, ...]
     workers: tuple[WorkerRow, ...]
+    waiting: int = 0  # trials queued to be asked (a cancelled or interrupted trial's parameters, again)
 
     @property
     def finished(self) -> int:
@@ -129,7 +130,8 @@ def load_summary(study: optuna.Study, *, clock: Callable[[], float] = time.time)
     spec = spec_of(study) or {}
     search = spec.get("search", {}) if isinstance(spec, Mapping) else {}
     trials = study.get_trials(deepcopy=False)
-    rows = tuple(_row(trial, now) for trial in trials if trial.system_attrs.get(OUTCOME_ATTR) != SURPLUS)
+    asked = [t for t in trials if t.state is not TrialState.WAITING and t.system_attrs.get(OUTCOME_ATTR) != SURPLUS]
+    rows = tuple(_row(trial, now) for trial in asked)
     budget = study.user_attrs.get(BUDGET_ATTR)
     return SweepSummary(
         name=study.study_name,
@@ -139,6 +141,7 @@ def load_summary(study: optuna.Study, *, clock: Callable[[], float] = time.time)
         budget=int(budget) if budget is not None else None,
         trials=rows,
         workers=_workers(rows),
+        waiting=sum(1 for t in trials if t.state is TrialState.WAITING),
     )
 
 
