@@ -92,6 +92,25 @@ def estimate_memory(
     )
 
 
+# A pack on the CPU defers layer 1's updates over blocks of steps holding up to this many samples
+# (8 steps at batch 10; none at batch 80 and up), measured best in benchmarks/pack_speed.py; on a
+# GPU it does not defer. A slot whose decay factor 1 − lr·reg is below MIN_DEFERRED_DECAY turns it off.
+BLOCK_SAMPLES = 80
+MIN_DEFERRED_DECAY = 0.5
+
+
+def pack_block_steps(
+    device_type: str, batch_size: int, decays: Sequence[float], requested: int | None = None
+) -> int:
+    """Steps per block of deferred layer-1 updates for a pack with these per-slot decay factors
+    (`requested`, or the device's default; 1 when a slot decays too fast to defer)."""
+    if not all(MIN_DEFERRED_DECAY <= d <= 1.0 for d in decays):
+        return 1
+    if requested is not None:
+        return max(1, requested)
+    return max(1, BLOCK_SAMPLES // batch_size) if device_type == "cpu" else 1
+
+
 def pack_eval_rows(slots: int) -> int:
     """Images per evaluation chunk of a pack: a run's chunk, shared by its slots."""
     return max(1, EVAL_CHUNK_ROWS // slots)
@@ -133,11 +152,16 @@ def estimate_pack_memory(
     parameter_parts = [k * (n_in * n_out + n_out) * dtype_bytes for n_in, n_out in zip([d, *widths], outs, strict=True)]
     epoch_records = [k * n * dtype_bytes, k * n * INDEX_BYTES]
 
-    step_parts: list[int] = []  # inputs, gradients and per-sample buffers
+    block = pack_block_steps(device_type, b, [1.0 - c.lr * c.reg for c in configs])
+    step_parts: list[int] = []  # a block's inputs and layer-1 tensors, gradients, per-sample buffers
     activation_parts: list[int] = []
-    for rows in {b, n % b} - {0}:
-        copies = k if per_slot_order else 1
-        step_parts += [copies * rows * d, copies * rows * d * dtype_bytes]  # uint8 gather, float batch
+    for rows, steps in {(b, block), (n % b, 1)}:
+        if rows == 0:
+            continue
+        copies, samples = (k if per_slot_order else 1), steps * rows
+        step_parts += [copies * samples * d, copies * samples * d * dtype_bytes]  # uint8 gather, float inputs
+        step_parts += [copies * samples * samples * dtype_bytes]  # the block's input products
+        step_parts += [2 * k * widths[0] * samples * dtype_bytes]  # layer 1 at the block's start, pending grads
         step_parts += [k * rows * o * dtype_bytes for o in outs]  # d objective / d pre-activation
         step_parts += [6 * k * rows * dtype_bytes, k * rows * INDEX_BYTES, rows * dtype_bytes]  # per sample
         activation_parts += [k * rows * o * dtype_bytes for o in outs]

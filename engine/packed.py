@@ -48,7 +48,7 @@ import torch
 from engine.backend import EpochTotals
 from engine.batching import PIXEL_SCALE, DeviceData, batch_bounds, epoch_order, steps_per_epoch
 from engine.config import ConfigError, Conventions
-from engine.memory_model import pack_eval_rows
+from engine.memory_model import pack_block_steps, pack_eval_rows
 from engine.nodes import LAB4_LOG_EPSILON
 from engine.params import MLPParams, init_params
 
@@ -76,26 +76,41 @@ class _Slot:
 
 
 @dataclass
-class _StepBuffers:
-    """Preallocated tensors for one batch size (`rows`) in one order mode."""
+class _Block:
+    """Preallocated tensors for blocks of up to `steps` batches of `rows` rows, in the layout
+    (slot, unit, sample): activations and gradients are (K, width, rows), so every per-slot matmul
+    reads and writes contiguous memory. Layer 1's per-block tensors hold `steps · rows` samples."""
 
     rows: int
-    images_u8: torch.Tensor  # gather target: (rows, D) shared, (K·rows, D) per slot
-    inputs: torch.Tensor  # float batch, unscaled pixels: (rows, D) shared, (K, rows, D) per slot
-    first: torch.Tensor  # layer-1 activations: (rows, K·w) shared, (K, rows, w) per slot
-    first_by_slot: torch.Tensor  # (K, rows, w) view of `first`
-    first_grad_t: torch.Tensor  # (K, w, rows): d objective / d layer-1 pre-activation, transposed
-    upper: list[torch.Tensor]  # per later layer (K, rows, out)
-    upper_grads: list[torch.Tensor]  # per later layer (K, rows, out); the last holds the softmax
-    label_probs: torch.Tensor  # (K, rows, 1)
+    steps: int
+    images_u8: torch.Tensor  # gather target: (steps·rows, D) shared, (K·steps·rows, D) per slot
+    inputs: torch.Tensor  # unscaled pixels: (steps·rows, D) shared, (K, steps·rows, D) per slot
+    base: torch.Tensor  # (K, w, steps·rows): layer 1 with the weights as at the block's start
+    gram: torch.Tensor  # (steps·rows)² input products: shared, or (K, …) per slot
+    pending: torch.Tensor  # (K, w, steps, rows): this block's layer-1 gradients, not yet applied
+    first: torch.Tensor  # (K, w, rows): layer-1 activations of the current step
+    first_grad: torch.Tensor  # (K, w, rows): d objective / d layer-1 pre-activation
+    upper: list[torch.Tensor]  # per later layer (K, out, rows)
+    upper_grads: list[torch.Tensor]  # per later layer (K, out, rows); the last holds the softmax
+    label_probs: torch.Tensor  # (K, 1, rows)
     label_probs_eps: torch.Tensor
     ratio: torch.Tensor
-    log_likelihoods: torch.Tensor  # (K, rows, 1)
+    log_likelihoods: torch.Tensor  # (K, 1, rows)
     predictions: torch.Tensor  # (K, rows)
-    minus_ones: torch.Tensor  # (K, rows, 1)
+    minus_ones: torch.Tensor  # (K, 1, rows)
     ones: torch.Tensor  # (rows,)
-    slot_ones: torch.Tensor  # (K, 1, rows)
+    slot_ones: torch.Tensor  # (K, rows, 1)
     step_scale: torch.Tensor  # (K, 1, 1): −lr · d(loss)/d(logits) scale, per slot
+
+
+@dataclass
+class _Progress:
+    """The block being trained: its first step, its length and how many of its steps are done."""
+
+    block: _Block
+    first_step: int
+    length: int
+    done: int = 0
 
 
 class PackedMLPBackend:
@@ -111,9 +126,12 @@ class PackedMLPBackend:
         dtype: torch.dtype = torch.float32,
         params: Sequence[MLPParams] | None = None,
         reserve: Sequence[int] = (),
+        block_steps: int | None = None,
     ) -> None:
-        """`params` (one per slot) replaces the draw from each slot's seed; `reserve` is a
-        minimum width per hidden layer, kept through `reconfigure`."""
+        """`params` (one per slot) replaces the draw from each slot's seed; `reserve` is a minimum
+        width per hidden layer, kept through `reconfigure`; `block_steps` is how many steps' layer-1
+        updates are deferred into one GEMM (default: `memory_model.pack_block_steps`; 1 whatever is
+        asked while a slot decays faster than MIN_DEFERRED_DECAY)."""
         if not slots:
             raise PackError("pack", "needs at least one run")
         self.data = data
@@ -124,8 +142,11 @@ class PackedMLPBackend:
         self.samples = data.train_size
         self.steps_per_epoch = steps_per_epoch(self.samples, batch_size)
         self.reserve = tuple(reserve)
+        self._block_steps = block_steps
         self._epoch = 0
         self._order: torch.Tensor | None = None  # None: file order; (N,) shared; (K, N) per slot
+        self._shared_order = True
+        self._progress: _Progress | None = None
         self._slots: list[_Slot | None] = []
         given: Sequence[MLPParams | None] = params if params is not None else [None] * len(slots)
         self._build([(_Slot(c, 0), p) for c, p in zip(slots, given, strict=True)])
@@ -141,6 +162,13 @@ class PackedMLPBackend:
     def widths(self) -> tuple[int, ...]:
         """The pack's width per hidden layer (its widest slot's, or the reserve)."""
         return self._widths
+
+    @property
+    def params(self) -> MLPParams:
+        """The packed parameters, up to date (a block's deferred layer-1 updates are applied first):
+        layer 1 as (K·w, D) rows, every later layer as (K, out, in)."""
+        self._flush()
+        return self._params
 
     def slot_config(self, slot: int) -> SlotConfig | None:
         """What slot `slot` trains (None once frozen)."""
@@ -167,11 +195,12 @@ class PackedMLPBackend:
     def freeze(self, slot: int) -> None:
         """Stop training `slot` (a diverged run): its parameters become zeros that stay zeros and
         its learning rate zero, so it cannot disturb the others; drop it at the next `reconfigure`."""
+        params = self.params
         self._slots[slot] = None
         with torch.no_grad():
             self._first_weight_by_slot[slot].zero_()
             self._first_bias_by_slot[slot].zero_()
-            for w, b in zip(self.params.weights[1:], self.params.biases[1:], strict=True):
+            for w, b in zip(params.weights[1:], params.biases[1:], strict=True):
                 w[slot].zero_()
                 b[slot].zero_()
         self._set_rates()
@@ -179,11 +208,11 @@ class PackedMLPBackend:
     def slot_params(self, slot: int) -> MLPParams:
         """A copy of slot `slot`'s parameters in its solo shapes."""
         config = self._config(slot)
+        params = self.params
         sizes = [*config.hidden, self.data.classes]
-        first = self._first_weight_by_slot[slot][: sizes[0]]
-        weights = [first.clone()]
+        weights = [self._first_weight_by_slot[slot][: sizes[0]].clone()]
         biases = [self._first_bias_by_slot[slot][: sizes[0]].clone()]
-        for layer, (w, b) in enumerate(zip(self.params.weights[1:], self.params.biases[1:], strict=True)):
+        for layer, (w, b) in enumerate(zip(params.weights[1:], params.biases[1:], strict=True)):
             weights.append(w[slot, : sizes[layer + 1], : sizes[layer]].clone())
             biases.append(b[slot, : sizes[layer + 1]].clone())
         return MLPParams(weights, biases)
@@ -195,7 +224,7 @@ class PackedMLPBackend:
         return entry.config
 
     def _build(self, entries: list[tuple[_Slot, MLPParams | None]]) -> None:
-        """Allocate storage, buffers and records for `entries` and write their parameters."""
+        """Allocate storage and records for `entries` and write their parameters."""
         depths = {len(slot.config.hidden) for slot, _ in entries}
         if len(depths) > 1:
             raise PackError(
@@ -211,25 +240,26 @@ class PackedMLPBackend:
         k, d, classes = len(entries), self.data.features, self.data.classes
         outs = [*self._widths[1:], classes]
         ins = list(self._widths)
+        self._progress = None
+        self._params = MLPParams([], [])  # the old storage goes before the new one is allocated
 
         def zeros(*shape: int) -> torch.Tensor:
             return torch.zeros(*shape, dtype=self.dtype, device=self.device)
 
         w0 = self._widths[0]
-        self.params = MLPParams(
+        self._params = MLPParams(
             [zeros(k * w0, d), *(zeros(k, o, i) for o, i in zip(outs, ins, strict=True))],
             [zeros(k * w0), *(zeros(k, o) for o in outs)],
         )
-        self._first_weight_by_slot = self.params.weights[0].view(k, w0, d)
-        self._first_bias_by_slot = self.params.biases[0].view(k, w0)
+        self._first_weight_by_slot = self._params.weights[0].view(k, w0, d)
+        self._first_bias_by_slot = self._params.biases[0].view(k, w0)
         self._slots = [slot for slot, _ in entries]
         for index, (slot, given) in enumerate(entries):
             self._write_slot(index, given or self._draw(slot.config))
-        self.log_likelihoods = zeros(k, self.samples, 1)
+        self.log_likelihoods = zeros(k, self.samples)
         self.predictions = torch.zeros(k, self.samples, dtype=torch.int64, device=self.device)
-        self._set_rates()
-        self._shared_order: bool | None = None  # set (and buffers made) by start_epoch
         self.labels_in_order = self.data.train_labels.expand(k, -1)
+        self._set_rates()
 
     def _draw(self, config: SlotConfig) -> MLPParams:
         return init_params(
@@ -243,31 +273,41 @@ class PackedMLPBackend:
             self._first_weight_by_slot[slot][: first_w.shape[0]].copy_(first_w)
             self._first_bias_by_slot[slot][: first_b.shape[0]].copy_(first_b)
             for w, b, given_w, given_b in zip(
-                self.params.weights[1:], self.params.biases[1:], params.weights[1:], params.biases[1:], strict=True
+                self._params.weights[1:], self._params.biases[1:], params.weights[1:], params.biases[1:], strict=True
             ):
                 w[slot, : given_w.shape[0], : given_w.shape[1]].copy_(given_w)
                 b[slot, : given_b.shape[0]].copy_(given_b)
 
     def _set_rates(self) -> None:
-        """Per-slot −lr and decay vectors (a frozen slot: lr 0, decay 1)."""
+        """Per-slot −lr and decay factors (a frozen slot: lr 0, decay 1), and whether layer 1's
+        updates can be deferred (every decay factor in [MIN_DEFERRED_DECAY, 1]; see `_flush`)."""
         configs = [None if slot is None else slot.config for slot in self._slots]
         lrs = [0.0 if c is None else c.lr for c in configs]
         decays = [1.0 if c is None else 1.0 - c.lr * c.reg for c in configs]
         self._has_decay = any(d != 1.0 for d in decays)
+        steps = pack_block_steps(self.device.type, self.batch_size, decays, self._block_steps)
+        self._deferred = steps > 1
+        self._steps_per_block = steps
 
         def column(values: list[float]) -> torch.Tensor:
             return torch.tensor(values, dtype=self.dtype, device=self.device).view(-1, 1, 1)
 
         self._minus_lr = -column(lrs)
         self._decay_upper = column(decays)
-        self._decay_first = self._decay_upper.view(-1, 1).repeat_interleave(self._widths[0], dim=0)
-        self._buffers: dict[int, _StepBuffers] = {}
+        # Per slot and power j: d^j for j = 0..steps (the weights j deferred steps on), and d^-(j+1).
+        decay = torch.tensor(decays, dtype=torch.float64).view(1, -1, 1, 1)
+        powers = torch.arange(steps + 1, dtype=torch.float64).view(-1, 1, 1, 1)
+        self._decay_powers = decay.pow(powers).to(self.dtype).to(self.device)
+        inverse = decay.pow(-(powers[:-1] + 1)) if self._deferred else torch.ones(1, len(decays), 1, 1)
+        self._inverse_decay_powers = inverse.to(self.dtype).to(self.device)
+        self._blocks: dict[int, _Block] = {}
 
     # --- the epoch's order -------------------------------------------------------------------
 
     def start_epoch(self, epoch: int) -> None:
         """Fix this epoch's order per slot: file order under lab4; under standard each slot's own
         seeded permutation for its own epoch count (a slot that joined later is at an earlier one)."""
+        self._flush()
         self._epoch = epoch
         for slot in self._slots:
             if slot is not None and slot.first_epoch is None:
@@ -285,7 +325,7 @@ class PackedMLPBackend:
             self.labels_in_order = self.data.train_labels[self._order]
         if shared != self._shared_order:
             self._shared_order = shared
-            self._buffers = {}
+            self._blocks = {}
 
     def _slot_order(self, slot: _Slot | None, epoch: int) -> torch.Tensor | None:
         if slot is None or self.conventions == "lab4":
@@ -298,126 +338,180 @@ class PackedMLPBackend:
     # --- a step ------------------------------------------------------------------------------
 
     def train_step(self, step: int) -> None:
-        """Score batch `step` of the current epoch for every slot, then update every slot on it."""
+        """Score batch `step` of the current epoch for every slot, then update every slot on it.
+
+        Layer 1's update is deferred to the end of the step's block (or to the next read of the
+        parameters); the step's scores are exact all the same (see `_layer_one`)."""
+        progress = self._progress
+        if progress is None or step != progress.first_step + progress.done:
+            self._flush()
+            progress = self._progress = self._start_block(step)
         start, stop = batch_bounds(step, self.batch_size, self.samples)
-        buf = self._step_buffers(stop - start)
-        self._load_batch(buf, start, stop)
-        labels = self.labels_in_order[:, start:stop].unsqueeze(2)
-        self._score_and_update(buf, labels)
-        self.predictions[:, start:stop].copy_(buf.predictions)
-        self.log_likelihoods[:, start:stop].copy_(buf.log_likelihoods)
+        block, j = progress.block, progress.done
+        self._layer_one(block, j)
+        labels = self.labels_in_order[:, start:stop].unsqueeze(1)
+        self._score_and_update(block, labels)
+        torch.mul(block.first_grad, self._inverse_decay_powers[j], out=block.pending[:, :, j])
+        progress.done += 1
+        self.predictions[:, start:stop].copy_(block.predictions)
+        self.log_likelihoods[:, start:stop].copy_(block.log_likelihoods.view(self.size, -1))
+        if progress.done == progress.length:
+            self._flush()
 
-    def _load_batch(self, buf: _StepBuffers, start: int, stop: int) -> None:
-        images = self.data.train_images
+    def _start_block(self, step: int) -> _Progress:
+        """Load the block of batches from `step` (full batches, at most `block_steps`, within the
+        epoch; a partial batch alone) and compute layer 1 for all of it at the current weights."""
+        start, stop = batch_bounds(step, self.batch_size, self.samples)
+        rows = stop - start
+        limit = self._steps_per_block
+        length = 1 if rows < self.batch_size else min(limit, self.samples // self.batch_size - step)
+        block = self._block(rows, limit if rows == self.batch_size else 1)
+        count = length * rows
+        images, inputs = self.data.train_images, block.inputs
         if self._order is None:
-            buf.inputs.copy_(images[start:stop])
+            inputs[:count].copy_(images[start : start + count])
         elif self._shared_order:
-            torch.index_select(images, 0, self._order[start:stop], out=buf.images_u8)
-            buf.inputs.copy_(buf.images_u8)
+            torch.index_select(images, 0, self._order[start : start + count], out=block.images_u8[:count])
+            inputs[:count].copy_(block.images_u8[:count])
         else:
-            torch.index_select(images, 0, self._order[:, start:stop].reshape(-1), out=buf.images_u8)
-            buf.inputs.copy_(buf.images_u8.view(buf.inputs.shape))
-
-    def _score_and_update(self, buf: _StepBuffers, labels: torch.Tensor) -> None:
-        """Forward, per-sample records, backward and SGD update on the batch in `buf.inputs`."""
-        logits = self._forward(buf)
-        torch.argmax(logits, 2, out=buf.predictions)
-        probs = buf.upper_grads[-1]
-        if self.conventions == "lab4":
-            torch._softmax(logits, 2, False, out=probs)
-            torch.gather(probs, 2, labels, out=buf.label_probs)
-            torch.add(buf.label_probs, LAB4_LOG_EPSILON, out=buf.label_probs_eps)
-            torch.log(buf.label_probs_eps, out=buf.log_likelihoods)
-            # Exact d/do of -log(p_y + eps): (p - onehot) · p_y / (p_y + eps).
-            torch.div(buf.label_probs, buf.label_probs_eps, out=buf.ratio)
-            probs.scatter_add_(2, labels, buf.minus_ones)
-            probs.mul_(buf.ratio)
-        else:
-            torch._log_softmax(logits, 2, False, out=probs)
-            torch.gather(probs, 2, labels, out=buf.log_likelihoods)
-            probs.exp_()
-            probs.scatter_add_(2, labels, buf.minus_ones)
-        probs.mul_(buf.step_scale)
-        self._backward_and_update(buf)
-
-    def _forward(self, buf: _StepBuffers) -> torch.Tensor:
-        w0, b0 = self.params.weights[0], self.params.biases[0]
+            index = self._order[:, start : start + count].reshape(-1)
+            gathered = block.images_u8[: self.size * count]
+            torch.index_select(images, 0, index, out=gathered)
+            inputs[:, :count].copy_(gathered.view(self.size, count, -1))
+        weight = self._params.weights[0]
         if self._shared_order:
-            torch.addmm(b0, buf.inputs, w0.t(), alpha=PIXEL_SCALE, out=buf.first)
+            base = block.base.view(weight.shape[0], -1)[:, :count]
+            torch.addmm(base, weight, inputs[:count].t(), beta=0, alpha=PIXEL_SCALE, out=base)
+            if length > 1:
+                torch.mm(inputs[:count], inputs[:count].t(), out=block.gram[:count, :count])
         else:
-            torch.baddbmm(
-                self._first_bias_by_slot.unsqueeze(1), buf.inputs, self._first_weight_by_slot.transpose(1, 2),
-                alpha=PIXEL_SCALE, out=buf.first,
-            )
-        buf.first.relu_()
-        below = buf.first_by_slot
-        last = len(buf.upper) - 1
-        layers = zip(buf.upper, self.params.weights[1:], self.params.biases[1:], strict=True)
+            slot_inputs = inputs[:, :count]
+            base = block.base[:, :, :count]
+            torch.baddbmm(base, self._first_weight_by_slot, slot_inputs.transpose(1, 2), beta=0, alpha=PIXEL_SCALE,
+                          out=base)
+            if length > 1:
+                torch.bmm(slot_inputs, slot_inputs.transpose(1, 2), out=block.gram[:, :count, :count])
+        return _Progress(block, step, length)
+
+    def _layer_one(self, block: _Block, j: int) -> None:
+        """Layer 1 of step j of the block, exactly as if the block's earlier updates were applied:
+        with decay d per step and the earlier steps' gradients G_i kept as d^-(i+1)·G_i,
+            W_j·x = d^j ⊙ (W_0·x + Σ_{i<j} (d^-(i+1) G_i)·(x_i·x) / 255)."""
+        rows, first = block.rows, block.first
+        columns = slice(j * rows, (j + 1) * rows)
+        first.copy_(block.base[:, :, columns])
+        if j:
+            done = slice(0, j * rows)
+            pending = block.pending.view(self.size, self._widths[0], -1)[:, :, done]
+            if self._shared_order:
+                cross = block.gram[done, columns]
+                first.view(-1, rows).addmm_(pending.reshape(-1, j * rows), cross, alpha=PIXEL_SCALE * PIXEL_SCALE)
+            else:
+                first.baddbmm_(pending, block.gram[:, done, columns], alpha=PIXEL_SCALE * PIXEL_SCALE)
+        if self._deferred and self._has_decay:
+            first.mul_(self._decay_powers[j])
+        first.add_(self._first_bias_by_slot.unsqueeze(2))
+        first.relu_()
+
+    def _score_and_update(self, block: _Block, labels: torch.Tensor) -> None:
+        """Layers above the first, per-sample records, the backward pass and the updates (layer 1's
+        deferred) for one step whose layer-1 activations are in `block.first`."""
+        logits = self._upper_forward(block)
+        torch.argmax(logits, 1, out=block.predictions)
+        probs = block.upper_grads[-1]
+        if self.conventions == "lab4":
+            torch._softmax(logits, 1, False, out=probs)
+            torch.gather(probs, 1, labels, out=block.label_probs)
+            torch.add(block.label_probs, LAB4_LOG_EPSILON, out=block.label_probs_eps)
+            torch.log(block.label_probs_eps, out=block.log_likelihoods)
+            # Exact d/do of -log(p_y + eps): (p - onehot) · p_y / (p_y + eps).
+            torch.div(block.label_probs, block.label_probs_eps, out=block.ratio)
+            probs.scatter_add_(1, labels, block.minus_ones)
+            probs.mul_(block.ratio)
+        else:
+            torch._log_softmax(logits, 1, False, out=probs)
+            torch.gather(probs, 1, labels, out=block.log_likelihoods)
+            probs.exp_()
+            probs.scatter_add_(1, labels, block.minus_ones)
+        probs.mul_(block.step_scale)
+        self._upper_backward(block)
+
+    def _upper_forward(self, block: _Block) -> torch.Tensor:
+        below = block.first
+        last = len(block.upper) - 1
+        layers = zip(block.upper, self._params.weights[1:], self._params.biases[1:], strict=True)
         for index, (out, w, b) in enumerate(layers):
-            torch.baddbmm(b.unsqueeze(1), below, w.transpose(1, 2), out=out)
+            torch.baddbmm(b.unsqueeze(2), w, below, out=out)
             if index < last:
                 out.relu_()
             below = out
         return below
 
-    def _backward_and_update(self, buf: _StepBuffers) -> None:
+    def _upper_backward(self, block: _Block) -> None:
         """Gradients arrive pre-scaled by −lr·scale per slot, so each update is a plain add."""
-        weights, biases = self.params.weights, self.params.biases
-        for index in range(len(buf.upper) - 1, -1, -1):
-            grad, w = buf.upper_grads[index], weights[index + 1]
-            below = buf.upper[index - 1] if index > 0 else buf.first_by_slot
-            if index > 0:
-                lower = buf.upper_grads[index - 1]
-                torch.bmm(grad, w, out=lower)
-                _relu_backward(lower, below, 0, grad_input=lower)
-            else:
-                torch.bmm(w.transpose(1, 2), grad.transpose(1, 2), out=buf.first_grad_t)
-                _relu_backward(buf.first_grad_t, below.transpose(1, 2), 0, grad_input=buf.first_grad_t)
+        weights, biases = self._params.weights, self._params.biases
+        for index in range(len(block.upper) - 1, -1, -1):
+            grad, w = block.upper_grads[index], weights[index + 1]
+            below = block.upper[index - 1] if index > 0 else block.first
+            lower = block.upper_grads[index - 1] if index > 0 else block.first_grad
+            torch.bmm(w.transpose(1, 2), grad, out=lower)
+            _relu_backward(lower, below, 0, grad_input=lower)
             if self._has_decay:
                 w.mul_(self._decay_upper)
-            w.baddbmm_(grad.transpose(1, 2), below)
-            biases[index + 1].unsqueeze(1).baddbmm_(buf.slot_ones, grad)
-        grad_t = buf.first_grad_t
-        if self._has_decay:
-            weights[0].mul_(self._decay_first)
+            w.baddbmm_(grad, below.transpose(1, 2))
+            biases[index + 1].unsqueeze(2).baddbmm_(grad, block.slot_ones)
+        biases[0].addmv_(block.first_grad.view(-1, block.rows), block.ones)
+
+    def _flush(self) -> None:
+        """Apply the current block's deferred layer-1 updates: after j steps with decay d,
+        W ← d^j ⊙ (W + Σ_{i<j} (d^-(i+1) G_i)·x_i / 255) (without deferral, W ← d·W + G·x / 255)."""
+        progress = self._progress
+        if progress is None:
+            return
+        self._progress = None
+        block, j = progress.block, progress.done
+        if j == 0:
+            return
+        count = j * block.rows
+        weight = self._params.weights[0]
+        if not self._deferred and self._has_decay:
+            self._first_weight_by_slot.mul_(self._decay_powers[1])
+        pending = block.pending.view(self.size, self._widths[0], -1)[:, :, :count]
         if self._shared_order:
-            weights[0].addmm_(grad_t.view(-1, buf.rows), buf.inputs, alpha=PIXEL_SCALE)
+            weight.addmm_(pending.reshape(weight.shape[0], count), block.inputs[:count], alpha=PIXEL_SCALE)
         else:
-            self._first_weight_by_slot.baddbmm_(grad_t, buf.inputs, alpha=PIXEL_SCALE)
-        biases[0].addmv_(grad_t.view(-1, buf.rows), buf.ones)
+            self._first_weight_by_slot.baddbmm_(pending, block.inputs[:, :count], alpha=PIXEL_SCALE)
+        if self._deferred and self._has_decay:
+            self._first_weight_by_slot.mul_(self._decay_powers[j])
 
-    def _step_buffers(self, rows: int) -> _StepBuffers:
-        buf = self._buffers.get(rows)
-        if buf is None:
-            buf = self._buffers[rows] = self._allocate(rows)
-        return buf
+    def _block(self, rows: int, steps: int) -> _Block:
+        block = self._blocks.get(rows)
+        if block is None:
+            block = self._blocks[rows] = self._allocate(rows, steps)
+        return block
 
-    def _allocate(self, rows: int) -> _StepBuffers:
+    def _allocate(self, rows: int, steps: int) -> _Block:
         k, d, w0 = self.size, self.data.features, self._widths[0]
-        per_slot = not self._shared_order
+        samples = steps * rows
 
         def empty(*shape: int, dtype: torch.dtype | None = None) -> torch.Tensor:
             return torch.empty(*shape, dtype=dtype or self.dtype, device=self.device)
 
-        if per_slot:
-            first = empty(k, rows, w0)
-            first_by_slot = first
-            images_u8, inputs = empty(k * rows, d, dtype=torch.uint8), empty(k, rows, d)
-        else:
-            first = empty(rows, k * w0)
-            first_by_slot = first.view(rows, k, w0).transpose(0, 1)
-            images_u8, inputs = empty(rows, d, dtype=torch.uint8), empty(rows, d)
+        copies = 1 if self._shared_order else k
+        gram = empty(samples, samples) if self._shared_order else empty(k, samples, samples)
+        inputs = empty(samples, d) if self._shared_order else empty(k, samples, d)
         outs = [*self._widths[1:], self.data.classes]
         loss_scale = 1.0 / self.data.classes if self.conventions == "lab4" else 1.0 / rows
-        return _StepBuffers(
-            rows=rows, images_u8=images_u8, inputs=inputs, first=first, first_by_slot=first_by_slot,
-            first_grad_t=empty(k, w0, rows),
-            upper=[empty(k, rows, o) for o in outs], upper_grads=[empty(k, rows, o) for o in outs],
-            label_probs=empty(k, rows, 1), label_probs_eps=empty(k, rows, 1), ratio=empty(k, rows, 1),
-            log_likelihoods=empty(k, rows, 1), predictions=empty(k, rows, dtype=torch.int64),
-            minus_ones=torch.full((k, rows, 1), -1.0, dtype=self.dtype, device=self.device),
+        return _Block(
+            rows=rows, steps=steps, images_u8=empty(copies * samples, d, dtype=torch.uint8), inputs=inputs,
+            base=empty(k, w0, samples), gram=gram, pending=empty(k, w0, steps, rows),
+            first=empty(k, w0, rows), first_grad=empty(k, w0, rows),
+            upper=[empty(k, o, rows) for o in outs], upper_grads=[empty(k, o, rows) for o in outs],
+            label_probs=empty(k, 1, rows), label_probs_eps=empty(k, 1, rows), ratio=empty(k, 1, rows),
+            log_likelihoods=empty(k, 1, rows), predictions=empty(k, rows, dtype=torch.int64),
+            minus_ones=torch.full((k, 1, rows), -1.0, dtype=self.dtype, device=self.device),
             ones=torch.ones(rows, dtype=self.dtype, device=self.device),
-            slot_ones=torch.ones(k, 1, rows, dtype=self.dtype, device=self.device),
+            slot_ones=torch.ones(k, rows, 1, dtype=self.dtype, device=self.device),
             step_scale=self._minus_lr * loss_scale,
         )
 
@@ -426,23 +520,24 @@ class PackedMLPBackend:
     def epoch_totals(self, steps_done: int) -> list[EpochTotals]:
         """Per slot, loss and correct predictions over the first `steps_done` batches (one sync)."""
         stop = batch_bounds(steps_done - 1, self.batch_size, self.samples)[1] if steps_done else 0
-        loss_sums = (-self.log_likelihoods[:, :stop, 0].sum(dim=1)).tolist()
+        loss_sums = (-self.log_likelihoods[:, :stop].sum(dim=1)).tolist()
         correct = (self.predictions[:, :stop] == self.labels_in_order[:, :stop]).sum(dim=1).tolist()
         return [EpochTotals(loss, hits, stop, steps_done) for loss, hits in zip(loss_sums, correct, strict=True)]
 
     def first_nonfinite_step(self, slot: int, steps_done: int) -> int | None:
         """The 1-based step of this epoch whose loss first went non-finite in `slot`, if any did."""
         stop = batch_bounds(steps_done - 1, self.batch_size, self.samples)[1] if steps_done else 0
-        bad = (~torch.isfinite(self.log_likelihoods[slot, :stop, 0])).nonzero()
+        bad = (~torch.isfinite(self.log_likelihoods[slot, :stop])).nonzero()
         return None if bad.numel() == 0 else int(bad[0, 0]) // self.batch_size + 1
 
     @torch.no_grad()
     def logits(self, images: torch.Tensor) -> torch.Tensor:
         """(K, rows, classes): every slot's output for uint8 `images` (nothing recorded)."""
-        first = torch.addmm(self.params.biases[0], images.to(self.dtype), self.params.weights[0].t(), alpha=PIXEL_SCALE)
+        params = self.params
+        first = torch.addmm(params.biases[0], images.to(self.dtype), params.weights[0].t(), alpha=PIXEL_SCALE)
         activation = first.relu_().view(images.shape[0], self.size, -1).transpose(0, 1)
-        last = len(self.params.weights) - 2
-        for index, (w, b) in enumerate(zip(self.params.weights[1:], self.params.biases[1:], strict=True)):
+        last = len(params.weights) - 2
+        for index, (w, b) in enumerate(zip(params.weights[1:], params.biases[1:], strict=True)):
             activation = torch.baddbmm(b.unsqueeze(1), activation, w.transpose(1, 2))
             if index < last:
                 activation.relu_()

@@ -106,11 +106,13 @@ SAME_SEED = [SlotConfig(hidden=(16,), lr=lr, reg=0.001, seed=5) for lr in (0.01,
 # --- 1. Each slot equals its solo run --------------------------------------------------------
 
 
+@pytest.mark.parametrize("block_steps", [1, 3, 8], ids=["every_step", "blocks_of_3", "blocks_of_8"])
 @pytest.mark.parametrize("slots", [MIXED, DEEP, SAME_SEED], ids=["mixed", "2hidden", "same_seed"])
 @pytest.mark.parametrize("conventions", ["lab4", "standard"])
-def test_every_slot_agrees_with_its_solo_fused_run_in_float64_after_50_steps(conventions, slots):
+def test_every_slot_agrees_with_its_solo_fused_run_in_float64_after_50_steps(conventions, slots, block_steps):
+    """Layer 1's updates applied every step, or deferred over blocks of steps (the CPU default)."""
     data = _data()
-    pack = _pack(data, slots, conventions)
+    pack = _pack(data, slots, conventions, block_steps=block_steps)
     pack_totals = _train(pack, AGREEMENT_STEPS)
     assert len(pack_totals) == 4  # three epoch ends and the stop
     for index, slot in enumerate(slots):
@@ -120,6 +122,39 @@ def test_every_slot_agrees_with_its_solo_fused_run_in_float64_after_50_steps(con
         for got, want in zip(pack_totals, solo_totals, strict=True):
             _assert_totals_close(got[index], want, TOLERANCE, f"slot {index}")
         assert pack.test_accuracy()[index] == solo.test_accuracy()
+
+
+def test_reading_the_parameters_mid_block_applies_the_deferred_updates_and_training_goes_on_exactly():
+    """Calibration reads and restores the parameters in the middle of a block, then training starts
+    over: the pack must give the same numbers as one that never paused."""
+    data = _data()
+    paused = _pack(data, MIXED, "lab4", block_steps=8)
+    paused.start_epoch(0)
+    for step in range(5):
+        paused.train_step(step)
+    saved = [t.clone() for t in paused.params.tensors()]  # mid-block: steps 0-4 of a block of 8
+    for step in range(5, 11):
+        paused.train_step(step)
+    for tensor, value in zip(paused.params.tensors(), saved, strict=True):
+        tensor.copy_(value)
+    for step in range(5, 11):
+        paused.train_step(step)
+    straight = _pack(data, MIXED, "lab4", block_steps=8)
+    _train(straight, 11)
+    for index in range(len(MIXED)):
+        _assert_params_close(paused.slot_params(index), straight.slot_params(index), TOLERANCE, f"slot {index}")
+
+
+def test_a_slot_that_decays_too_fast_to_defer_turns_deferral_off_and_still_agrees():
+    data = _data()
+    slots = [MIXED[0], SlotConfig(hidden=(16,), lr=0.5, reg=1.5, seed=4)]  # decay factor 0.25
+    pack = _pack(data, slots, "lab4", block_steps=8)
+    assert pack._steps_per_block == 1
+    _train(pack, AGREEMENT_STEPS)
+    for index, slot in enumerate(slots):
+        solo = _solo(data, slot, "lab4")
+        _train(solo, AGREEMENT_STEPS)
+        _assert_params_close(pack.slot_params(index), solo.params, TOLERANCE, f"slot {index}")
 
 
 def test_slots_with_different_seeds_under_standard_take_their_own_batch_orders():
@@ -450,8 +485,8 @@ def _storage_bytes(tensors) -> int:
     ids=["lab4", "standard-shared-order", "standard-per-slot-orders"],
 )
 def test_the_pack_memory_estimate_counts_the_tensors_the_pack_allocates(conventions, seeds):
-    """Resident after an epoch (full and partial batch buffers made): the dataset, its orders,
-    parameters, records and step buffers. Only the per-slot step scales (K numbers) are not counted,
+    """Resident after an epoch (full-batch block and partial-batch buffers made): the dataset, its
+    orders, parameters, records and step buffers. Only the per-slot step scales (K numbers) are not counted,
     and under `standard` the estimate adds the list of orders `start_epoch` holds while it builds them."""
     features, hidden = 784, [(16,), (40,), (24,)]
     g = torch.Generator().manual_seed(0)
@@ -468,13 +503,14 @@ def test_the_pack_memory_estimate_counts_the_tensors_the_pack_allocates(conventi
     ]
     estimate = estimate_pack_memory(configs, device_type="cpu", train_size=SAMPLES, test_size=31)
 
-    buffers = [t for buf in pack._buffers.values() for t in vars(buf).values() if isinstance(t, torch.Tensor)]
-    buffers += [t for buf in pack._buffers.values() for t in (*buf.upper, *buf.upper_grads)]
+    blocks = pack._blocks.values()
+    buffers = [t for block in blocks for t in vars(block).values() if isinstance(t, torch.Tensor)]
+    buffers += [t for block in blocks for t in (*block.upper, *block.upper_grads)]
     resident = _storage_bytes([
         data.train_images, data.train_labels, data.test_images, data.test_labels, pack._order,
         pack.labels_in_order, *pack.params.tensors(), pack.log_likelihoods, pack.predictions, *buffers,
     ])
-    rate_vectors = sum(buf.step_scale.nbytes for buf in pack._buffers.values())  # K numbers each
+    rate_vectors = sum(block.step_scale.nbytes for block in blocks)  # K numbers each
     # under standard, every slot's order while start_epoch compares them (one of them is kept when shared)
     transient_orders = len(seeds) if len(set(seeds)) > 1 else len(seeds) - 1
     order_list = 0 if conventions == "lab4" else transient_orders * SAMPLES * 8
