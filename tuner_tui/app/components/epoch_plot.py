@@ -51,7 +51,7 @@ class EpochPlot(PlotextPlot):
     """Curves against epochs on labelled axes; `show(series)` replaces what is drawn."""
 
     def __init__(
-        self, title: str, *, unit: str = "", empty: str = "no finished epoch yet", compact: bool = False, **kwargs
+        self, title: str, *, unit: str = "", empty: str = "no epoch yet", compact: bool = False, **kwargs
     ) -> None:
         """`compact`: no title and no axis labels (the legend says what is drawn), for small panels."""
         super().__init__(**kwargs)

@@ -33,7 +33,7 @@ class LiveView(Vertical):
             yield Label("lab loss", classes="spark-label")
             yield Sparkline([], id="loss-spark", classes="spark")
             yield Label("–", id="loss-value", classes="spark-value")
-        yield EpochPlot("accuracy by epoch", empty="after the first epoch", compact=True, id="accuracy-plot")
+        yield EpochPlot("accuracy by epoch", empty="after epoch 1", compact=True, id="accuracy-plot")
         yield Label("device –", id="device-name")
         yield Label("GPU –", id="gpu-memory")
 
