@@ -11,7 +11,11 @@ What makes it fast, step by step:
   for the decay `(1 − lr·λ)`: measured on the CPU, `addmm_` with beta ≠ 1 costs twice the pair;
   each bias update is one `addmv_`;
 - losses and predictions are written per sample on the device and only read back when the
-  caller asks (`epoch_totals`), so a CUDA step never waits for the host.
+  caller asks (`epoch_totals`), so a CUDA step never waits for the host;
+- on a CUDA device the full-batch step is captured once as a CUDA graph and replayed, one launch
+  per step (`engine.cuda_graphs`; the partial last batch, and a step that cannot be captured, run
+  eagerly). `step_mode` says which step runs: "plan" (eager), "graph", or "cursor" (the graph's
+  step run eagerly, which is how the tests check it on the CPU).
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import torch
 
 from engine.backend import Backend
 from engine.batching import PIXEL_SCALE, batch_bounds
+from engine.cuda_graphs import StepCursor, StepReplayer, graphs_wanted
 from engine.nodes import LAB4_LOG_EPSILON
 
 _relu_backward = torch.ops.aten.threshold_backward.grad_input
@@ -65,6 +70,19 @@ class _StepPlan:
     loss_scale: float  # d(loss)/d(logits) = loss_scale · (softmax − onehot)
 
 
+@dataclass
+class _CursorState:
+    """What the cursor step reads and writes besides the step buffers (fixed addresses for a graph)."""
+
+    cursor: StepCursor
+    replayer: StepReplayer
+    order: torch.Tensor | None  # this epoch's order, copied in at each epoch's start (standard)
+    rows: torch.Tensor  # (B,) the batch's sample indices
+    labels: torch.Tensor  # (B, 1)
+    predictions: torch.Tensor  # (B,)
+    log_likelihoods: torch.Tensor  # (B, 1)
+
+
 class FusedMLPBackend(Backend):
     """The native engine: one fused, allocation-free SGD step per batch."""
 
@@ -76,6 +94,8 @@ class FusedMLPBackend(Backend):
         self._partial = self._full.head(remainder) if remainder else self._full
         self._weight_t = [w.t() for w in self.params.weights]
         self._plans: list[_StepPlan] = []
+        self.step_mode = "graph" if graphs_wanted(self.device) else "plan"
+        self._cursor_state: _CursorState | None = None
 
     def _allocate(self, rows: int) -> _StepBuffers:
         def empty(*shape: int, dtype: torch.dtype | None = None) -> torch.Tensor:
@@ -100,6 +120,8 @@ class FusedMLPBackend(Backend):
         super().start_epoch(epoch)
         if self.order is not None or not self._plans:
             self._plans = [self._plan(step) for step in range(self.steps_per_epoch)]
+        if self._cursor_state is not None and self._cursor_state.order is not None and self.order is not None:
+            self._cursor_state.order.copy_(self.order)
 
     def _plan(self, step: int) -> _StepPlan:
         start, stop = batch_bounds(step, self.batch_size, self.samples)
@@ -116,31 +138,84 @@ class FusedMLPBackend(Backend):
         )
 
     def train_step(self, step: int) -> None:
+        start, stop = batch_bounds(step, self.batch_size, self.samples)
+        if self.step_mode != "plan" and stop - start == self.batch_size:
+            state = self._cursor_state or self._make_cursor_state()
+            if self.step_mode == "cursor":
+                state.cursor.move_to(start)
+                self._cursor_step()
+                return
+            if state.replayer.run(start):
+                return
+            self.step_mode = "plan"  # the step could not be captured: `graph_status` says why
         plan = self._plans[step]
-        buf, labels = plan.buffers, plan.labels
+        buf = plan.buffers
         if self.order is None:
             buf.inputs.copy_(plan.source)
         else:
             torch.index_select(self.data.train_images, 0, plan.source, out=buf.images_u8)
             buf.inputs.copy_(buf.images_u8)
+        self._score_and_update(buf, plan.labels, plan.predictions, plan.log_likelihoods, plan.loss_scale)
+
+    @property
+    def graph_status(self) -> str:
+        """How full-batch steps run: "plan" (eager), "cursor", or the CUDA graph's status."""
+        if self._cursor_state is None or self.step_mode == "cursor":
+            return self.step_mode
+        return self._cursor_state.replayer.status
+
+    def _make_cursor_state(self) -> _CursorState:
+        b = self.batch_size
+        cursor = StepCursor(b, self.device)
+        order = None if self.order is None else self.order.clone()
+        self._cursor_state = _CursorState(
+            cursor, StepReplayer(self._cursor_step, cursor, self.params.tensors), order,
+            rows=torch.empty(b, dtype=torch.int64, device=self.device),
+            labels=torch.empty(b, 1, dtype=torch.int64, device=self.device),
+            predictions=torch.empty(b, dtype=torch.int64, device=self.device),
+            log_likelihoods=torch.empty(b, 1, dtype=self.dtype, device=self.device),
+        )
+        return self._cursor_state
+
+    def _cursor_step(self) -> None:
+        """The full-batch step that reads its batch's positions from the cursor and advances it,
+        so that one captured call trains every batch (see `engine.cuda_graphs`)."""
+        state, buf = self._cursor_state, self._full
+        assert state is not None
+        positions = state.cursor.current()
+        rows = positions if state.order is None else torch.index_select(state.order, 0, positions, out=state.rows)
+        torch.index_select(self.data.train_images, 0, rows, out=buf.images_u8)
+        buf.inputs.copy_(buf.images_u8)
+        torch.index_select(self.data.train_labels, 0, rows, out=state.labels.view(-1))
+        loss_scale = 1.0 / self.data.classes if self.conventions == "lab4" else 1.0 / self.batch_size
+        self._score_and_update(buf, state.labels, state.predictions, state.log_likelihoods, loss_scale)
+        self.predictions.index_copy_(0, positions, state.predictions)
+        self.log_likelihoods.index_copy_(0, positions, state.log_likelihoods)
+        state.cursor.advance()
+
+    def _score_and_update(
+        self, buf: _StepBuffers, labels: torch.Tensor, predictions: torch.Tensor, log_likelihoods: torch.Tensor,
+        loss_scale: float,
+    ) -> None:
+        """Forward, this batch's records (into `predictions`, `log_likelihoods`), backward, update."""
         logits = self._forward(buf)
-        torch.argmax(logits, 1, out=plan.predictions)
+        torch.argmax(logits, 1, out=predictions)
         probs = buf.grads[-1]
         if self.conventions == "lab4":
             torch._softmax(logits, 1, False, out=probs)
             torch.gather(probs, 1, labels, out=buf.label_probs)
             torch.add(buf.label_probs, self._epsilon, out=buf.label_probs_eps)
-            torch.log(buf.label_probs_eps, out=plan.log_likelihoods)
+            torch.log(buf.label_probs_eps, out=log_likelihoods)
             # Exact d/do of -log(p_y + eps): (p - onehot) · p_y / (p_y + eps).
             torch.div(buf.label_probs, buf.label_probs_eps, out=buf.ratio)
             probs.scatter_add_(1, labels, buf.minus_ones)
             probs.mul_(buf.ratio)
         else:
             torch._log_softmax(logits, 1, False, out=probs)
-            torch.gather(probs, 1, labels, out=plan.log_likelihoods)
+            torch.gather(probs, 1, labels, out=log_likelihoods)
             probs.exp_()
             probs.scatter_add_(1, labels, buf.minus_ones)
-        self._backward_and_update(buf, plan.loss_scale)
+        self._backward_and_update(buf, loss_scale)
 
     def _forward(self, buf: _StepBuffers) -> torch.Tensor:
         previous = buf.inputs

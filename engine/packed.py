@@ -6,33 +6,46 @@ same shape for all of them. Each slot has its own hidden sizes, learning rate, L
 
 How a step is laid out:
 - Layer 1 of every slot is one wide GEMM. The slots' first-layer weights are the rows of one
-  (K·w × D) matrix, so one `addmm` scores the shared batch for all slots and one `addmm_` updates
-  them all. When the slots' batch orders differ, each slot gathers its own rows and layer 1 is one
-  `baddbmm` over (K, w, D) views of the same matrix instead.
+  (K·w × D) matrix, so one `addmm` computes layer 1 of the shared batch for all slots and one
+  `addmm_` updates them all. When the slots' batch orders differ, each slot gathers its own rows
+  and layer 1 is one `baddbmm` over (K, w, D) views of the same matrix instead.
 - Every later layer (the output layer; the hidden-to-hidden layers of deeper slots) is a batched
   matmul over (K, out, in) weights: `baddbmm` forward, `bmm` for the gradient below it, `baddbmm_`
-  for the update.
+  for the update. Activations and gradients are laid out (slot, unit, sample), so each of these
+  reads and writes contiguous memory.
 - Hidden sizes may differ: per layer the pack is as wide as its widest slot (w), and a narrower
   slot's extra units have zero weights in and out. They stay exactly zero (ReLU(0) = 0, and no
   gradient reaches them), so the slot computes its solo numbers.
 - Per-slot learning rates scale the output gradient per slot before the backward pass (every
-  gradient below is linear in it); per-slot L2 decay is one `mul_` by a per-row vector.
+  gradient below is linear in it); per-slot L2 decay multiplies by a per-slot factor.
 - Losses and predictions are written per slot and per sample on the device and read back only when
   the runner asks (`epoch_totals`), as in `engine.fused`.
 
+Deferred layer-1 updates (the CPU). At batch 10 the wide layer-1 GEMMs have 10 rows: streaming
+K·w·D weights through the cache three times a step (forward, update read and write) for so few rows
+left a naive pack at 1.3× the speed of its runs one after another. So on the CPU the pack trains in
+blocks of steps (80 samples: 8 steps at batch 10): one GEMM computes layer 1 of the whole block
+at the weights of its start, each step adds the exact effect of the block's earlier updates (a
+rank-(j·B) correction from the block's input products, see `_layer_one`), and one GEMM applies the
+block's updates at its end (`_flush`). Every step's scores and updates are those of plain SGD; only
+the rounding differs (float64 agrees with the solo runs to 1e-10). A read of the parameters applies
+pending updates first. Measured in benchmarks/README.md ("Packed training").
+
+On a GPU the pack steps one batch at a time and captures that step as a CUDA graph
+(`engine.cuda_graphs`), one launch per step.
+
 Batch order under `standard` (each run reshuffles per epoch from its own seed): slots whose orders
-coincide share one gathered batch; otherwise each slot gathers its own (`gather per slot`). This
-was chosen over packing only runs with equal seeds because, measured (benchmarks/README.md, "Packed
-training"), gathering per slot costs little next to the step, and equal-seed packing could not
-recycle a slot under `standard` at all: a new run starts at its own epoch 0, whose order differs
-from the others' current epoch.
+coincide share one gathered batch; otherwise each slot gathers its own (gather per slot). This
+was chosen over packing only runs with equal seeds because, measured (benchmarks/README.md), gathering
+per slot costs little next to the step, and equal-seed packing could not recycle a slot under
+`standard` at all: a new run starts at its own epoch 0, whose order differs from the others' epoch.
 
 Slot recycling (`reconfigure`, between epochs): a run that ended is replaced by a new one, of any
 hidden size, or dropped. The pack re-slices its concatenation every time: it rebuilds its storage
 exactly as wide as its widest remaining slot and copies the kept slots over, instead of reserving the
 widest size it may ever need and masking. Measured (benchmarks/README.md), a rebuild costs a few
-milliseconds once per epoch, while a reserved width costs on every step of every epoch for as long
-as the wide run is gone; `reserve` keeps a minimum width for a caller that knows one is coming.
+steps' time once per epoch, while a reserved width costs on every step for as long as the wide run
+is gone; `reserve` keeps a minimum width for a caller that knows one is coming.
 
 Depth: the slots of a pack have the same number of hidden layers (all the lab's experiments have
 one); `PackError` refuses a mix.
@@ -48,6 +61,7 @@ import torch
 from engine.backend import EpochTotals
 from engine.batching import PIXEL_SCALE, DeviceData, batch_bounds, epoch_order, steps_per_epoch
 from engine.config import ConfigError, Conventions
+from engine.cuda_graphs import StepCursor, StepReplayer, graphs_wanted
 from engine.memory_model import pack_block_steps, pack_eval_rows
 from engine.nodes import LAB4_LOG_EPSILON
 from engine.params import MLPParams, init_params
@@ -104,6 +118,18 @@ class _Block:
 
 
 @dataclass
+class _CursorState:
+    """What the cursor step (the CUDA graph's step) reads and writes besides its block."""
+
+    cursor: StepCursor
+    replayer: StepReplayer
+    order: torch.Tensor | None  # this epoch's order, (N,) shared or (K, N) per slot, copied in each epoch
+    rows: torch.Tensor  # (B,) shared or (K·B,) per slot: the batch's sample indices
+    labels: torch.Tensor  # (K, 1, B) view of the gathered labels
+    gathered_labels: torch.Tensor  # (B,) shared or (K·B,) per slot
+
+
+@dataclass
 class _Progress:
     """The block being trained: its first step, its length and how many of its steps are done."""
 
@@ -147,6 +173,8 @@ class PackedMLPBackend:
         self._order: torch.Tensor | None = None  # None: file order; (N,) shared; (K, N) per slot
         self._shared_order = True
         self._progress: _Progress | None = None
+        self.step_mode = "graph" if graphs_wanted(self.device) else "plan"
+        self._cursor_state: _CursorState | None = None
         self._slots: list[_Slot | None] = []
         given: Sequence[MLPParams | None] = params if params is not None else [None] * len(slots)
         self._build([(_Slot(c, 0), p) for c, p in zip(slots, given, strict=True)])
@@ -301,6 +329,7 @@ class PackedMLPBackend:
         inverse = decay.pow(-(powers[:-1] + 1)) if self._deferred else torch.ones(1, len(decays), 1, 1)
         self._inverse_decay_powers = inverse.to(self.dtype).to(self.device)
         self._blocks: dict[int, _Block] = {}
+        self._cursor_state = None
 
     # --- the epoch's order -------------------------------------------------------------------
 
@@ -326,6 +355,10 @@ class PackedMLPBackend:
         if shared != self._shared_order:
             self._shared_order = shared
             self._blocks = {}
+            self._cursor_state = None
+        state = self._cursor_state
+        if state is not None and state.order is not None and self._order is not None:
+            state.order.copy_(self._order)
 
     def _slot_order(self, slot: _Slot | None, epoch: int) -> torch.Tensor | None:
         if slot is None or self.conventions == "lab4":
@@ -342,11 +375,21 @@ class PackedMLPBackend:
 
         Layer 1's update is deferred to the end of the step's block (or to the next read of the
         parameters); the step's scores are exact all the same (see `_layer_one`)."""
+        start, stop = batch_bounds(step, self.batch_size, self.samples)
+        if self.step_mode != "plan" and self._steps_per_block == 1 and stop - start == self.batch_size:
+            self._flush()
+            state = self._cursor_state or self._make_cursor_state()
+            if self.step_mode == "cursor":
+                state.cursor.move_to(start)
+                self._cursor_step()
+                return
+            if state.replayer.run(start):
+                return
+            self.step_mode = "plan"  # the step could not be captured: `graph_status` says why
         progress = self._progress
         if progress is None or step != progress.first_step + progress.done:
             self._flush()
             progress = self._progress = self._start_block(step)
-        start, stop = batch_bounds(step, self.batch_size, self.samples)
         block, j = progress.block, progress.done
         self._layer_one(block, j)
         labels = self.labels_in_order[:, start:stop].unsqueeze(1)
@@ -367,31 +410,88 @@ class PackedMLPBackend:
         length = 1 if rows < self.batch_size else min(limit, self.samples // self.batch_size - step)
         block = self._block(rows, limit if rows == self.batch_size else 1)
         count = length * rows
-        images, inputs = self.data.train_images, block.inputs
         if self._order is None:
-            inputs[:count].copy_(images[start : start + count])
+            block.inputs[:count].copy_(self.data.train_images[start : start + count])
         elif self._shared_order:
-            torch.index_select(images, 0, self._order[start : start + count], out=block.images_u8[:count])
-            inputs[:count].copy_(block.images_u8[:count])
+            self._load_rows(block, self._order[start : start + count])
         else:
-            index = self._order[:, start : start + count].reshape(-1)
-            gathered = block.images_u8[: self.size * count]
-            torch.index_select(images, 0, index, out=gathered)
-            inputs[:, :count].copy_(gathered.view(self.size, count, -1))
-        weight = self._params.weights[0]
+            self._load_rows(block, self._order[:, start : start + count].reshape(-1))
+        self._layer_one_base(block, count, with_products=length > 1)
+        return _Progress(block, step, length)
+
+    def _load_rows(self, block: _Block, rows: torch.Tensor) -> None:
+        """The block's inputs from these sample indices (per slot: K runs of indices, one after another)."""
+        gathered = block.images_u8[: rows.shape[0]]
+        torch.index_select(self.data.train_images, 0, rows, out=gathered)
         if self._shared_order:
+            block.inputs[: rows.shape[0]].copy_(gathered)
+        else:
+            count = rows.shape[0] // self.size
+            block.inputs[:, :count].copy_(gathered.view(self.size, count, -1))
+
+    def _layer_one_base(self, block: _Block, count: int, *, with_products: bool) -> None:
+        """Layer 1 (no bias) of the block's first `count` samples at the weights as they are now, and
+        the samples' products with each other (for `_layer_one`'s corrections)."""
+        inputs = block.inputs
+        if self._shared_order:
+            weight = self._params.weights[0]
             base = block.base.view(weight.shape[0], -1)[:, :count]
             torch.addmm(base, weight, inputs[:count].t(), beta=0, alpha=PIXEL_SCALE, out=base)
-            if length > 1:
+            if with_products:
                 torch.mm(inputs[:count], inputs[:count].t(), out=block.gram[:count, :count])
         else:
             slot_inputs = inputs[:, :count]
             base = block.base[:, :, :count]
             torch.baddbmm(base, self._first_weight_by_slot, slot_inputs.transpose(1, 2), beta=0, alpha=PIXEL_SCALE,
                           out=base)
-            if length > 1:
+            if with_products:
                 torch.bmm(slot_inputs, slot_inputs.transpose(1, 2), out=block.gram[:, :count, :count])
-        return _Progress(block, step, length)
+
+    def _make_cursor_state(self) -> _CursorState:
+        b, k = self.batch_size, self.size
+        cursor = StepCursor(b, self.device)
+        order = None if self._order is None else self._order.clone()
+        copies = 1 if self._shared_order else k
+        gathered = torch.empty(copies * b, dtype=torch.int64, device=self.device)
+        labels = gathered.view(1, 1, b).expand(k, 1, b) if self._shared_order else gathered.view(k, 1, b)
+        self._cursor_state = _CursorState(
+            cursor, StepReplayer(self._cursor_step, cursor, self._params.tensors), order,
+            rows=torch.empty(copies * b, dtype=torch.int64, device=self.device), labels=labels,
+            gathered_labels=gathered,
+        )
+        return self._cursor_state
+
+    def _cursor_step(self) -> None:
+        """A whole full-batch step (block of one) that reads its batch's positions from the cursor and
+        advances it, so that one captured call trains every batch (see `engine.cuda_graphs`)."""
+        state, k = self._cursor_state, self.size
+        assert state is not None
+        block = self._block(self.batch_size, 1)
+        positions = state.cursor.current()
+        if state.order is None:
+            rows = positions
+        elif self._shared_order:
+            rows = torch.index_select(state.order, 0, positions, out=state.rows)
+        else:
+            index = positions.expand(k, -1)
+            rows = torch.gather(state.order, 1, index, out=state.rows.view(k, -1)).view(-1)
+        self._load_rows(block, rows)
+        torch.index_select(self.data.train_labels, 0, rows, out=state.gathered_labels)
+        self._layer_one_base(block, self.batch_size, with_products=False)
+        self._layer_one(block, 0)
+        self._score_and_update(block, state.labels)
+        torch.mul(block.first_grad, self._inverse_decay_powers[0], out=block.pending[:, :, 0])
+        self._apply_pending(block, 1)
+        self.predictions.index_copy_(1, positions, block.predictions)
+        self.log_likelihoods.index_copy_(1, positions, block.log_likelihoods.view(k, -1))
+        state.cursor.advance()
+
+    @property
+    def graph_status(self) -> str:
+        """How full-batch steps run: "plan" (eager blocks), "cursor", or the CUDA graph's status."""
+        if self._cursor_state is None or self.step_mode == "cursor":
+            return self.step_mode
+        return self._cursor_state.replayer.status
 
     def _layer_one(self, block: _Block, j: int) -> None:
         """Layer 1 of step j of the block, exactly as if the block's earlier updates were applied:
@@ -469,9 +569,11 @@ class PackedMLPBackend:
         if progress is None:
             return
         self._progress = None
-        block, j = progress.block, progress.done
-        if j == 0:
-            return
+        if progress.done:
+            self._apply_pending(progress.block, progress.done)
+
+    def _apply_pending(self, block: _Block, j: int) -> None:
+        """Layer 1's update for the block's first j steps (see `_flush`)."""
         count = j * block.rows
         weight = self._params.weights[0]
         if not self._deferred and self._has_decay:

@@ -517,3 +517,101 @@ def test_the_pack_memory_estimate_counts_the_tensors_the_pack_allocates(conventi
     counted = estimate.dataset + estimate.parameters + estimate.gradients_and_buffers + estimate.activations_train
     assert counted - order_list == resident - rate_vectors
     assert estimate.activations_test >= estimate.activations_train + estimate.parameters  # calibration's copy
+
+
+# --- 7. CUDA graphs: the step a graph replays -----------------------------------------------
+#
+# On a CUDA device both backends capture a "cursor step" (it reads its batch's positions from a
+# tensor it advances itself) and replay it. On the CPU the cursor step runs eagerly: it must give
+# the plain step's numbers exactly. On CUDA (skipped without it) the replayed graph must too.
+
+
+def _fused(data, slot: SlotConfig, conventions: str, step_mode: str, dtype=F64) -> FusedMLPBackend:
+    solo = _solo(data, slot, conventions, dtype=dtype)
+    solo.step_mode = step_mode
+    return solo
+
+
+@pytest.mark.parametrize("conventions", ["lab4", "standard"])
+def test_the_solo_cursor_step_equals_the_plain_step(conventions):
+    data = _data()
+    plain = _fused(data, MIXED[1], conventions, "plan")
+    cursor = _fused(data, MIXED[1], conventions, "cursor")
+    plain_totals, cursor_totals = _train(plain, AGREEMENT_STEPS), _train(cursor, AGREEMENT_STEPS)
+    _assert_params_close(cursor.params, plain.params, 0.0, "cursor step")
+    assert cursor_totals == plain_totals
+    assert torch.equal(cursor.predictions, plain.predictions)
+    assert cursor.graph_status == "cursor"
+
+
+@pytest.mark.parametrize("slots", [MIXED, SAME_SEED, DEEP], ids=["mixed", "same_seed", "2hidden"])
+@pytest.mark.parametrize("conventions", ["lab4", "standard"])
+def test_the_pack_cursor_step_equals_its_plain_step_and_the_solo_runs(conventions, slots):
+    data = _data()
+    cursor = _pack(data, slots, conventions, block_steps=1)
+    cursor.step_mode = "cursor"
+    plain = _pack(data, slots, conventions, block_steps=1)
+    cursor_totals, plain_totals = _train(cursor, AGREEMENT_STEPS), _train(plain, AGREEMENT_STEPS)
+    for index, slot in enumerate(slots):
+        _assert_params_close(cursor.slot_params(index), plain.slot_params(index), 1e-13, f"slot {index}")
+        solo = _solo(data, slot, conventions)
+        _train(solo, AGREEMENT_STEPS)
+        _assert_params_close(cursor.slot_params(index), solo.params, TOLERANCE, f"slot {index} vs solo")
+    for got, want in zip(cursor_totals, plain_totals, strict=True):
+        for g, w in zip(got, want, strict=True):
+            _assert_totals_close(g, w, 1e-13, "cursor totals")
+
+
+def test_without_cuda_nothing_is_captured():
+    data = _data()
+    assert _solo(data, MIXED[0], "lab4").graph_status == "plan"
+    assert _pack(data, MIXED, "lab4").graph_status == "plan"
+
+
+def _cuda_or_skip() -> torch.device:
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device")
+    return torch.device("cuda")
+
+
+def _on(data: DeviceData, device: torch.device) -> DeviceData:
+    return DeviceData(*(t.to(device) if isinstance(t, torch.Tensor) else t for t in (
+        data.train_images, data.train_labels, data.test_images, data.test_labels, data.classes,
+        data.val_images, data.val_labels,
+    )))
+
+
+@pytest.mark.parametrize("conventions", ["lab4", "standard"])
+def test_on_cuda_the_captured_solo_step_equals_the_eager_one(conventions):
+    device = _cuda_or_skip()
+    data = _on(_data(), device)
+    slot = MIXED[1]
+    params = init_params(FEATURES, slot.hidden, CLASSES, conventions=conventions, seed=slot.seed, device=device)
+    backends = {}
+    for mode in ("graph", "plan"):
+        backend = FusedMLPBackend(params.clone(), data, lr=slot.lr, reg=slot.reg, batch_size=BATCH,
+                                  conventions=conventions, seed=slot.seed)
+        backend.step_mode = mode
+        backends[mode] = (backend, _train(backend, AGREEMENT_STEPS))
+    (graphed, graph_totals), (eager, eager_totals) = backends["graph"], backends["plan"]
+    assert graphed.graph_status == "captured"
+    _assert_params_close(graphed.params, eager.params, 1e-5, "graphed")
+    for got, want in zip(graph_totals, eager_totals, strict=True):
+        assert (got.correct, got.samples) == (want.correct, want.samples)
+
+
+@pytest.mark.parametrize("conventions", ["lab4", "standard"])
+def test_on_cuda_the_captured_pack_step_equals_the_eager_one_and_the_solo_runs(conventions):
+    device = _cuda_or_skip()
+    data = _on(_data(), device)
+    packs = {}
+    for mode in ("graph", "plan"):
+        pack = PackedMLPBackend(data, MIXED, batch_size=BATCH, conventions=conventions)
+        pack.step_mode = mode
+        packs[mode] = (pack, _train(pack, AGREEMENT_STEPS))
+    (graphed, graph_totals), (eager, eager_totals) = packs["graph"], packs["plan"]
+    assert graphed.graph_status == "captured"
+    for index in range(len(MIXED)):
+        _assert_params_close(graphed.slot_params(index), eager.slot_params(index), 1e-5, f"slot {index}")
+    for got, want in zip(graph_totals, eager_totals, strict=True):
+        assert [t.correct for t in got] == [t.correct for t in want]
