@@ -99,11 +99,13 @@ def slot_config(config: RunConfig) -> SlotConfig:
 @dataclass(frozen=True)
 class SlotEvent:
     """One run's event, tagged: `run` numbers the pack's runs in the order they joined (the first
-    configs are 0..K-1), `slot` is the run's position in the pack when the event was reported."""
+    configs are 0..K-1), `slot` is the run's position in the pack when the event was reported and
+    `slots` the pack's size then (-1 and 0 for a run that could not join)."""
 
     run: int
     slot: int
     event: Event
+    slots: int = 0
 
 
 PackEventSink = Callable[[SlotEvent], None]
@@ -255,8 +257,11 @@ class _PackLoop:
         classes, samples = prepared.dataset.spec.classes, prepared.dataset.train_images.shape[0]
         accounting = Accounting(config.conventions, classes, samples, config.batch_size)
         lane = _Lane(run, slot, loop, accounting, self._time_estimate(config))
-        loop.on_event = lambda event: self.on_event(SlotEvent(lane.run, lane.slot, event))
+        loop.on_event = lambda event: self.on_event(SlotEvent(lane.run, lane.slot, event, self._slots(lane)))
         return lane
+
+    def _slots(self, lane: _Lane) -> int:
+        return self.pack.size if self.pack is not None and lane.slot >= 0 else 0
 
     @staticmethod
     def _ignore(event: Event) -> None:

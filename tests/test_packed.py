@@ -27,6 +27,8 @@ from engine.params import MLPParams, init_params
 from engine.runner import execute_run, prepare_run
 from tests.conftest import require_path
 from tests.datafiles import write_idx_dataset
+from tuner_tui.runs.pack_session import PackEntry, run_pack
+from tuner_tui.runs.store import ResultsStore, RunLabels
 
 F64 = torch.float64
 CLASSES = 10
@@ -615,3 +617,62 @@ def test_on_cuda_the_captured_pack_step_equals_the_eager_one_and_the_solo_runs(c
         _assert_params_close(graphed.slot_params(index), eager.slot_params(index), 1e-5, f"slot {index}")
     for got, want in zip(graph_totals, eager_totals, strict=True):
         assert [t.correct for t in got] == [t.correct for t in want]
+
+
+# --- 8. Recording: every run of a pack is stored as its own run -------------------------------
+
+
+@pytest.fixture
+def store(tmp_path: Path):
+    with ResultsStore(tmp_path / "runs.sqlite3") as opened:
+        yield opened
+
+
+def test_each_run_of_a_pack_is_stored_with_its_labels_pack_size_and_the_packs_shared_figures(tiny_root, store):
+    entries = [
+        PackEntry(_run_config(tiny_root, **values), RunLabels(preset=f"exp{index}"))
+        for index, values in enumerate(THREE)
+    ]
+    extra = PackEntry(_run_config(tiny_root, hidden=(64,), seed=7, epochs=1), RunLabels(sweep="s", trial=4))
+    queue = [extra]
+    tagged: list[SlotEvent] = []
+    results = run_pack(entries, store, tagged.append, next_entry=lambda key: queue.pop(0) if queue else None)
+
+    assert len(results) == 4 and all(r.store_error is None and r.run_id is not None for r in results)
+    stored = {record.id: record for record in store.list_runs()}
+    assert len(stored) == 4
+    for result, entry in zip(results, [*entries, extra], strict=True):
+        record = stored[result.run_id]
+        assert record.status == "completed" and record.config == entry.config
+        labels = entry.labels
+        assert (record.preset, record.sweep, record.trial) == (labels.preset, labels.sweep, labels.trial)
+        assert record.pack_size == 3
+        assert len(record.epochs) == entry.config.epochs
+        assert record.test_accuracy == result.finished.test_accuracy
+        assert record.train_time_s == pytest.approx(result.finished.resources.train_time_s)
+        assert record.peak_memory_bytes == result.finished.resources.peak_memory_bytes
+    # The first runs shared the pack's first epoch: the same measured seconds in their first EpochEnd.
+    first_epochs = {stored[r.run_id].epochs[0].seconds for r in results[:3]}
+    assert len(first_epochs) == 1
+    assert [e.run for e in tagged if isinstance(e.event, Started)] == [0, 1, 2, 3]
+
+
+def test_runs_that_cannot_share_a_pack_raise_before_anything_is_stored(tiny_root, store):
+    entries = [PackEntry(_run_config(tiny_root)), PackEntry(_run_config(tiny_root, batch_size=20))]
+    with pytest.raises(PackError):
+        run_pack(entries, store, lambda event: None)
+    assert store.list_runs() == []
+
+
+def test_a_next_config_that_cannot_join_is_stored_as_failed_and_the_next_one_is_asked(tiny_root, store):
+    misfit = PackEntry(_run_config(tiny_root, batch_size=20), RunLabels(trial=1))
+    fitting = PackEntry(_run_config(tiny_root, seed=3), RunLabels(trial=2))
+    queue = [misfit, fitting]
+    results = run_pack(
+        [PackEntry(_run_config(tiny_root), RunLabels(trial=0))], store, lambda event: None,
+        next_entry=lambda key: queue.pop(0) if queue else None,
+    )
+    assert [r.finished.status for r in results] == [RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.COMPLETED]
+    failed = store.get_run(results[1].run_id)
+    assert failed.status == "failed" and failed.trial == 1
+    assert failed.message.startswith("cannot join the pack: batch_size")
