@@ -564,7 +564,7 @@ def test_the_pack_cursor_step_equals_its_plain_step_and_the_solo_runs(convention
             _assert_totals_close(g, w, 1e-13, "cursor totals")
 
 
-def test_without_cuda_nothing_is_captured():
+def test_on_the_cpu_nothing_is_captured():
     data = _data()
     assert _solo(data, MIXED[0], "lab4").graph_status == "plan"
     assert _pack(data, MIXED, "lab4").graph_status == "plan"
