@@ -232,12 +232,12 @@ class _PackLoop:
             self.gpu_probe = NvmlGpuProbe(index=device.index or 0)
         else:
             torch.set_flush_denormal(True)  # as the solo runner does: denormals slow CPU matmuls tenfold
+        self.lanes = [self._lane(config, slot, prepared.start_time) for slot, config in enumerate(prepared.configs)]
         self.data = DeviceData.from_dataset(prepared.dataset, device)
         self.pack = pack = PackedMLPBackend(
             self.data, [slot_config(c) for c in prepared.configs], batch_size=prepared.key.batch_size,
             conventions=prepared.configs[0].conventions,
         )
-        self.lanes = [self._lane(config, slot, prepared.start_time) for slot, config in enumerate(prepared.configs)]
         self.seconds_per_step = calibrate_step_time(pack, device, self.cancel, clock=prepared.clock).seconds_per_step
         self.test_pass_seconds = time_test_pass(pack, device, clock=prepared.clock)
         name = device_name(device)
@@ -395,20 +395,22 @@ class _PackLoop:
         if not plan:
             self.lanes = []
             return
-        pack.reconfigure(plan)
-        self.lanes = []
         now = self.prepared.clock()
-        name = device_name(self.device)
-        self.memory_estimate = self._estimate_memory(name, [lane.loop.config for lane in kept] + newcomers)
         fresh = iter(newcomers)
+        lanes = []
         for slot, item in enumerate(plan):
             if isinstance(item, int):
                 lane = next(lane for lane in kept if lane.slot == item)
                 lane.slot = slot
-                self.lanes.append(lane)
             else:
                 lane = self._lane(next(fresh), slot, now)
-                self.lanes.append(lane)
+            lanes.append(lane)
+        self.lanes = lanes
+        pack.reconfigure(plan)
+        name = device_name(self.device)
+        self.memory_estimate = self._estimate_memory(name, [lane.loop.config for lane in lanes])
+        for lane in lanes:
+            if lane.epoch == 0:
                 self._start(lane, name)
 
     def _next(self, kept: list[_Lane], newcomers: list[RunConfig]) -> RunConfig | None:

@@ -676,3 +676,16 @@ def test_a_next_config_that_cannot_join_is_stored_as_failed_and_the_next_one_is_
     failed = store.get_run(results[1].run_id)
     assert failed.status == "failed" and failed.trial == 1
     assert failed.message.startswith("cannot join the pack: batch_size")
+
+
+def test_an_error_during_a_pack_fails_every_run_in_it_with_one_line(tiny_root, monkeypatch):
+    def broken(self, step):
+        raise RuntimeError("boom\nsecond line")
+
+    monkeypatch.setattr(PackedMLPBackend, "train_step", broken)
+    configs = [_run_config(tiny_root, seed=s) for s in range(2)]
+    events: list[SlotEvent] = []
+    results = execute_pack(prepare_pack(configs), events.append)  # must not raise
+    assert [f.status for f in results] == [RunStatus.FAILED] * 2
+    assert all(f.message == "RuntimeError: boom" for f in results)
+    assert [e.run for e in events if isinstance(e.event, Finished)] == [0, 1]
