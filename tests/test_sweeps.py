@@ -21,12 +21,12 @@ import torch
 from optuna.trial import TrialState
 
 from engine.datasets import load_dataset
-from engine.events import RunStatus
+from engine.events import EpochEnd, RunStatus
 from engine.validation_split import hold_out, validation_rows
 from tests.datafiles import write_idx_dataset
 from tuner_tui.cli import main
 from tuner_tui.runs.store import ResultsStore, StoreError
-from tuner_tui.sweeps.scheduler import SweepEvent, TrialEnded, run_sweep
+from tuner_tui.sweeps.scheduler import SweepEvent, TrialEnded, TrialRunEvent, run_sweep
 from tuner_tui.sweeps.spec import SpecError, list_specs, load_spec, parse_spec
 from tuner_tui.sweeps.study import RUN_UID_ATTR, open_study
 from tuner_tui.sweeps.summary import importances, load_summary
@@ -455,3 +455,43 @@ def test_a_trial_waiting_to_be_asked_again_is_not_shown_as_running(isolated, tmp
     summary = load_summary(sweep.study)
     assert summary.waiting == 1 and summary.state == "stopped"
     assert [row.status for row in summary.trials] == [RunStatus.FAILED]
+
+
+def test_packed_trials_fill_packs_by_batch_size_and_meet_the_budget(isolated, tmp_path: Path) -> None:
+    spec_path = write_spec(tmp_path / "specs", pruner="asha", epochs=3, trials=9)
+    sweep = open_study(load_spec(str(spec_path)), "packed", storage_of(isolated), budget=9, create=True)
+    events: list[SweepEvent] = []
+    with ResultsStore(Path(isolated["TUNER_TUI_STORE"])) as store:
+        outcome = run_sweep(sweep, store, events.append, cancel=threading.Event(), pack=3)
+        runs = store.list_runs(sweep="packed")
+    assert outcome.stopped_by == "budget"
+    assert len(sweep.trials((TrialState.COMPLETE, TrialState.PRUNED))) == 9
+    assert not sweep.trials((TrialState.RUNNING,)) and not sweep.trials((TrialState.FAIL,))
+    assert sorted(r.trial for r in runs) == list(range(9))
+    assert max(r.pack_size for r in runs) > 1
+    for trial in sweep.trials():
+        [run] = [r for r in runs if r.trial == trial.number]
+        assert trial.system_attrs[RUN_UID_ATTR] == run.uid
+        assert run.config.batch_size == trial.params["batch_size"]
+        if trial.state is TrialState.COMPLETE:
+            assert trial.value == pytest.approx(run.epochs[-1].val_accuracy)
+    ended = [e for e in events if isinstance(e, TrialEnded)]
+    assert sorted(e.number for e in ended) == list(range(9))
+
+
+def test_a_packed_sweep_stopped_gives_back_its_queued_trials(isolated, tmp_path: Path) -> None:
+    spec_path = write_spec(tmp_path / "specs", epochs=3, trials=6)
+    sweep = open_study(load_spec(str(spec_path)), "stopped", storage_of(isolated), budget=6, create=True)
+    cancel = threading.Event()
+
+    def stop_after_first_epoch(event: SweepEvent) -> None:
+        if isinstance(event, TrialRunEvent) and isinstance(event.event, EpochEnd):
+            cancel.set()
+
+    with ResultsStore(Path(isolated["TUNER_TUI_STORE"])) as store:
+        run_sweep(sweep, store, stop_after_first_epoch, cancel=cancel, pack=2)
+    assert not sweep.trials((TrialState.RUNNING,))
+    failed = sweep.trials((TrialState.FAIL,))
+    assert failed and all(t.system_attrs.get("tuner_tui.outcome") == "cancelled" for t in failed)
+    waiting = [t for t in sweep.study.get_trials() if t.state is TrialState.WAITING]
+    assert {t.user_attrs["requeued_from"] for t in waiting} == {t.number for t in failed}

@@ -75,7 +75,7 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--force", action="store_true", help="start even when the memory estimate does not fit")
 
 
-def _workers(text: str) -> int | str:
+def _auto_or_count(text: str) -> int | str:
     return text if text == "auto" else _positive_int(text)
 
 
@@ -122,8 +122,12 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--no-ui", action="store_true", help="run headless and exit")
     sweep.add_argument("--json", action="store_true", help="print one JSON object at the end (or for show)")
     sweep.add_argument(
-        "--workers", type=_workers, default="auto", metavar="N|auto",
+        "--workers", type=_auto_or_count, default="auto", metavar="N|auto",
         help="worker processes sharing the study (auto: one per CPU core on a CPU, one on a GPU)",
+    )
+    sweep.add_argument(
+        "--pack", type=_auto_or_count, default="auto", metavar="K|auto",
+        help="trials trained together as one pack in each worker (auto: the measured best for the device)",
     )
     cluster = sweep.add_argument_group("on a SLURM cluster")
     cluster.add_argument("--slurm", action="store_true", help="submit the sweep as a SLURM job array and return")

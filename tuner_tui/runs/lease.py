@@ -102,6 +102,10 @@ class Heartbeat:
         while not self._stopped.wait(self.interval_s):
             self.beat()
 
+    @property
+    def stopped(self) -> bool:
+        return self._stopped.is_set()
+
     def stop(self) -> None:
         self._stopped.set()
         if self._thread is not None:

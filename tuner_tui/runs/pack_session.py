@@ -35,7 +35,7 @@ from engine.datasets import LoadedDataset, load_dataset
 from engine.events import Finished
 from engine.pack_runner import PackEventSink, PackJudge, PackKey, PreparedPack, SlotEvent, execute_pack, prepare_pack
 from tuner_tui.runs.session import RecordedRun, RunRecorder, RunRecording
-from tuner_tui.runs.store import RunLabels
+from tuner_tui.runs.store import RunLabels, new_run_uid
 
 
 @dataclass(frozen=True)
@@ -44,6 +44,7 @@ class PackEntry:
 
     config: RunConfig
     labels: RunLabels = field(default_factory=RunLabels)
+    uid: str = field(default_factory=new_run_uid)  # the run's id in the store, known before it starts
 
 
 NextEntry = Callable[[PackKey], PackEntry | None]
@@ -111,7 +112,7 @@ class _PackRecordings:
             labels = dataclasses.replace(entry.labels, pack_size=max(1, tagged.slots))
             recording = self.recordings[tagged.run] = RunRecording(
                 self.recorder, entry.config, labels, _ignore,
-                data_source=self.prepared.dataset.source, device_label=str(self.prepared.device),
+                data_source=self.prepared.dataset.source, device_label=str(self.prepared.device), uid=entry.uid,
             )
         recording(tagged.event)
         self.on_event(tagged)

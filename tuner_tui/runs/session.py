@@ -132,11 +132,13 @@ def execute_and_record(
     cancel: threading.Event | None = None,
     labels: RunLabels | None = None,
     judge: EpochJudge | None = None,
+    uid: str | None = None,
 ) -> RecordedRun:
-    """Run `prepared`, recording it, and forward every event to `on_event` after the recorder saw it."""
+    """Run `prepared`, recording it (under `uid`, or a new one), and forward every event to
+    `on_event` after the recorder saw it."""
     recording = RunRecording(
         recorder, prepared.config, labels or RunLabels(), on_event,
-        data_source=prepared.dataset.source, device_label=str(prepared.device),
+        data_source=prepared.dataset.source, device_label=str(prepared.device), uid=uid or new_run_uid(),
     )
     finished = execute_run(prepared, recording, cancel=cancel, judge=judge)
     return recording.result(finished)

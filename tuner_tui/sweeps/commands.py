@@ -21,6 +21,7 @@ from engine.events import RunStatus
 from tuner_tui.cli import EXIT_BAD_INPUT, EXIT_OK, EXIT_RUN_FAILED, BadInput, open_store, plain_console
 from tuner_tui.formatting import format_seconds, plural
 from tuner_tui.runs.journal import JournalError, JournalRecorder, journal_path
+from tuner_tui.runs.parallel import resolve_pack, resolve_workers
 from tuner_tui.runs.session import RunRecorder
 from tuner_tui.runs.stop_signals import StopSignals
 from tuner_tui.runs.store import default_store_path
@@ -46,7 +47,7 @@ from tuner_tui.sweeps.study import (
     open_study,
 )
 from tuner_tui.sweeps.summary import SweepSummary, TrialRow, importances, load_summary
-from tuner_tui.sweeps.workers import WorkerArgs, cpu_cores, run_local_workers, worker_index
+from tuner_tui.sweeps.workers import WorkerArgs, run_local_workers, worker_index
 
 
 def store_path(args: argparse.Namespace) -> Path:
@@ -122,7 +123,7 @@ def run_headless_sweep(spec_name: str, args: argparse.Namespace) -> int:
     name = args.name or spec.name
     url = storage_url(args, name)
     sweep = _open(spec, name, url, args.trials, worker_index() + 1 if args.worker else 0)
-    workers = 1 if args.worker else _worker_count(args.workers, spec)
+    workers = 1 if args.worker else resolve_workers(args.workers, spec.base.device)
     workers = min(workers, max(1, sweep.budget - sweep.finished_count()))
     if workers > 1:
         return _run_workers(args, sweep, workers)
@@ -134,7 +135,7 @@ def run_headless_sweep(spec_name: str, args: argparse.Namespace) -> int:
         try:
             outcome = run_sweep(
                 sweep, recorder, reporter, cancel=stop.cancel, deadline=deadline, worker=worker,
-                stop_reason=stop.describe,
+                stop_reason=stop.describe, pack=resolve_pack(args.pack, spec.base.device),
             )
         except (ConfigError, DatasetError) as error:
             raise BadInput(str(error)) from None
@@ -145,20 +146,12 @@ def run_headless_sweep(spec_name: str, args: argparse.Namespace) -> int:
     return _finish(args, sweep, reporter, outcome.stopped_by, stop.exit_code(), bool(outcome.store_errors))
 
 
-def _worker_count(requested: int | str, spec: SweepSpec) -> int:
-    """`--workers`: a number, or auto (the measured best: one single-threaded worker per core on a
-    CPU; one worker on a GPU, where a pack uses the device better than processes)."""
-    if requested != "auto":
-        return int(requested)
-    return 1 if spec.base.device.startswith("cuda") else cpu_cores()
-
-
 def _run_workers(args: argparse.Namespace, sweep: SweepStudy, count: int) -> int:
     """Several single-threaded worker processes share the study; this one waits and reports."""
     worker = WorkerArgs(
         spec_source=Path(sweep.spec.source), name=sweep.name, storage=sweep.storage_url, trials=sweep.budget,
         overrides=tuple(args.overrides), data_root=args.data_root, device=args.device,
-        store=str(store_path(args)), timeout=args.timeout,
+        store=str(store_path(args)), timeout=args.timeout, pack=args.pack,
     )
     reporter = SweepReporter(Console(stderr=True), sweep.budget)
     reporter.header(sweep.name, sweep.finished_count())

@@ -16,25 +16,34 @@ with the epochs it ran. Outcomes are told to Optuna as:
 The budget counts finished (completed or pruned) trials, including those of other workers and
 earlier runs, so rerunning after a kill resumes and never repeats a finished trial. A trial left
 running by a dead worker is found through its lease, failed, and its parameters asked again.
+
+With `pack` > 1, trials train in packs (`tuner_tui.runs.pack_session`): the trials of a pack share
+a dataset, batch size and conventions (a `PackKey`); a trial asked for a pack whose key differs
+waits, held, in its key's queue for a later pack; a slot freed at an epoch boundary (its trial
+completed, diverged or was pruned) is given at once to the next trial of the pack's key. Each
+trial is told as soon as its run ends, so the sampler and the budget see it while the pack goes on.
 """
 
 from __future__ import annotations
 
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from optuna.trial import FrozenTrial, Trial, TrialState
+from optuna.trial import Trial, TrialState
 
 from engine.config import RunConfig
 from engine.datasets import LoadedDataset, load_dataset
-from engine.events import EpochEnd, Event, RunStatus
+from engine.events import EpochEnd, Event, Finished, RunStatus
+from engine.pack_runner import PackKey, SlotEvent
 from engine.runner import prepare_run
 from tuner_tui.runs.lease import Heartbeat
+from tuner_tui.runs.pack_session import PackEntry, run_pack
 from tuner_tui.runs.session import RunRecorder, execute_and_record
-from tuner_tui.runs.store import RunLabels
+from tuner_tui.runs.store import RunLabels, new_run_uid
 from tuner_tui.sweeps.study import (
     FAULT_ATTR,
     OUTCOME_ATTR,
@@ -113,6 +122,91 @@ def objective_of(sweep: SweepStudy, epoch: EpochEnd) -> float | None:
     return epoch.val_accuracy if sweep.spec.search.objective == "val_accuracy" else epoch.val_loss
 
 
+@dataclass
+class _Context:
+    """What every trial of this worker's sweep needs."""
+
+    sweep: SweepStudy
+    recorder: RunRecorder
+    on_event: Callable[[SweepEvent], None]
+    cancel: threading.Event
+    worker: WorkerInfo
+    loader: CachedLoader
+    outcome: SweepOutcome
+    fault: Callable[[], str | None] | None
+
+
+class _HeldTrial:
+    """A trial this worker asked and holds (its lease renewed) until it is told."""
+
+    def __init__(self, ctx: _Context, trial: Trial) -> None:
+        self.ctx, self.trial = ctx, trial
+        self.heartbeat = Heartbeat(lambda expiry: ctx.sweep.renew_lease(trial._trial_id, expiry))
+        ctx.sweep.hold(trial._trial_id, ctx.worker.name, self.heartbeat.expiry())  # before anything can fail
+        self.heartbeat.start()
+        self.params = ctx.sweep.params_of(trial)
+        self.config = ctx.sweep.spec.trial_config(self.params)
+        self.uid = new_run_uid()
+
+    @property
+    def number(self) -> int:
+        return self.trial.number
+
+    @property
+    def labels(self) -> RunLabels:
+        return RunLabels(sweep=self.ctx.sweep.name, trial=self.number, array_task=self.ctx.worker.array_task)
+
+    def start(self) -> None:
+        """Its run is about to train: say so, and link the trial to the run before it can end."""
+        self.ctx.sweep.study._storage.set_trial_system_attr(self.trial._trial_id, RUN_UID_ATTR, self.uid)
+        self.ctx.on_event(
+            TrialStarted(self.number, self.params, self.config, self.trial.user_attrs.get(REQUEUED_FROM))
+        )
+
+    def report(self, epoch: EpochEnd) -> bool:
+        """Report an epoch's objective at its rung; True when the pruner stops the trial."""
+        value = objective_of(self.ctx.sweep, epoch)
+        if value is None:
+            return False
+        self.trial.report(value, epoch.epoch)
+        return self.trial.should_prune()
+
+    def ended(self, finished: Finished, run_id: int | None) -> TrialEnded:
+        """Tell the study how the trial's run ended."""
+        value = objective_of(self.ctx.sweep, finished.epochs[-1]) if finished.epochs else None
+        if finished.status is RunStatus.CANCELLED:
+            fault = (self.ctx.fault() if self.ctx.fault else None) or "stopped"
+            self.ctx.sweep.study._storage.set_trial_system_attr(self.trial._trial_id, FAULT_ATTR, fault)
+        return self.tell(finished.status, value, len(finished.epochs), run_id, finished.message)
+
+    def tell(self, status: RunStatus, value: float | None, epochs: int, run_id: int | None, message: str) -> TrialEnded:
+        self.heartbeat.stop()
+        sweep, trial = self.ctx.sweep, self.trial
+        study, storage = sweep.study, sweep.study._storage
+        if status is RunStatus.COMPLETED and value is not None:
+            study.tell(trial, value)
+        elif status is RunStatus.PRUNED:
+            study.tell(trial, state=TrialState.PRUNED)
+        elif status is RunStatus.DIVERGED:
+            trial.report(worst_value(sweep.spec), epochs + 1)
+            storage.set_trial_system_attr(trial._trial_id, OUTCOME_ATTR, status.value)
+            study.tell(trial, state=TrialState.PRUNED)
+        else:
+            storage.set_trial_system_attr(trial._trial_id, OUTCOME_ATTR, status.value)
+            frozen = study.tell(trial, state=TrialState.FAIL)
+            if status is RunStatus.CANCELLED:
+                sweep.ask_again(frozen)
+        ended = TrialEnded(self.number, status, value, epochs, run_id, message)
+        self.ctx.outcome.trials_run += 1
+        self.ctx.on_event(ended)
+        return ended
+
+    def give_back(self, why: str) -> None:
+        """A held trial that never trained (the worker stops): failed, and asked again."""
+        self.ctx.sweep.study._storage.set_trial_system_attr(self.trial._trial_id, FAULT_ATTR, why)
+        self.tell(RunStatus.CANCELLED, None, 0, None, why)
+
+
 def run_sweep(
     sweep: SweepStudy,
     recorder: RunRecorder,
@@ -125,38 +219,44 @@ def run_sweep(
     clock: Callable[[], float] = time.time,
     stop_reason: Callable[[], str | None] | None = None,
     poll_s: float = STRAGGLER_POLL_S,
+    pack: int = 1,
 ) -> SweepOutcome:
-    """Run trials until the budget is reached, the deadline passes or `cancel` is set.
+    """Run trials (one at a time, or `pack` at a time in packs) until the budget is reached, the
+    deadline passes or `cancel` is set.
 
     When the budget is covered by finished trials and trials other workers still hold, this worker
     waits (checking every `poll_s`) rather than leave: a held trial may yet fail and be asked again.
     `stop_reason` names what set `cancel` (e.g. `SIGTERM`), recorded with the trial it cancelled.
     Bad input in the base config (a dataset not found) raises before any trial is asked.
     """
-    worker = worker or WorkerInfo()
     loader = loader or CachedLoader()
     prepare_run(sweep.spec.base, load=loader)  # bad input surfaces here, once
     outcome = SweepOutcome()
+    ctx = _Context(sweep, recorder, on_event, cancel, worker or WorkerInfo(), loader, outcome, stop_reason)
+    queues: dict[PackKey, deque[_HeldTrial]] = {}
     failures = 0
     grid_size = _grid_size(sweep)
-    while True:
-        sweep.recover_stale(clock())
-        finished, flying = sweep.finished_count(), sweep.in_flight(clock())
-        stop = _reason_to_stop(cancel, deadline, clock, finished, sweep.budget, grid_size, failures)
-        if stop is not None:
-            outcome.stopped_by = stop
-            break
-        if finished + flying >= sweep.budget:
-            # Other workers hold the last trials; one of them may still fail and be asked again.
-            cancel.wait(poll_s)
-            continue
-        ended = _run_trial(
-            sweep, recorder, on_event, cancel=cancel, worker=worker, loader=loader, outcome=outcome,
-            fault=stop_reason,
-        )
-        if ended is not None:
-            outcome.trials_run += 1
-            failures = failures + 1 if ended.status is RunStatus.FAILED else 0
+    try:
+        while True:
+            sweep.recover_stale(clock())
+            finished, flying = sweep.finished_count(), sweep.in_flight(clock())
+            stop = _reason_to_stop(cancel, deadline, clock, finished, sweep.budget, grid_size, failures)
+            if stop is not None:
+                outcome.stopped_by = stop
+                break
+            queued = any(queues.values())
+            if finished + flying >= sweep.budget and not queued:
+                # Other workers hold the last trials; one of them may still fail and be asked again.
+                cancel.wait(poll_s)
+                continue
+            ended = _run_pack(ctx, queues, pack) if pack > 1 else _run_one(ctx)
+            if ended:
+                failed = all(e.status is RunStatus.FAILED for e in ended)
+                failures = failures + 1 if failed else 0
+    finally:
+        for queue in queues.values():
+            while queue:
+                queue.popleft().give_back("the worker stopped before this trial trained")
     return outcome
 
 
@@ -177,88 +277,93 @@ def _reason_to_stop(
     return None
 
 
-def _run_trial(
-    sweep: SweepStudy,
-    recorder: RunRecorder,
-    on_event: Callable[[SweepEvent], None],
-    *,
-    cancel: threading.Event,
-    worker: WorkerInfo,
-    loader: CachedLoader,
-    outcome: SweepOutcome,
-    fault: Callable[[], str | None] | None,
-) -> TrialEnded | None:
-    """Ask one trial and run it; None when the budget turned out to be covered already."""
-    trial = sweep.study.ask()
-    storage, trial_id = sweep.study._storage, trial._trial_id
-    heartbeat = Heartbeat(lambda expiry: sweep.renew_lease(trial_id, expiry))
-    sweep.hold(trial_id, worker.name, heartbeat.expiry())  # held before anything can fail
-    if sweep.surplus(trial.number):  # another worker asked the last trial of the budget at the same time
-        storage.set_trial_system_attr(trial_id, OUTCOME_ATTR, SURPLUS)
-        sweep.study.tell(trial, state=TrialState.FAIL)
+def _ask(ctx: _Context) -> _HeldTrial | None:
+    """Ask and hold one trial; None when the budget turned out to be covered already."""
+    trial = ctx.sweep.study.ask()
+    if ctx.sweep.surplus(trial.number):  # another worker asked the budget's last trial at the same time
+        ctx.sweep.study._storage.set_trial_system_attr(trial._trial_id, OUTCOME_ATTR, SURPLUS)
+        ctx.sweep.study.tell(trial, state=TrialState.FAIL)
         return None
-    heartbeat.start()
     try:
-        params = sweep.params_of(trial)
-        config = sweep.spec.trial_config(params)
-        on_event(TrialStarted(trial.number, params, config, trial.user_attrs.get(REQUEUED_FROM)))
-        prepared = prepare_run(config, load=loader)
-        recorded = execute_and_record(
-            prepared, recorder, lambda event: on_event(TrialRunEvent(trial.number, event)), cancel=cancel,
-            labels=RunLabels(sweep=sweep.name, trial=trial.number, array_task=worker.array_task),
-            judge=lambda epoch: _report(sweep, trial, epoch),
-        )
+        return _HeldTrial(ctx, trial)
+    except Exception as error:  # parameters the config refuses: a failed trial
+        ctx.sweep.study.tell(trial, state=TrialState.FAIL)
+        ctx.on_event(TrialEnded(trial.number, RunStatus.FAILED, None, 0, None, f"{type(error).__name__}: {error}"))
+        return None
+
+
+def _run_one(ctx: _Context) -> list[TrialEnded]:
+    held = _ask(ctx)
+    if held is None:
+        return []
+    held.start()
+    try:
+        prepared = prepare_run(held.config, load=ctx.loader)
     except Exception as error:  # a trial that cannot even start is a failed trial
-        heartbeat.stop()
-        return _tell(sweep, trial, on_event, RunStatus.FAILED, None, 0, None, f"{type(error).__name__}: {error}")
-    heartbeat.stop()
-    if recorded.store_error is not None:
-        outcome.store_errors.append(recorded.store_error)
-    finished = recorded.finished
-    storage.set_trial_system_attr(trial_id, RUN_UID_ATTR, recorded.uid)
-    value = objective_of(sweep, finished.epochs[-1]) if finished.epochs else None
-    if finished.status is RunStatus.CANCELLED:
-        storage.set_trial_system_attr(trial_id, FAULT_ATTR, (fault() if fault else None) or "stopped")
-    return _tell(
-        sweep, trial, on_event, finished.status, value, len(finished.epochs), recorded.run_id, finished.message
+        return [held.tell(RunStatus.FAILED, None, 0, None, f"{type(error).__name__}: {error}")]
+    recorded = execute_and_record(
+        prepared, ctx.recorder, lambda event: ctx.on_event(TrialRunEvent(held.number, event)), cancel=ctx.cancel,
+        labels=held.labels, judge=held.report, uid=held.uid,
     )
+    if recorded.store_error is not None:
+        ctx.outcome.store_errors.append(recorded.store_error)
+    return [held.ended(recorded.finished, recorded.run_id)]
 
 
-def _report(sweep: SweepStudy, trial: Trial, epoch: EpochEnd) -> bool:
-    """Report an epoch's objective at its rung; True when the pruner stops the trial."""
-    value = objective_of(sweep, epoch)
-    if value is None:
-        return False
-    trial.report(value, epoch.epoch)
-    return trial.should_prune()
+def _run_pack(ctx: _Context, queues: dict[PackKey, deque[_HeldTrial]], size: int) -> list[TrialEnded]:
+    """Train one pack of up to `size` trials that share a key, recycling freed slots."""
+    key = next((k for k, queue in queues.items() if queue), None)
+    if key is None:
+        first = _ask(ctx)
+        if first is None:
+            return []
+        key = PackKey.of(first.config)
+        queues.setdefault(key, deque()).append(first)
 
+    def next_trial(wanted: PackKey) -> _HeldTrial | None:
+        """The next trial for a slot of `wanted`: a queued one, else newly asked ones (those of
+        another key are queued, at most `size` of them, for a later pack)."""
+        queue = queues.setdefault(wanted, deque())
+        while not queue and not ctx.cancel.is_set() and sum(map(len, queues.values())) < 2 * size:
+            now = time.time()
+            if ctx.sweep.finished_count() + ctx.sweep.in_flight(now) >= ctx.sweep.budget:
+                break
+            held = _ask(ctx)
+            if held is None:
+                break
+            queues.setdefault(PackKey.of(held.config), deque()).append(held)
+        return queue.popleft() if queue else None
 
-def _tell(
-    sweep: SweepStudy,
-    trial: Trial,
-    on_event: Callable[[SweepEvent], None],
-    status: RunStatus,
-    value: float | None,
-    epochs: int,
-    run_id: int | None,
-    message: str,
-) -> TrialEnded:
-    study, storage = sweep.study, sweep.study._storage
-    if status is RunStatus.COMPLETED and value is not None:
-        study.tell(trial, value)
-    elif status is RunStatus.PRUNED:
-        study.tell(trial, state=TrialState.PRUNED)
-    elif status is RunStatus.DIVERGED:
-        trial.report(worst_value(sweep.spec), epochs + 1)
-        storage.set_trial_system_attr(trial._trial_id, OUTCOME_ATTR, status.value)
-        study.tell(trial, state=TrialState.PRUNED)
-    else:
-        storage.set_trial_system_attr(trial._trial_id, OUTCOME_ATTR, status.value)
-        frozen = study.tell(trial, state=TrialState.FAIL)
-        if status is RunStatus.CANCELLED:
-            sweep.ask_again(frozen)
-    ended = TrialEnded(trial.number, status, value, epochs, run_id, message)
-    on_event(ended)
+    members: list[_HeldTrial] = []
+    while len(members) < size and (held := next_trial(key)) is not None:
+        members.append(held)
+    ended: list[TrialEnded] = []
+
+    def next_entry(wanted: PackKey) -> PackEntry | None:
+        held = next_trial(wanted)
+        if held is None:
+            return None
+        members.append(held)
+        held.start()
+        return PackEntry(held.config, held.labels, held.uid)
+
+    def on_slot(tagged: SlotEvent) -> None:
+        held = members[tagged.run]
+        ctx.on_event(TrialRunEvent(held.number, tagged.event))
+        if isinstance(tagged.event, Finished):
+            ended.append(held.ended(tagged.event, None))
+
+    for held in members:
+        held.start()
+    try:
+        results = run_pack(
+            [PackEntry(h.config, h.labels, h.uid) for h in members], ctx.recorder, on_slot, cancel=ctx.cancel,
+            judge=lambda run, epoch: members[run].report(epoch), next_entry=next_entry, load=ctx.loader,
+        )
+    except Exception as error:  # the pack could not even start: its trials failed
+        message = f"{type(error).__name__}: {error}"
+        return [h.tell(RunStatus.FAILED, None, 0, None, message) for h in members if not h.heartbeat.stopped]
+    ctx.outcome.store_errors += [r.store_error for r in results if r.store_error is not None]
     return ended
 
 
@@ -269,11 +374,3 @@ def _grid_size(sweep: SweepStudy) -> int | None:
     for distribution in sweep.spec.space.values():
         size *= len(distribution.grid() or [])
     return size
-
-
-def best_trial(trials: list[FrozenTrial], direction: str) -> FrozenTrial | None:
-    """The completed trial with the best value."""
-    done = [t for t in trials if t.state is TrialState.COMPLETE and t.value is not None]
-    if not done:
-        return None
-    return max(done, key=lambda t: t.value) if direction == "maximize" else min(done, key=lambda t: t.value)  # type: ignore[arg-type,return-value]

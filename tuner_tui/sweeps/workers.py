@@ -38,12 +38,13 @@ class WorkerArgs:
     store: str | None = None  # a local worker's results store
     journal_dir: Path | None = None  # a cluster worker's journal folder
     timeout: int | None = None  # ask no new trial after this many seconds
+    pack: int | str = "auto"  # trials per pack in each worker
 
     def argv(self) -> list[str]:
         """The worker's command line, with this Python (so every worker has the same environment)."""
         command = [
             sys.executable, "-P", "-m", "tuner_tui", "sweep", str(self.spec_source), "--no-ui", "--worker",
-            "--name", self.name, "--storage", self.storage, "--trials", str(self.trials),
+            "--name", self.name, "--storage", self.storage, "--trials", str(self.trials), "--pack", str(self.pack),
         ]
         if self.journal_dir is not None:
             command += ["--journal-dir", str(self.journal_dir)]
@@ -58,14 +59,6 @@ class WorkerArgs:
         if self.device is not None:
             command += ["--device", self.device]
         return command
-
-
-def cpu_cores() -> int:
-    """The cores this process may run on."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
 
 
 def worker_index() -> int:
