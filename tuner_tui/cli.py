@@ -140,6 +140,18 @@ def build_parser() -> argparse.ArgumentParser:
     cluster.add_argument("--dry-run", action="store_true", help="print what would be submitted, submit nothing")
     sweep.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)  # an array task
     sweep.add_argument("--journal-dir", help=argparse.SUPPRESS)  # where a worker journals its runs
+    lab = command("lab", "run the lab's experiments together (packs and workers) and print its tables")
+    lab.add_argument("which", nargs="?", choices=("fmnist", "cifar10", "all"), default="all")
+    lab.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                     help="override a field of every experiment (e.g. epochs=1); repeatable")
+    lab.add_argument("--no-ui", action="store_true", help="run headless (the app: mark presets in it and press F5)")
+    lab.add_argument("--json", action="store_true", help="one JSON object per experiment, as a run's --json")
+    lab.add_argument("--workers", type=_auto_or_count, default="auto", metavar="N|auto",
+                     help="worker processes (auto: one per CPU core on a CPU, one on a GPU)")
+    lab.add_argument("--pack", type=_auto_or_count, default="auto", metavar="K|auto",
+                     help="experiments trained together as one pack (auto: the measured best for the device)")
+    lab.add_argument("--force", action="store_true", help="start even when a memory estimate does not fit")
+    lab.add_argument("--plan", help=argparse.SUPPRESS)  # a lab worker's plan
     sweeps = command("sweeps", "list sweeps: name, spec, trials done/budget, best value, state")
     sweeps.add_argument("--json", action="store_true", help="one JSON object per line")
     report = command("report", "the lab report's tables from stored runs")
@@ -154,9 +166,9 @@ def parse_arguments(argv: Sequence[str]) -> argparse.Namespace:
     """Parse `argv`; BadInput (one line) for anything argparse refuses or run options given to a command."""
     args = build_parser().parse_args(argv)
     if args.command is not None:
-        run_only = [("--preset", args.preset), ("--force", args.force)]
-        if args.command != "sweep":  # a sweep has its own --set and --no-ui
-            run_only += [("--set", args.overrides), ("--no-ui", args.no_ui)]
+        run_only: list[tuple[str, object]] = [("--preset", args.preset)]
+        if args.command not in ("sweep", "lab"):  # these have their own --set, --no-ui and --force
+            run_only += [("--set", args.overrides), ("--no-ui", args.no_ui), ("--force", args.force)]
         given = [flag for flag, value in run_only if value]
         if given:
             raise BadInput(f"{given[0]} goes with a run, not with the {args.command} command")
@@ -308,6 +320,14 @@ def _sweep(args: argparse.Namespace) -> int:
     return sweep_command(args)
 
 
+def _lab(args: argparse.Namespace) -> int:
+    if not args.no_ui:
+        raise BadInput("lab: add --no-ui (in the app, mark the presets to run and press F5)")
+    from tuner_tui.runs.lab import lab_command
+
+    return lab_command(args)
+
+
 def _sweeps(args: argparse.Namespace) -> int:
     from tuner_tui.sweeps.commands import sweeps_command
 
@@ -321,6 +341,7 @@ COMMANDS: dict[str | None, Callable[[argparse.Namespace], int]] = {
     "report": _report,
     "sweep": _sweep,
     "sweeps": _sweeps,
+    "lab": _lab,
 }
 
 

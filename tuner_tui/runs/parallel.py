@@ -1,4 +1,5 @@
-"""How many runs to train at once, and how: worker processes, packs, or both (`--workers`, `--pack`).
+"""How many runs to train at once, and how: worker processes, packs, or both (`--workers`, `--pack`);
+and the local worker processes themselves (sweeps and `lab` start them).
 
 The defaults (`auto`) are the measured best per device (benchmarks/pack_speed.py, figures in
 benchmarks/README.md): on a CPU, one single-threaded worker per core, each training its runs one
@@ -8,9 +9,18 @@ the device idle between kernel launches.
 
 from __future__ import annotations
 
+import ctypes
 import os
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Sequence
 
 AUTO = "auto"
+WORKER_INDEX_ENV = "TUNER_TUI_WORKER_INDEX"
+PR_SET_PDEATHSIG = 1  # prctl(2)
+STOP_GRACE_S = 60.0  # a worker stops within a step; this only bounds a stuck one
 CPU_PACK = 1
 GPU_PACK = 16
 
@@ -46,3 +56,52 @@ def resolve_pack(requested: int | str, device: str) -> int:
     if requested != AUTO:
         return int(requested)
     return GPU_PACK if on_gpu(device) else CPU_PACK
+
+
+def worker_index() -> int:
+    """This worker's number among its sweep's workers (a SLURM array task id, or the local one)."""
+    for name in ("SLURM_ARRAY_TASK_ID", WORKER_INDEX_ENV):
+        value = os.environ.get(name)
+        if value is not None and value.isdigit():
+            return int(value)
+    return 0
+
+
+def run_local_workers(argv: Sequence[str], count: int, cancel: threading.Event) -> list[int]:
+    """Start `count` single-threaded workers running `argv` and wait for them; `cancel` sends each a
+    SIGTERM. Their lines go to this process's stderr. Returns their exit codes.
+    """
+    workers = [
+        subprocess.Popen(
+            list(argv), env={**os.environ, "OMP_NUM_THREADS": "1", WORKER_INDEX_ENV: str(index)},
+            stdout=subprocess.DEVNULL, preexec_fn=_stop_with_parent,  # noqa: PLW1509 - one async-safe prctl call
+        )
+        for index in range(count)
+    ]
+    try:
+        while any(worker.poll() is None for worker in workers):
+            if cancel.wait(0.2):
+                _stop(workers)
+                break
+    finally:
+        _stop(workers, wait_only=not cancel.is_set())
+    return [worker.returncode for worker in workers]
+
+
+def _stop_with_parent() -> None:
+    """In a worker, before it starts: a SIGTERM when its parent dies (even by SIGKILL), so no worker
+    outlives the sweep it belongs to; it stores its trial as cancelled and exits."""
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def _stop(workers: Sequence[subprocess.Popen[bytes]], *, wait_only: bool = False) -> None:
+    for worker in workers:
+        if worker.poll() is None and not wait_only:
+            worker.send_signal(signal.SIGTERM)
+    for worker in workers:
+        try:
+            worker.wait(timeout=STOP_GRACE_S)
+        except subprocess.TimeoutExpired:
+            worker.kill()
+            worker.wait()

@@ -21,7 +21,7 @@ from engine.events import RunStatus
 from tuner_tui.cli import EXIT_BAD_INPUT, EXIT_OK, EXIT_RUN_FAILED, BadInput, open_store, plain_console
 from tuner_tui.formatting import format_seconds, plural
 from tuner_tui.runs.journal import JournalError, JournalRecorder, journal_path
-from tuner_tui.runs.parallel import resolve_pack, resolve_workers
+from tuner_tui.runs.parallel import resolve_pack, resolve_workers, run_local_workers, worker_index
 from tuner_tui.runs.session import RunRecorder
 from tuner_tui.runs.stop_signals import StopSignals
 from tuner_tui.runs.store import default_store_path
@@ -47,7 +47,7 @@ from tuner_tui.sweeps.study import (
     open_study,
 )
 from tuner_tui.sweeps.summary import SweepSummary, TrialRow, importances, load_summary
-from tuner_tui.sweeps.workers import WorkerArgs, run_local_workers, worker_index
+from tuner_tui.sweeps.workers import WorkerArgs
 
 
 def store_path(args: argparse.Namespace) -> Path:
@@ -158,7 +158,7 @@ def _run_workers(args: argparse.Namespace, sweep: SweepStudy, count: int) -> int
     with open_store(args.store, create=True) as store:
         store.register_sweep(sweep.name, sweep.storage_url)
     with StopSignals() as stop:
-        codes = run_local_workers(worker, count, stop.cancel)
+        codes = run_local_workers(worker.argv(), count, stop.cancel)
     failed_store = any(code == EXIT_RUN_FAILED for code in codes)
     bad = [code for code in codes if code == EXIT_BAD_INPUT]
     if bad and len(bad) == len(codes):

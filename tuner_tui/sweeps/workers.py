@@ -1,27 +1,16 @@
 """Sweep workers: the processes that share one study, on this machine or as SLURM array tasks.
 
 A worker is `tuner-tui sweep SPEC --no-ui --worker ...`: the ordinary scheduler, seeded apart from
-the other workers, with one torch thread per CPU it was given. On a CPU, several single-threaded
-workers beat one multi-threaded run (tiny matmuls gain little from a second OpenMP thread), so a
-local sweep starts one worker per core by default; each records its runs in the results store
-(one host: SQLite's locks hold) or, on a cluster, in its own journal.
+the other workers, with one torch thread per CPU it was given. Local workers are started by
+`tuner_tui.runs.parallel.run_local_workers` and record their runs in the results store (one host:
+SQLite's locks hold); on a cluster each records in its own journal.
 """
 
 from __future__ import annotations
 
-import ctypes
-import os
-import signal
-import subprocess
 import sys
-import threading
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-
-WORKER_INDEX_ENV = "TUNER_TUI_WORKER_INDEX"
-PR_SET_PDEATHSIG = 1  # prctl(2)
-STOP_GRACE_S = 60.0  # a worker stops within a step; this only bounds a stuck one
 
 
 @dataclass(frozen=True)
@@ -59,53 +48,3 @@ class WorkerArgs:
         if self.device is not None:
             command += ["--device", self.device]
         return command
-
-
-def worker_index() -> int:
-    """This worker's number among its sweep's workers (a SLURM array task id, or the local one)."""
-    for name in ("SLURM_ARRAY_TASK_ID", WORKER_INDEX_ENV):
-        value = os.environ.get(name)
-        if value is not None and value.isdigit():
-            return int(value)
-    return 0
-
-
-def run_local_workers(args: WorkerArgs, count: int, cancel: threading.Event) -> list[int]:
-    """Start `count` single-threaded workers and wait for them; `cancel` sends each a SIGTERM.
-
-    Their trial lines go to this process's stderr. Returns their exit codes.
-    """
-    workers = [
-        subprocess.Popen(
-            args.argv(), env={**os.environ, "OMP_NUM_THREADS": "1", WORKER_INDEX_ENV: str(index)},
-            stdout=subprocess.DEVNULL, preexec_fn=_stop_with_parent,  # noqa: PLW1509 - one async-safe prctl call
-        )
-        for index in range(count)
-    ]
-    try:
-        while any(worker.poll() is None for worker in workers):
-            if cancel.wait(0.2):
-                _stop(workers)
-                break
-    finally:
-        _stop(workers, wait_only=not cancel.is_set())
-    return [worker.returncode for worker in workers]
-
-
-def _stop_with_parent() -> None:
-    """In a worker, before it starts: a SIGTERM when its parent dies (even by SIGKILL), so no worker
-    outlives the sweep it belongs to; it stores its trial as cancelled and exits."""
-    if sys.platform.startswith("linux"):
-        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
-
-
-def _stop(workers: Sequence[subprocess.Popen[bytes]], *, wait_only: bool = False) -> None:
-    for worker in workers:
-        if worker.poll() is None and not wait_only:
-            worker.send_signal(signal.SIGTERM)
-    for worker in workers:
-        try:
-            worker.wait(timeout=STOP_GRACE_S)
-        except subprocess.TimeoutExpired:
-            worker.kill()
-            worker.wait()
