@@ -97,12 +97,13 @@ def graph_speed(device: torch.device, seconds: float, rounds: int) -> list[Row]:
             stepper = pack_speed.solo_stepper(workload, data)
             stepper.backend.step_mode = mode
             steppers[mode] = stepper
-        rates = pack_speed.interleaved(steppers, seconds, rounds, device)
+        rates, ratios = pack_speed.interleaved(steppers, seconds, rounds, device)
         status = steppers["graph"].backend.graph_status
         verdict = "PASS" if status == "captured" else "FAIL"
+        speedup = 1 / ratios["plan"]
         rows.append(Row(
             f"solo step {workload.name}: CUDA graph vs eager",
-            f"{rates['graph']:,.0f} vs {rates['plan']:,.0f} steps/s ({rates['graph'] / rates['plan']:.2f}×); {status}",
+            f"{rates['graph']:,.0f} vs {rates['plan']:,.0f} steps/s ({speedup:.2f}×); {status}",
             verdict,
         ))
     return rows

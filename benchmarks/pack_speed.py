@@ -127,15 +127,26 @@ def rate(stepper: Stepper, seconds: float, device: torch.device) -> float:
             return steps * stepper.models / elapsed
 
 
-def interleaved(steppers: dict[str, Stepper], seconds: float, rounds: int, device: torch.device) -> dict[str, float]:
-    """Median model-steps/s of each stepper over `rounds` rounds, each stepper once per round."""
+def interleaved(
+    steppers: dict[str, Stepper], seconds: float, rounds: int, device: torch.device
+) -> tuple[dict[str, float], dict[str, float]]:
+    """Each stepper once per round, `rounds` rounds: the median model-steps/s of each, and the median
+    over rounds of each one's ratio to the first stepper in the same round (paired: a burst of other
+    work on a shared machine hits a round, not one side of a ratio)."""
     for stepper in steppers.values():
         stepper.run(3)  # warm-up: buffers, first-call paths
     samples: dict[str, list[float]] = {name: [] for name in steppers}
+    ratios: dict[str, list[float]] = {name: [] for name in steppers}
+    base = next(iter(steppers))
     for _ in range(rounds):
         for name, stepper in steppers.items():
             samples[name].append(rate(stepper, seconds, device))
-    return {name: statistics.median(values) for name, values in samples.items()}
+        for name in steppers:
+            ratios[name].append(samples[name][-1] / samples[base][-1])
+    return (
+        {name: statistics.median(values) for name, values in samples.items()},
+        {name: statistics.median(values) for name, values in ratios.items()},
+    )
 
 
 # --- packs against sequential --------------------------------------------------------------------
@@ -145,14 +156,13 @@ def bench_packs(workload: Workload, sizes: tuple[int, ...], device: torch.device
     data = synthetic_data(workload, device)
     steppers = {"sequential": solo_stepper(workload, data)}
     steppers.update({f"pack{k}": pack_stepper(workload, data, k) for k in sizes})
-    rates = interleaved(steppers, seconds, rounds, device)
-    base = rates["sequential"]
-    print(f"\n{workload.name} {workload.title}: model-steps/s (median of {rounds} interleaved rounds)")
-    print(f"  {'sequential':<12}{base:>10.0f}   1.00×")
+    rates, ratios = interleaved(steppers, seconds, rounds, device)
+    print(f"\n{workload.name} {workload.title}: model-steps/s, median of {rounds} interleaved rounds "
+          "(ratio: median of the rounds' paired ratios)")
+    print(f"  {'sequential':<12}{rates['sequential']:>10.0f}   1.00×")
     for k in sizes:
-        value = rates[f"pack{k}"]
-        print(f"  {f'pack of {k}':<12}{value:>10.0f}   {value / base:.2f}×")
-    return {"rates": rates, "ratios": {name: value / base for name, value in rates.items()}}
+        print(f"  {f'pack of {k}':<12}{rates[f'pack{k}']:>10.0f}   {ratios[f'pack{k}']:.2f}×")
+    return {"rates": rates, "ratios": ratios}
 
 
 # --- worker processes ---------------------------------------------------------------------------
@@ -192,17 +202,22 @@ def bench_workers(workload: Workload, combos: list[tuple[int, int]], seconds: fl
     one.run(3)
     samples: dict[str, list[float]] = {"one run": []}
     samples.update({f"{w}×pack{p}": [] for w, p in combos})
+    paired: dict[str, list[float]] = {name: [] for name in samples}
     for _ in range(rounds):
-        samples["one run"].append(rate(one, seconds, device))
+        before = rate(one, seconds, device)
         for w, p in combos:
             samples[f"{w}×pack{p}"].append(workers_rate(workload, w, p, seconds))
+            after = rate(one, seconds, device)  # one run measured right before and after each
+            paired[f"{w}×pack{p}"].append(samples[f"{w}×pack{p}"][-1] / ((before + after) / 2))
+            samples["one run"].append(after)
+            before = after
     rates = {name: statistics.median(values) for name, values in samples.items()}
-    base = rates["one run"]
+    ratios = {name: statistics.median(values) if values else 1.0 for name, values in paired.items()}
     print(f"\n{workload.name} workers (1 thread each) against one run ({torch.get_num_threads()} threads), "
-          f"median of {rounds} rounds")
+          f"median of {rounds} rounds (ratio: paired with one run measured just before and after)")
     for name, value in rates.items():
-        print(f"  {name:<12}{value:>10.0f} model-steps/s   {value / base:.2f}×")
-    return {"rates": rates, "ratios": {name: value / base for name, value in rates.items()}}
+        print(f"  {name:<12}{value:>10.0f} model-steps/s   {ratios[name]:.2f}×")
+    return {"rates": rates, "ratios": ratios}
 
 
 # --- layout decisions ---------------------------------------------------------------------------
@@ -218,7 +233,7 @@ def bench_layout(workload: Workload, k: int, device: torch.device, seconds: floa
         f"all {narrow}, re-sliced to {narrow}": pack_stepper(workload, data, k, hidden=[narrow] * k),
         f"all {narrow}, reserved {wide}": pack_stepper(workload, data, k, hidden=[narrow] * k, reserve=(wide,)),
     }
-    rates = interleaved(steppers, seconds, rounds, device)
+    rates, _ = interleaved(steppers, seconds, rounds, device)
     pack = pack_stepper(workload, data, k, hidden=[narrow] * (k - 1) + [wide]).backend
     assert isinstance(pack, PackedMLPBackend)
     costs = []
