@@ -49,12 +49,21 @@ def check_fits(config: RunConfig, device: torch.device, *, context_bytes: int | 
     _refuse_over(estimate, available, device)
 
 
-def check_pack_fits(configs: Sequence[RunConfig], device: torch.device, *, context_bytes: int | None = None) -> None:
-    """WontFitError when a pack of `configs` would need more memory than `device` has free."""
+def check_pack_fits(
+    configs: Sequence[RunConfig],
+    device: torch.device,
+    *,
+    context_bytes: int | None = None,
+    allocated: Sequence[RunConfig] = (),
+) -> None:
+    """WontFitError when a pack of `configs` would need more memory than `device` has free; for a
+    pack that is recycling its slots, only what it needs beyond its `allocated` runs must be free."""
     available = available_bytes(device)
     if available is None:
         return
     estimate = estimate_pack_memory(configs, device_type=device.type, context_bytes=context_bytes).total
+    if allocated:
+        estimate -= estimate_pack_memory(allocated, device_type=device.type, context_bytes=context_bytes).total
     _refuse_over(estimate, available, device)
 
 

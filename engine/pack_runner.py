@@ -30,7 +30,7 @@ import torch
 from engine.backend import EpochTotals
 from engine.batching import DeviceData
 from engine.calibration import CalibrationCancelled, calibrate_step_time, estimate_time, time_test_pass
-from engine.capacity import WontFitError, available_bytes, check_pack_fits
+from engine.capacity import WontFitError, check_pack_fits
 from engine.config import DatasetName, RunConfig, check_batch_size
 from engine.datasets import LoadedDataset, load_dataset
 from engine.devices import device_name, resolve_device, synchronize
@@ -203,6 +203,7 @@ class _PackLoop:
     runs_started: int = 0
     steps_trained: int = 0
     seconds_trained: float = 0.0
+    allocated: list[RunConfig] = field(default_factory=list)  # the runs the pack's storage was built for
 
     @property
     def device(self) -> torch.device:
@@ -238,6 +239,7 @@ class _PackLoop:
             self.data, [slot_config(c) for c in prepared.configs], batch_size=prepared.key.batch_size,
             conventions=prepared.configs[0].conventions,
         )
+        self.allocated = list(prepared.configs)
         self.seconds_per_step = calibrate_step_time(pack, device, self.cancel, clock=prepared.clock).seconds_per_step
         self.test_pass_seconds = time_test_pass(pack, device, clock=prepared.clock)
         name = device_name(device)
@@ -407,6 +409,7 @@ class _PackLoop:
             lanes.append(lane)
         self.lanes = lanes
         pack.reconfigure(plan)
+        self.allocated = [lane.loop.config for lane in lanes]
         name = device_name(self.device)
         self.memory_estimate = self._estimate_memory(name, [lane.loop.config for lane in lanes])
         for lane in lanes:
@@ -419,19 +422,14 @@ class _PackLoop:
             try:
                 check_packable([self.prepared.configs[0], config])
                 if not self.prepared.force:
-                    self._check_fits([lane.loop.config for lane in kept] + [*newcomers, config])
+                    configs = [lane.loop.config for lane in kept] + [*newcomers, config]
+                    context = remembered_context_bytes(device_name(self.device)) if self.device.type == "cuda" else None
+                    check_pack_fits(configs, self.device, context_bytes=context, allocated=self.allocated)
                 return config
             except (PackError, WontFitError) as error:
                 lane = self._lane(config, -1, self.prepared.clock())
                 self._finish_unstarted(lane, str(error))
         return None
-
-    def _check_fits(self, configs: list[RunConfig]) -> None:
-        available = available_bytes(self.device)
-        needed = self._estimate_memory(device_name(self.device), configs).total
-        if available is not None and needed > available:
-            where = f"on {self.device} (free GPU memory)" if self.device.type == "cuda" else "in RAM"
-            raise WontFitError(needed, available, where)
 
     def _finish_unstarted(self, lane: _Lane, message: str) -> None:
         finished = lane.loop.finish(RunStatus.FAILED, f"cannot join the pack: {message}")

@@ -689,3 +689,14 @@ def test_an_error_during_a_pack_fails_every_run_in_it_with_one_line(tiny_root, m
     assert [f.status for f in results] == [RunStatus.FAILED] * 2
     assert all(f.message == "RuntimeError: boom" for f in results)
     assert [e.run for e in events if isinstance(e.event, Finished)] == [0, 1]
+
+
+def test_a_next_config_too_big_for_the_memory_left_fails_alone_and_the_pack_goes_on(tiny_root, monkeypatch):
+    monkeypatch.setattr("engine.capacity.available_bytes", lambda device: 100 * 1024**2)  # the first run: ~98 MiB
+    queue = [_run_config(tiny_root, hidden=(16384,), seed=1), _run_config(tiny_root, hidden=(48,), seed=2)]
+    results = execute_pack(
+        prepare_pack([_run_config(tiny_root)]), lambda event: None,
+        next_config=lambda key: queue.pop(0) if queue else None,
+    )
+    assert [f.status for f in results] == [RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.COMPLETED]
+    assert results[1].message.startswith("cannot join the pack: memory: the run needs an estimated")
