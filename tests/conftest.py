@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.datafiles import write_idx_dataset
+
 CIFAR_ROOT_ENV = "TUNER_TUI_CIFAR_ROOT"
 POSTGRES_URL_ENV = "TUNER_TUI_TEST_POSTGRES_URL"
 FASHION_MNIST_FILES = tuple(
@@ -154,6 +156,15 @@ def offline_datasets(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     missing = tmp_path / "no-debian-fashion-mnist"
     switch_off_system_datasets(monkeypatch, missing)
     return missing
+
+
+@pytest.fixture(scope="session")
+def tiny_fmnist(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A data root holding a tiny, learnable Fashion-MNIST (600 training and 200 test images) in the
+    real IDX format, written once per session, for tests that train for real but fast."""
+    root = tmp_path_factory.mktemp("tiny-fmnist")
+    write_idx_dataset(root, train=600, test=200)
+    return root
 
 
 @pytest.fixture(scope="module")

@@ -29,7 +29,6 @@ from typing import Any
 import pytest
 
 from engine.events import RunStatus
-from tests.datafiles import write_idx_dataset
 from tuner_tui.cli import main
 from tuner_tui.runs import store as store_module
 from tuner_tui.runs.store import ResultsStore, RunRecord, StoreError
@@ -42,11 +41,9 @@ LONG_RUN = [
 ]
 
 
-@pytest.fixture(scope="module")
-def data_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("data")
-    write_idx_dataset(root, train=600, test=100)
-    return root
+@pytest.fixture
+def data_root(tiny_fmnist: Path) -> Path:
+    return tiny_fmnist
 
 
 @pytest.fixture

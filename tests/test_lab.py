@@ -10,18 +10,15 @@ from pathlib import Path
 import pytest
 
 from engine.config import RunConfig
-from tests.datafiles import write_idx_dataset
 from tuner_tui.cli import main
 from tuner_tui.runs.lab import Experiment, claimed_units, lab_presets, plan_units, write_plan
 
 TOLERANCE_PP = 0.1
 
 
-@pytest.fixture(scope="module")
-def data_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("lab-data")
-    write_idx_dataset(root, train=400, test=200)
-    return root
+@pytest.fixture
+def data_root(tiny_fmnist: Path) -> Path:
+    return tiny_fmnist
 
 
 def run_cli(capture: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:

@@ -23,7 +23,6 @@ from optuna.trial import TrialState
 from engine.datasets import load_dataset
 from engine.events import EpochEnd, RunStatus
 from engine.validation_split import hold_out, validation_rows
-from tests.datafiles import write_idx_dataset
 from tuner_tui.cli import main
 from tuner_tui.runs.store import ResultsStore, StoreError
 from tuner_tui.sweeps.scheduler import SweepEvent, TrialEnded, TrialRunEvent, run_sweep
@@ -51,25 +50,16 @@ seed = 3
 """
 
 
-@pytest.fixture(scope="module")
-def data_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("sweep-data")
-    write_idx_dataset(root, train=600, test=200)
-    return root
+@pytest.fixture
+def data_root(tiny_fmnist: Path) -> Path:
+    return tiny_fmnist
 
 
 @pytest.fixture
-def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, data_root: Path) -> dict[str, str]:
-    env = {
-        "TUNER_TUI_CONFIG_DIR": str(tmp_path / "config"),
-        "TUNER_TUI_CACHE_DIR": str(tmp_path / "cache"),
-        "TUNER_TUI_DATA": str(data_root),
-        "TUNER_TUI_STORE": str(tmp_path / "store" / "runs.sqlite3"),
-    }
-    for key, value in env.items():
-        monkeypatch.setenv(key, value)
-    monkeypatch.setattr("engine.datasets.DEBIAN_FASHION_MNIST", tmp_path / "no-debian-copy")
-    return env
+def isolated(isolated: dict[str, str], monkeypatch: pytest.MonkeyPatch, tiny_fmnist: Path) -> dict[str, str]:
+    """conftest's isolated paths, with the tiny Fashion-MNIST as the data root (subprocesses too)."""
+    monkeypatch.setenv("TUNER_TUI_DATA", str(tiny_fmnist))
+    return {**isolated, "TUNER_TUI_DATA": str(tiny_fmnist)}
 
 
 def write_spec(directory: Path, name: str = "tiny", *, sampler: str = "random", pruner: str = "none",

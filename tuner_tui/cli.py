@@ -197,6 +197,17 @@ def _check_sweep_options(args: argparse.Namespace) -> None:
         raise BadInput("--json goes with --no-ui")
 
 
+def parse_overrides(items: Sequence[str]) -> dict[str, str]:
+    """`--set KEY=VALUE` items as a mapping (the values are parsed by the config's own rules)."""
+    values: dict[str, str] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise BadInput(f"--set {item}: expected KEY=VALUE")
+        values[key.strip()] = value
+    return values
+
+
 def resolve_config(
     preset: str | None, overrides: Sequence[str], *, data_root: str | None, device: str | None
 ) -> tuple[RunConfig, str | None]:
@@ -208,12 +219,7 @@ def resolve_config(
     try:
         loaded = load_preset(preset) if preset else None
         base = loaded.config if loaded else RunConfig()
-        values: dict[str, str] = {}
-        for item in overrides:
-            key, sep, value = item.partition("=")
-            if not sep:
-                raise BadInput(f"--set {item}: expected KEY=VALUE")
-            values[key.strip()] = value
+        values = parse_overrides(overrides)
         if data_root is not None:
             values["data_root"] = data_root
         if device is not None:

@@ -29,14 +29,13 @@ from engine.config import ConfigError, RunConfig
 from engine.datasets import DatasetError
 from engine.events import EpochEnd, Event, Finished
 from engine.runner import prepare_run
-from tuner_tui.cli import EXIT_BAD_INPUT, EXIT_OK, EXIT_RUN_FAILED, BadInput, open_store
+from tuner_tui.cli import EXIT_BAD_INPUT, EXIT_OK, EXIT_RUN_FAILED, BadInput, open_store, parse_overrides
 from tuner_tui.formatting import epoch_line, format_seconds, plural, printable
 from tuner_tui.runs.lab_table import lab_report
 from tuner_tui.runs.parallel import resolve_pack, resolve_workers, run_local_workers
 from tuner_tui.runs.presets import Preset, list_presets
 from tuner_tui.runs.stop_signals import StopSignals
 from tuner_tui.runs.store import RunLabels, RunRecord, new_run_uid
-from tuner_tui.sweeps.commands import parse_overrides
 
 LAB_SETS = {"fmnist": ("fmnist_exp",), "cifar10": ("cifar_exp",), "all": ("fmnist_exp", "cifar_exp")}
 PLAN_FILE = "plan.json"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -18,7 +18,15 @@ from rich.text import Text
 from engine.config import ConfigError
 from engine.datasets import DatasetError
 from engine.events import RunStatus
-from tuner_tui.cli import EXIT_BAD_INPUT, EXIT_OK, EXIT_RUN_FAILED, BadInput, open_store, plain_console
+from tuner_tui.cli import (
+    EXIT_BAD_INPUT,
+    EXIT_OK,
+    EXIT_RUN_FAILED,
+    BadInput,
+    open_store,
+    parse_overrides,
+    plain_console,
+)
 from tuner_tui.formatting import format_seconds, plural
 from tuner_tui.runs.journal import JournalError, JournalRecorder, journal_path
 from tuner_tui.runs.parallel import resolve_pack, resolve_workers, run_local_workers, worker_index
@@ -71,16 +79,6 @@ def registered_sweeps(args: argparse.Namespace) -> dict[str, tuple[str, Path | N
         return {}
     with open_store(args.store, create=False) as store:
         return store.registered_sweeps()
-
-
-def parse_overrides(items: Sequence[str]) -> dict[str, str]:
-    values: dict[str, str] = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise BadInput(f"--set {item}: expected KEY=VALUE")
-        values[key.strip()] = value
-    return values
 
 
 def sweep_command(args: argparse.Namespace) -> int:
