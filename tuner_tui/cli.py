@@ -17,6 +17,7 @@ from rich.console import Console
 
 if TYPE_CHECKING:
     from engine.config import RunConfig
+    from tuner_tui.app.sweep_process import SweepLaunch
     from tuner_tui.runs.store import ResultsStore, UnreadableRun
 
 EXIT_OK, EXIT_RUN_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -252,14 +253,16 @@ def _run(args: argparse.Namespace) -> int:
     return run_app(args)
 
 
-def run_app(args: argparse.Namespace) -> int:
-    """Open the app with the run options' config."""
+def run_app(args: argparse.Namespace, *, sweep: SweepLaunch | None = None) -> int:
+    """Open the app with the run options' config (a command's own `--set` values are not a run's);
+    with `sweep`, on the sweeps screen with that sweep started."""
     from tuner_tui.app.app import TunerApp
 
-    config, label = resolve_config(args.preset, args.overrides, data_root=args.data_root, device=args.device)
+    overrides = [] if args.command else args.overrides
+    config, label = resolve_config(args.preset, overrides, data_root=args.data_root, device=args.device)
     store = open_store(args.store, create=True)
     unedited = label if label and not label.endswith("(edited)") else None
-    app = TunerApp(store=store, config=config, preset_name=unedited)
+    app = TunerApp(store=store, config=config, preset_name=unedited, sweep=sweep, storage=args.storage)
     app.run()
     store.close()
     return app.return_code or EXIT_OK

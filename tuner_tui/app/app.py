@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterable
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import ClassVar
 
 from textual.app import App, SystemCommand
@@ -25,9 +25,11 @@ from tuner_tui.app.components.confirm import ConfirmScreen
 from tuner_tui.app.components.help_screen import HelpScreen
 from tuner_tui.app.components.runs_screen import RunsScreen
 from tuner_tui.app.components.save_preset import SavePresetScreen
+from tuner_tui.app.components.sweep_screen import SweepScreen
 from tuner_tui.app.components.tuning_screen import Machine, TuningScreen
 from tuner_tui.app.device_choices import GpuLister, visible_gpus
-from tuner_tui.app.messages import LoadConfig, RunEnded
+from tuner_tui.app.messages import LoadConfig, RunEnded, SweepChildEnded
+from tuner_tui.app.sweep_process import SweepLaunch
 from tuner_tui.runs.store import ResultsStore, RunLabels
 from tuner_tui.runs.system_info import SystemInfo
 from tuner_tui.runs.training_process import TrainingRunner, run_in_child_process
@@ -56,7 +58,7 @@ class ChildProcessRunner:
 class TunerApp(App):
     """tuner-tui's app. Every collaborator can be replaced (tests use a fake runner, probe and GPU list)."""
 
-    CSS_PATH = Path(__file__).with_name("app.tcss")
+    CSS_PATH: ClassVar[list[str | PurePath]] = [Path(__file__).with_name(name) for name in ("app.tcss", "sweeps.tcss")]
     TITLE = "tuner-tui"
     SUB_TITLE = "tune the Lab 4 network"
     # Textual declares this a list attribute (ClassVar | None), so it cannot be annotated as a ClassVar here.
@@ -64,6 +66,7 @@ class TunerApp(App):
     COMMANDS = App.COMMANDS | {PresetCommands}
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("f2", "runs", "Runs", priority=True),
+        Binding("f4", "sweeps", "Sweeps", priority=True),
         Binding("f1", "help", "Help", priority=True),
         Binding("question_mark", "help", "Help", show=False),  # typed as text in a field
         Binding("ctrl+q", "quit", "Quit", priority=True),
@@ -80,7 +83,10 @@ class TunerApp(App):
         system: SystemInfo | None = None,
         list_gpus: GpuLister = visible_gpus,
         watch_gpu: bool = True,
+        sweep: SweepLaunch | None = None,
+        storage: str | None = None,
     ) -> None:
+        """`sweep`: open on the sweeps screen and start it; `storage`: where sweeps' studies go (`--storage`)."""
         super().__init__()
         self.store = store
         probe = gpu_probe or NvmlGpuProbe()
@@ -92,6 +98,9 @@ class TunerApp(App):
         self.initial_preset = Path(preset_name).stem if preset_name and preset_name.endswith(".toml") else preset_name
         self.quit_after_run = False
         self.tuning: TuningScreen
+        self.sweep_launch = sweep
+        self.storage = storage
+        self.sweeps: SweepScreen | None = None  # made on first use, then kept: a sweep it started goes on
 
     def get_default_screen(self) -> Screen:
         from tuner_tui.runs.presets import list_presets
@@ -99,6 +108,10 @@ class TunerApp(App):
         names = [p.name for p in list_presets()]
         self.tuning = TuningScreen(self.initial_config, names, self.initial_preset, self.machine)
         return self.tuning
+
+    def on_mount(self) -> None:
+        if self.sweep_launch is not None:
+            self.call_later(self.action_sweeps)
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
         """The palette's own commands, with its "Keys" opening the app's key help."""
@@ -111,7 +124,7 @@ class TunerApp(App):
 
     def on_run_ended(self, message: RunEnded) -> None:
         if self.quit_after_run:
-            self.exit()
+            self._quit_when_idle()
             return
         for screen in self.screen_stack:
             if isinstance(screen, RunsScreen):
@@ -129,6 +142,23 @@ class TunerApp(App):
             return
         self.switch_to_tuning()
         self.push_screen(RunsScreen(self.store))
+
+    def action_sweeps(self) -> None:
+        if isinstance(self.screen, SweepScreen):
+            self.pop_screen()
+            return
+        if self.sweeps is None:
+            config = self.initial_config
+            self.sweeps = SweepScreen(
+                self.store, storage=self.storage, data_root=config.data_root,
+                device=config.device if config.device != "auto" else None, launch=self.sweep_launch,
+            )
+        self.switch_to_tuning()
+        self.push_screen(self.sweeps)
+
+    def on_sweep_child_ended(self, message: SweepChildEnded) -> None:
+        if self.quit_after_run:
+            self._quit_when_idle()
 
     def on_load_config(self, message: LoadConfig) -> None:
         self.switch_to_tuning()
@@ -161,19 +191,37 @@ class TunerApp(App):
 
         self.push_screen(SavePresetScreen(state.config), saved)
 
+    def busy(self) -> list[str]:
+        """What would be stopped by quitting: `a run`, `a sweep`."""
+        busy = ["a run"] if self.tuning.running else []
+        if self.sweeps is not None and self.sweeps.running:
+            busy.append("a sweep")
+        return busy
+
+    def _quit_when_idle(self) -> None:
+        if not self.busy():
+            self.exit()
+
     async def action_quit(self) -> None:
-        if not self.tuning.running:
+        busy = self.busy()
+        if not busy:
             self.exit()
             return
 
         def answered(yes: bool | None) -> None:
             if not yes:
                 return
-            if not self.tuning.running:  # the run ended while the question was open
+            if not self.busy():  # it ended while the question was open
                 self.exit()
                 return
             self.quit_after_run = True
             self.tuning.action_stop()
+            if self.sweeps is not None:
+                self.sweeps.action_stop()
 
-        question = "A run is in progress. Stop it (it is stored as cancelled) and quit?"
+        what = " and ".join(busy)
+        question = (
+            f"{what[0].upper()}{what[1:]} {'is' if len(busy) == 1 else 'are'} in progress. Stop "
+            f"{'it (it is' if len(busy) == 1 else 'them (they are'} stored as cancelled) and quit?"
+        )
         self.push_screen(ConfirmScreen(question, "Stop and quit"), answered)

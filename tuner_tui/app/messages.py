@@ -7,6 +7,8 @@ from textual.message import Message
 
 from engine.config import RunConfig
 from engine.events import Event
+from tuner_tui.app.sweep_process import SweepExit
+from tuner_tui.app.sweep_reading import SweepLocation, SweepView
 from tuner_tui.runs.store import RunRecord
 
 
@@ -48,3 +50,27 @@ class LoadConfig(Message):
     def __init__(self, record: RunRecord) -> None:
         super().__init__()
         self.record = record
+
+
+
+class SweepRead(Message):
+    """The sweep screen has read the sweep at `location`: `view`, or `error` (one line) while it cannot
+    be read; every few reads also which sweeps there are (`locations`, else None)."""
+
+    def __init__(
+        self, location: SweepLocation | None, view: SweepView | None, locations: list[SweepLocation] | None,
+        error: str | None,
+    ) -> None:
+        super().__init__()
+        self.location = location
+        self.view = view
+        self.locations = locations
+        self.error = error
+
+
+class SweepChildEnded(Message):
+    """The sweep the app started has ended, however it ended."""
+
+    def __init__(self, exit: SweepExit) -> None:
+        super().__init__()
+        self.exit = exit

@@ -74,7 +74,7 @@ def run_local_workers(argv: Sequence[str], count: int, cancel: threading.Event) 
     workers = [
         subprocess.Popen(
             list(argv), env={**os.environ, "OMP_NUM_THREADS": "1", WORKER_INDEX_ENV: str(index)},
-            stdout=subprocess.DEVNULL, preexec_fn=_stop_with_parent,  # noqa: PLW1509 - one async-safe prctl call
+            stdout=subprocess.DEVNULL, preexec_fn=stop_with_parent,  # noqa: PLW1509 - one async-safe prctl call
         )
         for index in range(count)
     ]
@@ -88,7 +88,7 @@ def run_local_workers(argv: Sequence[str], count: int, cancel: threading.Event) 
     return [worker.returncode for worker in workers]
 
 
-def _stop_with_parent() -> None:
+def stop_with_parent() -> None:
     """In a worker, before it starts: a SIGTERM when its parent dies (even by SIGKILL), so no worker
     outlives the sweep it belongs to; it stores its trial as cancelled and exits."""
     if sys.platform.startswith("linux"):

@@ -93,8 +93,24 @@ def sweep_command(args: argparse.Namespace) -> int:
     if args.slurm:
         return submit_array(target[0], args)
     if not args.no_ui:
-        raise BadInput("sweep: the app's sweep screen is not built yet; add --no-ui")
+        return open_app_on_sweep(target[0], args)
     return run_headless_sweep(target[0], args)
+
+
+def open_app_on_sweep(spec_name: str, args: argparse.Namespace) -> int:
+    """`sweep SPEC` without `--no-ui`: the app's sweeps screen, the sweep started there as it would be
+    headless (a bad spec is refused before the app opens)."""
+    from tuner_tui.app.sweep_process import SweepLaunch
+    from tuner_tui.cli import run_app
+
+    _load_spec(args, spec_name)
+    options = [("--timeout", args.timeout), ("--workers", args.workers), ("--pack", args.pack)]
+    launch = SweepLaunch(
+        spec_name, name=args.name, trials=args.trials, overrides=tuple(args.overrides), data_root=args.data_root,
+        device=args.device, storage=args.storage,
+        options=tuple(item for flag, value in options if value not in (None, "auto") for item in (flag, str(value))),
+    )
+    return run_app(args, sweep=launch)
 
 
 def _load_spec(args: argparse.Namespace, spec_name: str) -> SweepSpec:

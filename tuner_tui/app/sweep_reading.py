@@ -1,0 +1,106 @@
+"""Reading sweeps for the sweep screen: which sweeps there are, and what one of them looks like now.
+
+The screen attaches to any sweep, started from the app, headless in another terminal or as a SLURM
+job, by reading what every sweep writes anyway: the study in its Optuna storage, and the runs in
+the results store. No server, no port. Optuna is imported here only when a sweep is first read
+(off the UI thread), so the app's first screen does not wait for it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from tuner_tui.runs.store import ResultsStore
+
+if TYPE_CHECKING:
+    import optuna
+
+    from tuner_tui.sweeps.summary import SweepSummary
+
+
+@dataclass(frozen=True)
+class SweepLocation:
+    """A sweep's name and the Optuna storage URL its study lives in."""
+
+    name: str
+    storage: str
+
+
+@dataclass(frozen=True)
+class SweepView:
+    """A sweep as read once: its summary, and from its spec the space's kinds and the most epochs."""
+
+    location: SweepLocation
+    summary: SweepSummary
+    kinds: Mapping[str, str] = field(default_factory=dict)  # field → choice | uniform | log_uniform | int | log_int
+    choices: Mapping[str, tuple[Any, ...]] = field(default_factory=dict)  # a choice field's values, in spec order
+    epochs: int | None = None  # the most any trial trains
+
+
+def default_storage(store: ResultsStore, storage: str | None) -> str:
+    """Where a sweep's study goes when not registered: `--storage`, else the SQLite file beside the store."""
+    from tuner_tui.sweeps.study import default_storage_url
+
+    return storage or default_storage_url(store.path)
+
+
+def storage_of(name: str, store: ResultsStore, storage: str | None) -> str:
+    """The storage of sweep `name`, as the CLI finds it: `--storage`, its registration, the default."""
+    if storage:
+        return storage
+    registered = store.registered_sweeps()
+    return registered[name][0] if name in registered else default_storage(store, None)
+
+
+def known_sweeps(store: ResultsStore, storage: str | None) -> list[SweepLocation]:
+    """Every sweep the store registered, and every study in the default storage, by name.
+
+    The default SQLite file is read only when it exists (reading would create it)."""
+    from tuner_tui.sweeps.study import list_study_names
+
+    locations = {name: url for name, (url, _) in store.registered_sweeps().items()}
+    default = default_storage(store, storage)
+    if storage or Path(default.removeprefix("sqlite:///")).is_file():
+        for name in list_study_names(default):
+            locations.setdefault(name, default)
+    return [SweepLocation(name, url) for name, url in sorted(locations.items())]
+
+
+class SweepReader:
+    """Reads one sweep again and again, keeping its study open between reads. Use from one thread at a time."""
+
+    def __init__(self, location: SweepLocation) -> None:
+        self.location = location
+        self._study: optuna.Study | None = None
+
+    def read(self) -> SweepView:
+        """The sweep now; StudyError while there is no such study (yet)."""
+        from tuner_tui.sweeps.study import load_study, optuna_value, spec_of
+        from tuner_tui.sweeps.summary import load_summary
+
+        if self._study is None:
+            self._study = load_study(self.location.name, self.location.storage)
+        summary = load_summary(self._study)
+        spec = spec_of(self._study) or {}
+        space = spec.get("space", {})
+        kinds: dict[str, str] = {}
+        choices: dict[str, tuple[Any, ...]] = {}
+        for name, entry in space.items() if isinstance(space, Mapping) else ():
+            if isinstance(entry, Mapping) and entry:
+                kind = next(k for k in entry if k != "step")
+                kinds[name] = kind
+                if kind == "choice":
+                    choices[name] = tuple(optuna_value(v) for v in entry[kind])
+        search = spec.get("search", {})
+        epochs = search.get("epochs") if isinstance(search, Mapping) else None
+        return SweepView(self.location, summary, kinds, choices, epochs if isinstance(epochs, int) else None)
+
+
+def import_cluster_journals(store: ResultsStore) -> None:
+    """Bring in the runs that cluster workers journaled since the last read, if any."""
+    if not store.read_only and store.pending_journal_bytes():
+        store.import_journals()
+
