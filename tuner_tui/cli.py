@@ -17,6 +17,7 @@ from rich.console import Console
 
 if TYPE_CHECKING:
     from engine.config import RunConfig
+    from tuner_tui.app.slots import LabLaunch
     from tuner_tui.app.sweep_process import SweepLaunch
     from tuner_tui.runs.store import ResultsStore, UnreadableRun
 
@@ -253,16 +254,16 @@ def _run(args: argparse.Namespace) -> int:
     return run_app(args)
 
 
-def run_app(args: argparse.Namespace, *, sweep: SweepLaunch | None = None) -> int:
+def run_app(args: argparse.Namespace, *, sweep: SweepLaunch | None = None, lab: LabLaunch | None = None) -> int:
     """Open the app with the run options' config (a command's own `--set` values are not a run's);
-    with `sweep`, on the sweeps screen with that sweep started."""
+    with `sweep`, on the sweeps screen with that sweep started; with `lab`, on the presets screen."""
     from tuner_tui.app.app import TunerApp
 
     overrides = [] if args.command else args.overrides
     config, label = resolve_config(args.preset, overrides, data_root=args.data_root, device=args.device)
     store = open_store(args.store, create=True)
     unedited = label if label and not label.endswith("(edited)") else None
-    app = TunerApp(store=store, config=config, preset_name=unedited, sweep=sweep, storage=args.storage)
+    app = TunerApp(store=store, config=config, preset_name=unedited, sweep=sweep, storage=args.storage, lab=lab)
     app.run()
     store.close()
     return app.return_code or EXIT_OK
@@ -330,11 +331,24 @@ def _sweep(args: argparse.Namespace) -> int:
 
 
 def _lab(args: argparse.Namespace) -> int:
-    if not args.no_ui:
-        raise BadInput("lab: add --no-ui (in the app, mark the presets to run and press F5)")
-    from tuner_tui.runs.lab import lab_command
+    from tuner_tui.runs.lab import lab_command, lab_presets
 
-    return lab_command(args)
+    if args.no_ui:
+        return lab_command(args)
+    from engine.config import ConfigError, RunConfig
+    from tuner_tui.app.slots import LabLaunch  # without --no-ui: the app, the lab's presets marked
+
+    where = [f"{key}={value}" for key, value in (("data_root", args.data_root), ("device", args.device)) if value]
+    overrides = [*args.overrides, *where]
+    presets = lab_presets(args.which)
+    try:
+        for preset in presets:
+            RunConfig.from_mapping(parse_overrides(overrides), base=preset.config)
+    except ConfigError as error:
+        raise BadInput(str(error)) from None
+    workers = args.workers if args.workers != "auto" else None
+    marked = tuple(preset.name for preset in presets)
+    return run_app(args, lab=LabLaunch(marked, tuple(overrides), workers, args.force))
 
 
 def _sweeps(args: argparse.Namespace) -> int:

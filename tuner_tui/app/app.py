@@ -23,12 +23,14 @@ from engine.gpu import GpuProbe, NvmlGpuProbe
 from tuner_tui.app.commands import PresetCommands
 from tuner_tui.app.components.confirm import ConfirmScreen
 from tuner_tui.app.components.help_screen import HelpScreen
+from tuner_tui.app.components.presets_screen import PresetsScreen
 from tuner_tui.app.components.runs_screen import RunsScreen
 from tuner_tui.app.components.save_preset import SavePresetScreen
 from tuner_tui.app.components.sweep_screen import SweepScreen
 from tuner_tui.app.components.tuning_screen import Machine, TuningScreen
 from tuner_tui.app.device_choices import GpuLister, visible_gpus
-from tuner_tui.app.messages import LoadConfig, RunEnded, SweepChildEnded
+from tuner_tui.app.messages import LoadConfig, RunEnded, SlotsEnded, SweepChildEnded
+from tuner_tui.app.slots import LabLaunch
 from tuner_tui.app.sweep_process import SweepLaunch
 from tuner_tui.runs.store import ResultsStore, RunLabels
 from tuner_tui.runs.system_info import SystemInfo
@@ -37,7 +39,11 @@ from tuner_tui.runs.training_process import warm_up as warm_up_training_process
 
 
 class ChildProcessRunner:
-    """The app's runner: the `--no-ui` path in a child process (see `tuner_tui.runs.training_process`)."""
+    """The app's runner: the `--no-ui` path in a child process (see `tuner_tui.runs.training_process`);
+    `threads`: torch's CPU threads in it (None: torch's default)."""
+
+    def __init__(self, threads: int | None = None) -> None:
+        self.threads = threads
 
     def __call__(
         self,
@@ -49,16 +55,30 @@ class ChildProcessRunner:
         labels: RunLabels | None = None,
         force: bool = False,
     ) -> object:
-        return run_in_child_process(config, store.path, on_event, cancel, labels=labels, force=force)
+        return run_in_child_process(
+            config, store.path, on_event, cancel, labels=labels, force=force, threads=self.threads
+        )
 
     def warm_up(self) -> None:
         warm_up_training_process()
 
 
+def stop_question(busy: list[str]) -> str:
+    """`A run is in progress. Stop it (it is stored as cancelled) and quit?`, for whatever is busy."""
+    one = busy in (["a run"], ["a sweep"])
+    what = " and ".join(busy)
+    return (
+        f"{what[0].upper()}{what[1:]} {'is' if one else 'are'} in progress. "
+        f"Stop {'it (it is' if one else 'them (they are'} stored as cancelled) and quit?"
+    )
+
+
 class TunerApp(App):
     """tuner-tui's app. Every collaborator can be replaced (tests use a fake runner, probe and GPU list)."""
 
-    CSS_PATH: ClassVar[list[str | PurePath]] = [Path(__file__).with_name(name) for name in ("app.tcss", "sweeps.tcss")]
+    CSS_PATH: ClassVar[list[str | PurePath]] = [
+        Path(__file__).with_name(name) for name in ("app.tcss", "sweeps.tcss", "presets.tcss")
+    ]
     TITLE = "tuner-tui"
     SUB_TITLE = "tune the Lab 4 network"
     # Textual declares this a list attribute (ClassVar | None), so it cannot be annotated as a ClassVar here.
@@ -67,6 +87,7 @@ class TunerApp(App):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("f2", "runs", "Runs", priority=True),
         Binding("f4", "sweeps", "Sweeps", priority=True),
+        Binding("f7", "presets", "Presets", priority=True),
         Binding("f1", "help", "Help", priority=True),
         Binding("question_mark", "help", "Help", show=False),  # typed as text in a field
         Binding("ctrl+q", "quit", "Quit", priority=True),
@@ -85,8 +106,10 @@ class TunerApp(App):
         watch_gpu: bool = True,
         sweep: SweepLaunch | None = None,
         storage: str | None = None,
+        lab: LabLaunch | None = None,
     ) -> None:
-        """`sweep`: open on the sweeps screen and start it; `storage`: where sweeps' studies go (`--storage`)."""
+        """`sweep`: open on the sweeps screen and start it; `storage`: where sweeps' studies go (`--storage`);
+        `lab`: open on the presets screen with these presets marked."""
         super().__init__()
         self.store = store
         probe = gpu_probe or NvmlGpuProbe()
@@ -101,6 +124,9 @@ class TunerApp(App):
         self.sweep_launch = sweep
         self.storage = storage
         self.sweeps: SweepScreen | None = None  # made on first use, then kept: a sweep it started goes on
+        self.lab_launch = lab
+        self.slot_runner = runner or ChildProcessRunner(threads=1)  # several runs side by side: one thread each
+        self.presets: PresetsScreen | None = None  # made on first use, then kept: its runs go on
 
     def get_default_screen(self) -> Screen:
         from tuner_tui.runs.presets import list_presets
@@ -112,6 +138,8 @@ class TunerApp(App):
     def on_mount(self) -> None:
         if self.sweep_launch is not None:
             self.call_later(self.action_sweeps)
+        elif self.lab_launch is not None:
+            self.call_later(self.action_presets)
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
         """The palette's own commands, with its "Keys" opening the app's key help."""
@@ -160,6 +188,26 @@ class TunerApp(App):
         if self.quit_after_run:
             self._quit_when_idle()
 
+    def action_presets(self) -> None:
+        if isinstance(self.screen, PresetsScreen):
+            self.pop_screen()
+            return
+        if self.presets is None:
+            from tuner_tui.runs.parallel import AUTO, resolve_workers
+
+            parallel = resolve_workers(AUTO, self.initial_config.device)
+            self.presets = PresetsScreen(self.store, self.slot_runner, parallel=parallel, lab=self.lab_launch)
+        self.switch_to_tuning()
+        self.push_screen(self.presets)
+
+    def on_slots_ended(self, message: SlotsEnded) -> None:
+        if self.quit_after_run:
+            self._quit_when_idle()
+            return
+        for screen in self.screen_stack:
+            if isinstance(screen, RunsScreen):
+                screen.reload()
+
     def on_load_config(self, message: LoadConfig) -> None:
         self.switch_to_tuning()
         self.tuning.form.load(message.record.config)
@@ -196,6 +244,8 @@ class TunerApp(App):
         busy = ["a run"] if self.tuning.running else []
         if self.sweeps is not None and self.sweeps.running:
             busy.append("a sweep")
+        if self.presets is not None and self.presets.running:
+            busy.append("several runs")
         return busy
 
     def _quit_when_idle(self) -> None:
@@ -218,10 +268,7 @@ class TunerApp(App):
             self.tuning.action_stop()
             if self.sweeps is not None:
                 self.sweeps.action_stop()
+            if self.presets is not None:
+                self.presets.action_stop()
 
-        what = " and ".join(busy)
-        question = (
-            f"{what[0].upper()}{what[1:]} {'is' if len(busy) == 1 else 'are'} in progress. Stop "
-            f"{'it (it is' if len(busy) == 1 else 'them (they are'} stored as cancelled) and quit?"
-        )
-        self.push_screen(ConfirmScreen(question, "Stop and quit"), answered)
+        self.push_screen(ConfirmScreen(stop_question(busy), "Stop and quit"), answered)

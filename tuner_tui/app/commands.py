@@ -1,4 +1,5 @@
-"""Command palette entries (ctrl+p): load any preset, open the runs browser, save a preset, the keys."""
+"""Command palette entries (ctrl+p): load any preset, open the runs browser, save a preset, the sweeps,
+several presets at once."""
 
 from __future__ import annotations
 
@@ -29,6 +30,8 @@ class PresetCommands(Provider):
         ]
         commands.append(("Show runs", "browse, plot and compare stored runs (F2)", app.action_runs))
         commands.append(("Save as preset", "save the form's config (F3)", app.action_save_preset))
+        commands.append(("Show sweeps", "start, stop and watch sweeps (F4)", app.action_sweeps))
+        commands.append(("Run presets together", "mark presets and start them at once (F7)", app.action_presets))
         return commands
 
     async def discover(self) -> Hits:

@@ -74,3 +74,25 @@ class SweepChildEnded(Message):
     def __init__(self, exit: SweepExit) -> None:
         super().__init__()
         self.exit = exit
+
+
+class SlotEvent(Message):
+    """An engine event of run `index` of several started together."""
+
+    def __init__(self, index: int, event: Event) -> None:
+        super().__init__()
+        self.index = index
+        self.event = event
+
+
+class SlotRejected(Message):
+    """Run `index` of several could not start: bad input found while preparing it (one line)."""
+
+    def __init__(self, index: int, reason: str) -> None:
+        super().__init__()
+        self.index = index
+        self.reason = reason
+
+
+class SlotsEnded(Message):
+    """Every run of several started together has ended (posted by the presets screen; the app listens)."""

@@ -26,9 +26,7 @@ from rich.console import Console
 from rich.text import Text
 
 from engine.config import ConfigError, RunConfig
-from engine.datasets import DatasetError
 from engine.events import EpochEnd, Event, Finished
-from engine.runner import prepare_run
 from tuner_tui.cli import EXIT_BAD_INPUT, EXIT_OK, EXIT_RUN_FAILED, BadInput, open_store, parse_overrides
 from tuner_tui.formatting import epoch_line, format_seconds, plural, printable
 from tuner_tui.runs.lab_table import lab_report
@@ -161,6 +159,9 @@ class LabReporter:
 
 def lab_command(args: argparse.Namespace) -> int:
     """`tuner-tui lab [fmnist|cifar10|all]`: run the experiments, print the lab's tables."""
+    from engine.datasets import DatasetError  # torch: only once training is near (the app lists presets from here)
+    from engine.runner import prepare_run
+
     if args.plan:
         return _work(args)
     try:
@@ -190,6 +191,8 @@ def lab_command(args: argparse.Namespace) -> int:
 
 def _work(args: argparse.Namespace) -> int:
     """A lab worker: claim units of the plan and train them until none is left."""
+    from engine.datasets import DatasetError
+
     reporter = LabReporter(Console(stderr=True))
     with StopSignals() as stop, open_store(args.store, create=True) as store:
         for unit in claimed_units(Path(args.plan)):

@@ -95,6 +95,7 @@ class _Job:
     environ: dict[str, str]
     cwd: str
     since: float  # wall time before the job was sent: the child's run row starts after it
+    threads: int | None = None  # torch's CPU threads for the run (None: torch's default)
 
 
 def wait_on_clock(done: threading.Event, seconds: float, clock: Clock, poll_s: float = POLL_S) -> bool:
@@ -384,6 +385,7 @@ def run_in_child_process(
     stop_grace_s: float = STOP_GRACE_S,
     clock: Clock = time.monotonic,
     child_command: Sequence[str] | None = None,
+    threads: int | None = None,
 ) -> Finished:
     """Run `config` in a child process that records it in the store at `store_path`.
 
@@ -391,7 +393,8 @@ def run_in_child_process(
     `cancel` is forwarded; a child still running `stop_grace_s` later (on `clock`) is killed and the
     run stored as cancelled. Raises RunRejectedError for bad input, and TrainingProcessError when
     the child dies on its own without finishing the run (its row, if it had one, is then marked
-    interrupted). `child_command` replaces the training process (tests run a stand-in).
+    interrupted). `child_command` replaces the training process (tests run a stand-in); `threads`
+    sets torch's CPU threads in the child (runs side by side take one each).
     """
     labels = labels or RunLabels()
     child = _STANDBY.take() if child_command is None else _Child(child_command)
@@ -401,7 +404,7 @@ def run_in_child_process(
     since = time.time()
     try:
         stopper.start()
-        job = _Job(config, str(store_path), labels, force, dict(os.environ), os.getcwd(), since)
+        job = _Job(config, str(store_path), labels, force, dict(os.environ), os.getcwd(), since, threads)
         if child.wait_ready() and _sent(stopper, job):
             while (message := child.receive()) is not None:
                 if isinstance(message, _Rejected):
@@ -494,6 +497,10 @@ def child_main() -> int:
     os.environ.clear()
     os.environ.update(job.environ)
     os.chdir(job.cwd)  # a relative data root means the same folder as in the app
+    if job.threads is not None:  # several runs side by side: one thread each (torch is imported by now)
+        import torch
+
+        torch.set_num_threads(job.threads)
     cancel, run_over = threading.Event(), threading.Event()
     trace = RunTrace(job.config, job.labels)
 

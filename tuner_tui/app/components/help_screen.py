@@ -18,8 +18,11 @@ from textual.widgets import Label, Static
 
 from tuner_tui.app.components.compare_screen import CompareScreen
 from tuner_tui.app.components.confirm import ConfirmScreen
+from tuner_tui.app.components.presets_screen import PresetsScreen
 from tuner_tui.app.components.run_detail import RunDetailScreen
 from tuner_tui.app.components.runs_screen import RunsScreen
+from tuner_tui.app.components.spec_form import SpecFormScreen
+from tuner_tui.app.components.sweep_screen import SweepScreen
 from tuner_tui.app.components.tuning_screen import TuningScreen
 from tuner_tui.app.run_filter import FILTER_HELP
 
@@ -29,6 +32,7 @@ TUNING_KEYS = (
     ("typing", "replaces the focused field's value (it is selected on focus)"),
 )
 FILTER_KEYS = (("/ then text", FILTER_HELP),)
+SWEEP_KEYS = (("enter", "open the run of the trial under the cursor"),)
 TEXT_FIELD_KEYS = (
     ("← → home end", "move in a field"),
     ("ctrl+a / ctrl+e", "start / end of the field"),
@@ -70,6 +74,9 @@ class HelpScreen(ModalScreen[None]):
             ("Runs browser (F2)", [*binding_rows(RunsScreen.BINDINGS, display), *FILTER_KEYS]),
             ("A run's plots (Enter in the browser)", binding_rows(RunDetailScreen.BINDINGS, display)),
             ("Compare (c in the browser)", binding_rows(CompareScreen.BINDINGS, display)),
+            ("Sweeps (F4)", [*binding_rows(SweepScreen.BINDINGS, display), *SWEEP_KEYS]),
+            ("Spec form (e on the sweeps screen)", binding_rows(SpecFormScreen.BINDINGS, display)),
+            ("Presets, several at once (F7)", binding_rows(PresetsScreen.BINDINGS, display)),
             ("Questions", binding_rows(ConfirmScreen.BINDINGS, display)),
             ("Text fields", TEXT_FIELD_KEYS),
         ]
