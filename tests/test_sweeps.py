@@ -485,3 +485,15 @@ def test_a_packed_sweep_stopped_gives_back_its_queued_trials(isolated, tmp_path:
     assert failed and all(t.system_attrs.get("tuner_tui.outcome") == "cancelled" for t in failed)
     waiting = [t for t in sweep.study.get_trials() if t.state is TrialState.WAITING]
     assert {t.user_attrs["requeued_from"] for t in waiting} == {t.number for t in failed}
+
+
+@pytest.mark.parametrize("sampler", ["gp", "cmaes", "grid"])
+def test_every_sampler_of_the_spec_asks_valid_parameters(isolated, tmp_path: Path, sampler: str) -> None:
+    path = tmp_path / "specs" / f"{sampler}.toml"
+    path.parent.mkdir(parents=True)
+    path.write_text(
+        "[space]\nlr = { uniform = [0.01, 0.1], step = 0.01 }\nbatch_size = { choice = [20, 50] }\n"
+        f"[search]\nsampler = '{sampler}'\nepochs = 1\ntrials = 4\n"
+    )
+    asked = _asked_params(path, f"sqlite:///{tmp_path / 'study.db'}", sampler, 4)
+    assert all(0.01 <= p["lr"] <= 0.1 and p["batch_size"] in (20, 50) for p in asked)
