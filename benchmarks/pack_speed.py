@@ -8,6 +8,8 @@ is what K runs one after another achieve per model).
 Sections:
 - packs: K ∈ {1, 2, 4, 8, 16, 32} on Fashion-MNIST 784→256→10 at batch 10 and 100 and CIFAR-10
   3072→256→10 at batch 10 (synthetic data of those shapes);
+- per core: the same on one thread, in model-steps per CPU-second (robust to other work on the
+  machine), with the block size of the deferred layer-1 updates from 1 to 16;
 - workers: N single-threaded processes (solo runs, or packs of K/N each) against one run;
 - layout: gather per slot against one shared order (standard conventions), a reserved width against
   a re-sliced one, and what a `reconfigure` costs;
@@ -165,6 +167,43 @@ def bench_packs(workload: Workload, sizes: tuple[int, ...], device: torch.device
     return {"rates": rates, "ratios": ratios}
 
 
+# --- per core: one thread, CPU time -------------------------------------------------------------
+
+
+def cpu_rate(stepper: Stepper, steps: int) -> float:
+    """Model-steps per second of this thread's CPU time: what a core does, whatever else runs."""
+    start = time.thread_time()
+    stepper.run(steps)
+    return steps * stepper.models / (time.thread_time() - start)
+
+
+def bench_per_core(workload: Workload, sizes: tuple[int, ...], rounds: int) -> dict:
+    """Packs and block sizes against a solo run on one thread, in model-steps per CPU-second."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    data = synthetic_data(workload, torch.device("cpu"))
+    steppers = {"solo": solo_stepper(workload, data)}
+    steppers.update({f"pack{k}": pack_stepper(workload, data, k) for k in sizes})
+    for block in (1, 2, 4, 8, 16):
+        slots = [slot(i, workload.hidden) for i in range(8)]
+        pack = PackedMLPBackend(data, slots, batch_size=workload.batch_size, conventions="lab4", block_steps=block)
+        steppers[f"pack8 block{block}"] = Stepper(pack, 8)
+    for stepper in steppers.values():
+        stepper.run(16)
+    samples: dict[str, list[float]] = {name: [] for name in steppers}
+    for _ in range(rounds):
+        for name, stepper in steppers.items():
+            steps = 16 * max(1, 160 // (stepper.models * workload.batch_size))  # whole blocks of up to 16
+            samples[name].append(cpu_rate(stepper, steps))
+    torch.set_num_threads(threads)
+    rates = {name: statistics.median(values) for name, values in samples.items()}
+    base = rates["solo"]
+    print(f"\n{workload.name} per core (1 thread, model-steps per CPU-second, median of {rounds} rounds)")
+    for name, value in rates.items():
+        print(f"  {name:<16}{value:>8.0f}   {value / base:.2f}×")
+    return {"rates": rates, "ratios": {name: value / base for name, value in rates.items()}}
+
+
 # --- worker processes ---------------------------------------------------------------------------
 
 
@@ -195,28 +234,31 @@ def workers_rate(workload: Workload, workers: int, pack: int, seconds: float) ->
 
 
 def bench_workers(workload: Workload, combos: list[tuple[int, int]], seconds: float, rounds: int) -> dict:
-    """One run in this process (default threads) against each (workers, pack per worker) combination."""
+    """One run in this process (default threads, and 1 thread) against each (workers, pack per
+    worker) combination, all measured in turn in every round; ratios paired within the round."""
     device = torch.device("cpu")
+    threads = torch.get_num_threads()
     data = synthetic_data(workload, device)
     one = solo_stepper(workload, data)
     one.run(3)
-    samples: dict[str, list[float]] = {"one run": []}
-    samples.update({f"{w}×pack{p}": [] for w, p in combos})
-    paired: dict[str, list[float]] = {name: [] for name in samples}
+    names = [f"one run, {threads} threads", "one run, 1 thread", *(f"{w}×pack{p}" for w, p in combos)]
+    samples: dict[str, list[float]] = {name: [] for name in names}
+    paired: dict[str, list[float]] = {name: [] for name in names}
     for _ in range(rounds):
-        before = rate(one, seconds, device)
+        samples[names[0]].append(rate(one, seconds, device))
+        torch.set_num_threads(1)
+        samples[names[1]].append(rate(one, seconds, device))
+        torch.set_num_threads(threads)
         for w, p in combos:
             samples[f"{w}×pack{p}"].append(workers_rate(workload, w, p, seconds))
-            after = rate(one, seconds, device)  # one run measured right before and after each
-            paired[f"{w}×pack{p}"].append(samples[f"{w}×pack{p}"][-1] / ((before + after) / 2))
-            samples["one run"].append(after)
-            before = after
+        for name in names:
+            paired[name].append(samples[name][-1] / samples[names[0]][-1])
     rates = {name: statistics.median(values) for name, values in samples.items()}
-    ratios = {name: statistics.median(values) if values else 1.0 for name, values in paired.items()}
-    print(f"\n{workload.name} workers (1 thread each) against one run ({torch.get_num_threads()} threads), "
-          f"median of {rounds} rounds (ratio: paired with one run measured just before and after)")
-    for name, value in rates.items():
-        print(f"  {name:<12}{value:>10.0f} model-steps/s   {ratios[name]:.2f}×")
+    ratios = {name: statistics.median(values) for name, values in paired.items()}
+    print(f"\n{workload.name} workers (1 thread each) against one run, median of {rounds} rounds "
+          "(ratio: median of the rounds' paired ratios)")
+    for name in names:
+        print(f"  {name:<20}{rates[name]:>10.0f} model-steps/s   {ratios[name]:.2f}×")
     return {"rates": rates, "ratios": ratios}
 
 
@@ -327,7 +369,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="shorter rounds, fewer repeats (a few minutes)")
     parser.add_argument("--json", metavar="PATH", help="write every figure as JSON")
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
-    parser.add_argument("--sections", default="packs,workers,layout,memory", help="comma-separated subset")
+    parser.add_argument(
+        "--sections", default="packs,per-core,workers,layout,memory", help="comma-separated subset"
+    )
     parser.add_argument("--workloads", default="F10,F100,C10", help="comma-separated subset")
     parser.add_argument("--profile", action="store_true", help="profile a pack of 8 at batch 10 and stop")
     parser.add_argument("--memory-child", help=argparse.SUPPRESS)
@@ -348,6 +392,8 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[str, object] = {"device": str(device), "threads": torch.get_num_threads()}
     if "packs" in sections:
         results["packs"] = {w.name: bench_packs(w, PACK_SIZES, device, seconds, rounds) for w in wanted}
+    if "per-core" in sections and device.type == "cpu":
+        results["per_core"] = {w.name: bench_per_core(w, PACK_SIZES, rounds) for w in wanted}
     if "workers" in sections and device.type == "cpu":
         combos = [(2, 1), (1, 8), (2, 4), (2, 8)]
         results["workers"] = {w.name: bench_workers(w, combos, seconds * 3, rounds) for w in wanted[:1]}
