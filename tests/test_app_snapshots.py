@@ -27,15 +27,21 @@ from engine.gpu import GpuSnapshot
 from tests.datafiles import write_idx_dataset
 from tests.doubles import FakeGpuProbe, FixedSystemInfo
 from tests.fake_runner import ScriptedRunner, completed_run_events, diverged_run_events, in_progress_events
+from tests.sweep_script import write_scripted_sweep, write_tiny_spec
 from tuner_tui.app.app import TunerApp
 from tuner_tui.app.components.compare_screen import CompareScreen
 from tuner_tui.app.components.help_screen import HelpScreen
+from tuner_tui.app.components.presets_screen import PresetsScreen
 from tuner_tui.app.components.run_detail import RunDetailScreen
 from tuner_tui.app.components.runs_screen import RunsScreen
 from tuner_tui.app.components.save_preset import SavePresetScreen
+from tuner_tui.app.components.spec_form import SpecFormScreen
+from tuner_tui.app.components.sweep_screen import SweepScreen
 from tuner_tui.app.components.tuning_screen import TuningScreen
+from tuner_tui.app.slots import LabLaunch
 from tuner_tui.runs.presets import load_preset
 from tuner_tui.runs.store import ResultsStore
+from tuner_tui.sweeps.spec import user_specs_dir
 
 SIZES = pytest.mark.parametrize("terminal_size", [(80, 24), (120, 40)], ids=["80x24", "120x40"])
 GIB = 1024**3
@@ -270,3 +276,71 @@ def test_save_preset_modal(snap_compare, tmp_path, terminal_size):
         await settle(pilot, lambda: isinstance(pilot.app.screen, SavePresetScreen))
 
     assert snap_compare(make_app(tmp_path / "runs.sqlite3"), terminal_size=terminal_size, run_before=run_before)
+
+
+# --- sweeps (F4) and several presets at once (F7) --------------------------------------------------
+
+
+@SIZES
+def test_sweep_screen(snap_compare, tmp_path, terminal_size):
+    """A scripted sweep (3 completed, 1 pruned, 1 running trial): the trial table with the best starred,
+    the best value so far, lr against the objective, and the ladder (a plot, or a line at 80 columns)."""
+    write_scripted_sweep(tmp_path / "runs.sqlite3", write_tiny_spec(user_specs_dir()))
+
+    async def run_before(pilot: Pilot) -> None:
+        await tuning_ready(pilot)
+        await pilot.press("f4")
+        await settle(pilot, lambda: isinstance(pilot.app.screen, SweepScreen) and pilot.app.screen.view is not None)
+        await settle(pilot, lambda: pilot.app.screen.table.row_count == 5)
+
+    assert snap_compare(make_app(tmp_path / "runs.sqlite3"), terminal_size=terminal_size, run_before=run_before)
+
+
+@SIZES
+def test_spec_form_shows_problems_beside_their_fields(snap_compare, tmp_path, terminal_size):
+    write_tiny_spec(user_specs_dir())
+
+    async def run_before(pilot: Pilot) -> None:
+        await tuning_ready(pilot)
+        await pilot.press("f4")
+        await settle(pilot, lambda: isinstance(pilot.app.screen, SweepScreen))
+        pilot.app.screen.query_one("#spec-select").value = "tiny"
+        await pilot.press("e")
+        await settle(pilot, lambda: isinstance(pilot.app.screen, SpecFormScreen))
+        form = pilot.app.screen
+        form.query_one("#low-lr", Input).value = "0"
+        form.query_one("#choices-batch_size", Input).value = "20 0"
+        await settle(pilot, lambda: not form.query_one("#error-batch_size").has_class("hidden"))
+
+    assert snap_compare(make_app(tmp_path / "runs.sqlite3"), terminal_size=terminal_size, run_before=run_before)
+
+
+@SIZES
+def test_two_presets_running_together(snap_compare, tmp_path, terminal_size):
+    runner = ScriptedRunner(in_progress_events(RunConfig()), hold=True)
+    app = make_app(tmp_path / "runs.sqlite3", runner=runner)
+    app.lab_launch = LabLaunch(("fmnist_exp1", "fmnist_exp2"), workers=2)
+
+    def release() -> None:
+        if app.presets is not None:
+            for cancel in app.presets.controller.cancels:
+                cancel.set()
+
+    async def run_before(pilot: Pilot) -> None:
+        await settle(pilot, lambda: isinstance(pilot.app.screen, PresetsScreen))
+        await pilot.press("f5")
+        await settle(pilot, lambda: len(runner.calls) == 2)
+        rows = pilot.app.screen.query_one("#slots-table")
+        await settle(pilot, lambda: all(str(rows.get_cell_at((i, 1))) == "running" for i in range(2)))
+
+    exit_app = app.exit
+
+    def exit_and_release(*args, **kwargs) -> None:  # the held runs wait for their cancel
+        release()
+        exit_app(*args, **kwargs)
+
+    app.exit = exit_and_release
+    try:
+        assert snap_compare(app, terminal_size=terminal_size, run_before=run_before)
+    finally:
+        release()

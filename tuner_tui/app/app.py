@@ -85,11 +85,11 @@ class TunerApp(App):
     HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (100, "-wide")]  # noqa: RUF012
     COMMANDS = App.COMMANDS | {PresetCommands}
     BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("f1", "help", "Help", priority=True),  # first: still in the footer at 80 columns
+        Binding("question_mark", "help", "Help", show=False),  # typed as text in a field
         Binding("f2", "runs", "Runs", priority=True),
         Binding("f4", "sweeps", "Sweeps", priority=True),
         Binding("f7", "presets", "Presets", priority=True),
-        Binding("f1", "help", "Help", priority=True),
-        Binding("question_mark", "help", "Help", show=False),  # typed as text in a field
         Binding("ctrl+q", "quit", "Quit", priority=True),
     ]
 

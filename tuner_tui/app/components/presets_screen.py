@@ -58,7 +58,8 @@ def slot_cells(slot: Slot) -> list[str]:
     """One run's compact row: preset, state, epoch, progress, loss, test acc, time left."""
     epoch = f"{slot.epoch}/{slot.epochs}" if slot.epoch else f"–/{slot.epochs}"
     left = format_seconds(slot.eta_s) if slot.eta_s is not None else ""
-    state = slot.status if not slot.message or slot.active else f"{slot.status} · {slot.message}"
+    told = slot.message and slot.ended and slot.status != "completed"  # why it did not complete
+    state = f"{slot.status} · {slot.message}" if told else slot.status
     loss = format_number(slot.loss) if slot.loss is not None else ""
     accuracy = format_percent(slot.test_accuracy) if slot.test_accuracy is not None else ""
     return [slot.preset, state, epoch, progress_bar(slot.done_fraction), loss, accuracy, left]
@@ -159,7 +160,6 @@ class PresetsScreen(Screen):
             return
         self.controller.start(entries, min(len(entries), self.lab.workers or self.parallel))
         self.query_one("#slots-table").focus()
-        self.notify(f"started {plural(len(entries), 'run')}, {self.controller.parallel} at a time", markup=False)
 
     def action_stop(self) -> None:
         """Stop every run (F6): each is stored as cancelled; the queued ones do not start."""

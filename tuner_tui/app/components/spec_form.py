@@ -82,7 +82,7 @@ class SpecFormScreen(Screen[str | None]):
         super().__init__(id="spec-form")
         self.draft, self.shipped = spec_draft(spec_name)
         self.editing = None if self.shipped else spec_name  # the user spec being edited may be overwritten
-        self.loading = True
+        self.filling = True
 
     def compose(self) -> ComposeResult:
         from tuner_tui.runs.presets import list_presets
@@ -91,9 +91,9 @@ class SpecFormScreen(Screen[str | None]):
         name = f"{draft.name}_mine" if self.shipped else draft.name
         yield Header(show_clock=False, icon="≋")
         with VerticalScroll(id="spec-form-body"):
-            where = f"saved in {user_specs_dir()}"
-            copy = f" · {draft.name} is shipped: saved under a new name" if self.shipped else ""
-            yield Label(Text(f"Sweep spec · {where}{copy} · ctrl+s saves, Escape cancels"), id="spec-form-title")
+            copy = f" ({draft.name} is shipped: under a new name)" if self.shipped else ""
+            yield Label(Text(f"Sweep spec · saved as a user spec{copy} · ctrl+s saves, Escape cancels"),
+                        id="spec-form-title")
             yield Label("", id="error-general", classes="spec-error hidden")
             yield from self._row(
                 "name", Input(name, id="spec-name", compact=True, placeholder="letters, digits, _ or -")
@@ -147,7 +147,7 @@ class SpecFormScreen(Screen[str | None]):
     def on_mount(self) -> None:
         for key in SEARCHABLE:
             self._show_kind(key)
-        self.loading = False
+        self.filling = False
         self.validate()
         self.query_one("#spec-name", Input).focus()
 
@@ -209,14 +209,14 @@ class SpecFormScreen(Screen[str | None]):
 
     def on_input_changed(self, event: Input.Changed) -> None:
         event.stop()
-        if not self.loading:
+        if not self.filling:
             self.validate()
 
     def on_select_changed(self, event: Select.Changed) -> None:
         event.stop()
         if event.select.id and event.select.id.startswith("kind-"):
             self._show_kind(event.select.id.removeprefix("kind-"))
-        if not self.loading:
+        if not self.filling:
             self.validate()
 
     # --- saving -------------------------------------------------------------------------------

@@ -39,6 +39,7 @@ from tuner_tui.app.sweep_reading import (
     storage_of,
 )
 from tuner_tui.runs.store import ResultsStore, RunRecord
+from tuner_tui.sweeps.spec import SpecError, list_specs, load_spec, user_specs_dir
 
 if TYPE_CHECKING:
     from tuner_tui.sweeps.summary import SweepSummary, TrialRow
@@ -129,8 +130,6 @@ class SweepScreen(Screen):
 
     def refresh_specs(self, select: str | None = None) -> None:
         """List the shipped and user specs (and a spec given by path) in the spec picker."""
-        from tuner_tui.sweeps.spec import list_specs
-
         specs, _ = list_specs()
         names = [spec.name for spec in specs]
         if self.launch is not None and self.launch.spec not in names:
@@ -158,8 +157,6 @@ class SweepScreen(Screen):
 
     def _spec_chosen(self, name: str) -> None:
         """Show the spec's name and budget as the defaults; watch its sweep if there is one."""
-        from tuner_tui.sweeps.spec import SpecError, load_spec
-
         try:
             spec = load_spec(name)
         except SpecError as error:
@@ -177,7 +174,7 @@ class SweepScreen(Screen):
         def saved(name: str | None) -> None:
             if name:
                 self.refresh_specs(select=name)
-                self.notify(f"saved sweep spec {name}", markup=False)
+                self.notify(f"saved sweep spec {name} in {user_specs_dir()}", markup=False)
 
         self.app.push_screen(SpecFormScreen(self.spec), saved)
 
@@ -216,8 +213,6 @@ class SweepScreen(Screen):
 
     def start(self, launch: SweepLaunch) -> None:
         """Check the spec with its `--set` values, then run the sweep in a child process and watch it."""
-        from tuner_tui.sweeps.spec import SpecError, load_spec
-
         bad = [item for item in launch.overrides if "=" not in item]
         if bad:
             self._say(f"set: expected KEY=VALUE, got {bad[0]!r}", error=True)
