@@ -21,6 +21,8 @@ ENGINE_MODULES = sorted(info.name for info in pkgutil.iter_modules(engine.__path
 HEADLESS_MODULES = [
     "tuner_tui.cli", "tuner_tui.headless", "tuner_tui.runs.lab_table", "tuner_tui.runs.presets",
     "tuner_tui.runs.session", "tuner_tui.runs.store",
+    # the app's parts that the headless commands use (`sweep SPEC` and `lab` open the app with them)
+    "tuner_tui.app.sweep_process", "tuner_tui.app.slots", "tuner_tui.sweeps.commands", "tuner_tui.runs.lab",
 ]
 NO_TEXTUAL = """
     import sys
@@ -41,11 +43,20 @@ CLI_TO_APP_WITHOUT_TORCH = """
     assert "torch" not in sys.modules, "the CLI's path to the app imported torch"
 """
 
+LAB_TO_APP_WITHOUT_TORCH = """
+    import sys
+    from tuner_tui.runs.lab import lab_presets
+    lab_presets("fmnist")
+    import tuner_tui.app.app
+    assert "torch" not in sys.modules, "the lab's path to the app (tuner-tui lab without --no-ui) imported torch"
+"""
+
 
 def _checks() -> dict[str, str]:
     checks = {module: NO_TEXTUAL.format(module=module) for module in ENGINE_MODULES + HEADLESS_MODULES}
     checks["tuner_tui.app.app without torch"] = NO_TORCH
     checks["cli to app without torch"] = CLI_TO_APP_WITHOUT_TORCH
+    checks["lab to app without torch"] = LAB_TO_APP_WITHOUT_TORCH
     return checks
 
 
@@ -82,4 +93,9 @@ def test_importing_the_app_does_not_import_torch(results):
 
 def test_the_clis_path_to_the_app_does_not_import_torch(results):
     returncode, stderr = results["cli to app without torch"]
+    assert returncode == 0, stderr
+
+
+def test_the_labs_path_to_the_app_does_not_import_torch(results):
+    returncode, stderr = results["lab to app without torch"]
     assert returncode == 0, stderr

@@ -301,8 +301,8 @@ class SweepScreen(Screen):
         """Read the watched sweep again (off the UI thread), unless a read is under way."""
         if self.reading or not self.is_attached:
             return
-        if self.app.screen is not self and not self.running:
-            return  # out of sight, nothing to follow: read again when shown
+        if self.app.screen is not self:
+            return  # out of sight: read again when shown
         self.reading = True
         with_list = self.reads % LIST_EVERY == 0
         self.reads += 1
