@@ -88,6 +88,32 @@ def prepare_run(
     return PreparedRun(config, device, dataset, rss, start_time, clock)
 
 
+def build_backend(prepared: PreparedRun, data: DeviceData) -> Backend:
+    """The run's backend over `data`, its parameters initialized from its seed."""
+    config, spec = prepared.config, prepared.dataset.spec
+    params = init_params(
+        spec.features, config.hidden, spec.classes, conventions=config.conventions, seed=config.seed,
+        device=prepared.device,
+    )
+    return make_backend(
+        config.engine, params, data, lr=config.lr, reg=config.reg, batch_size=config.batch_size,
+        conventions=config.conventions, seed=config.seed,
+    )
+
+
+def calibrate(backend: Backend, prepared: PreparedRun, cancel: threading.Event | None = None) -> TimeEstimate:
+    """The run's time estimate from real steps of `backend` (its parameters are put back after)."""
+    clock = prepared.clock
+    seconds_per_step = calibrate_step_time(backend, prepared.device, cancel, clock=clock).seconds_per_step
+    test_pass_seconds = time_test_pass(backend, prepared.device, clock=clock)
+    return estimate_time(prepared.config, seconds_per_step, test_pass_seconds, train_size=backend.samples)
+
+
+def estimate_solo_time(prepared: PreparedRun) -> TimeEstimate:
+    """How long `prepared` would take trained alone on its device: a calibration, nothing trained."""
+    return calibrate(build_backend(prepared, DeviceData.from_dataset(prepared.dataset, prepared.device)), prepared)
+
+
 def execute_run(
     prepared: PreparedRun,
     on_event: EventSink,
@@ -222,18 +248,8 @@ class TrainingLoop:
             # matmuls ten times slower; flushing them to zero changes no reported figure.
             torch.set_flush_denormal(True)
         self.data = DeviceData.from_dataset(dataset, device)
-        params = init_params(
-            dataset.spec.features, config.hidden, dataset.spec.classes, conventions=config.conventions,
-            seed=config.seed, device=device,
-        )
-        self.backend = backend = make_backend(
-            config.engine, params, self.data, lr=config.lr, reg=config.reg,
-            batch_size=config.batch_size, conventions=config.conventions, seed=config.seed,
-        )
-        clock = self.prepared.clock
-        seconds_per_step = calibrate_step_time(backend, device, self.cancel, clock=clock).seconds_per_step
-        test_pass_seconds = time_test_pass(backend, device, clock=clock)
-        estimate = estimate_time(config, seconds_per_step, test_pass_seconds, train_size=self.data.train_size)
+        self.backend = backend = build_backend(self.prepared, self.data)
+        estimate = calibrate(backend, self.prepared, self.cancel)
         name = device_name(device)
         self.on_event(Started(
             config=config, device_name=name, params=self.params, memory_estimate=self._memory_estimate(name),

@@ -36,14 +36,21 @@ def test_the_lab_sets_are_the_shipped_experiments() -> None:
 
 def test_units_group_runs_that_can_share_a_pack_and_respect_the_pack_size() -> None:
     experiments = [Experiment(p.name, p.config, str(i)) for i, p in enumerate(lab_presets("fmnist"))]
-    units = plan_units(experiments, 4)
+    units = plan_units(experiments, lambda batch_size: 4)
     assert sorted(e.preset for unit in units for e in unit) == sorted(e.preset for e in experiments)
     for unit in units:
         assert 1 <= len(unit) <= 4
         assert len({(e.config.batch_size, e.config.dataset) for e in unit}) == 1
     batch_10 = [e for e in experiments if e.config.batch_size == 10]
     assert sum(1 for unit in units if unit[0].config.batch_size == 10) == -(-len(batch_10) // 4)
-    assert all(len(unit) == 1 for unit in plan_units(experiments, 1))
+    assert all(len(unit) == 1 for unit in plan_units(experiments, lambda batch_size: 1))
+
+
+def test_a_group_is_spread_over_the_workers_when_it_has_runs_enough() -> None:
+    experiments = [Experiment(p.name, p.config, str(i)) for i, p in enumerate(lab_presets("fmnist"))]
+    units = plan_units(experiments, lambda batch_size: 8, workers=2)
+    batch_10 = [unit for unit in units if unit[0].config.batch_size == 10]
+    assert sorted(len(unit) for unit in batch_10) == [3, 4]  # seven runs, two workers
 
 
 def test_each_unit_of_a_plan_is_claimed_once(tmp_path: Path) -> None:

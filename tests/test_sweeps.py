@@ -314,9 +314,10 @@ def test_importances_need_two_completed_trials(isolated, tmp_path: Path) -> None
 def _sweep_process(
     isolated: dict[str, str], spec_path: Path, trials: int, workers: int = 1
 ) -> subprocess.Popen[str]:
+    """A headless sweep in its own process; one trial at a time per worker (no packs)."""
     return subprocess.Popen(
         [sys.executable, "-m", "tuner_tui", "sweep", str(spec_path), "--no-ui", "--trials", str(trials),
-         "--workers", str(workers)],
+         "--workers", str(workers), "--pack", "1"],
         env={**os.environ, **isolated}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
 
@@ -452,7 +453,7 @@ def test_packed_trials_fill_packs_by_batch_size_and_meet_the_budget(isolated, tm
     sweep = open_study(load_spec(str(spec_path)), "packed", storage_of(isolated), budget=9, create=True)
     events: list[SweepEvent] = []
     with ResultsStore(Path(isolated["TUNER_TUI_STORE"])) as store:
-        outcome = run_sweep(sweep, store, events.append, cancel=threading.Event(), pack=3)
+        outcome = run_sweep(sweep, store, events.append, cancel=threading.Event(), pack=lambda batch_size: 3)
         runs = store.list_runs(sweep="packed")
     assert outcome.stopped_by == "budget"
     assert len(sweep.trials((TrialState.COMPLETE, TrialState.PRUNED))) == 9
@@ -479,7 +480,7 @@ def test_a_packed_sweep_stopped_gives_back_its_queued_trials(isolated, tmp_path:
             cancel.set()
 
     with ResultsStore(Path(isolated["TUNER_TUI_STORE"])) as store:
-        run_sweep(sweep, store, stop_after_first_epoch, cancel=cancel, pack=2)
+        run_sweep(sweep, store, stop_after_first_epoch, cancel=cancel, pack=lambda batch_size: 2)
     assert not sweep.trials((TrialState.RUNNING,))
     failed = sweep.trials((TrialState.FAIL,))
     assert failed and all(t.system_attrs.get("tuner_tui.outcome") == "cancelled" for t in failed)

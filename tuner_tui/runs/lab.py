@@ -11,6 +11,7 @@ parent finds each experiment's record when the workers are done and prints the l
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
@@ -54,14 +55,21 @@ def lab_presets(which: str) -> list[Preset]:
     return [p for p in list_presets() if p.shipped and p.name.startswith(prefixes)]
 
 
-def plan_units(experiments: Sequence[Experiment], pack: int) -> list[list[Experiment]]:
-    """Experiments grouped by what a pack shares, cut into units of at most `pack`, the biggest first."""
+def plan_units(
+    experiments: Sequence[Experiment], pack: Callable[[int], int], workers: int = 1
+) -> list[list[Experiment]]:
+    """Experiments grouped by what a pack shares, cut into units of at most `pack(batch size)` (and
+    into at least one unit per worker where a group has runs enough for it), the biggest first."""
     from engine.pack_runner import PackKey
 
     groups: dict[PackKey, list[Experiment]] = {}
     for experiment in experiments:
         groups.setdefault(PackKey.of(experiment.config), []).append(experiment)
-    units = [group[i : i + pack] for group in groups.values() for i in range(0, len(group), max(1, pack))]
+    units: list[list[Experiment]] = []
+    for key, group in groups.items():
+        largest = max(1, pack(key.batch_size))
+        count = max(-(-len(group) // largest), min(workers, len(group) // 2)) if largest > 1 else len(group)
+        units += [group[i::count] for i in range(count)]
     return sorted(units, key=lambda unit: -sum(_cost(e.config) for e in unit))
 
 
@@ -160,7 +168,6 @@ class LabReporter:
 def lab_command(args: argparse.Namespace) -> int:
     """`tuner-tui lab [fmnist|cifar10|all]`: run the experiments, print the lab's tables."""
     from engine.datasets import DatasetError  # torch: only once training is near (the app lists presets from here)
-    from engine.runner import prepare_run
 
     if args.plan:
         return _work(args)
@@ -169,12 +176,13 @@ def lab_command(args: argparse.Namespace) -> int:
             args.which, parse_overrides(args.overrides), data_root=args.data_root, device=args.device
         )
         device = experiments[0].config.device
-        prepare_run(experiments[0].config, force=args.force)  # the data is there and the first run fits
+        solo_seconds = solo_estimate(experiments, force=args.force)  # bad input surfaces here
     except (ConfigError, DatasetError) as error:
         raise BadInput(str(error)) from None
     pack = resolve_pack(args.pack, device)
-    units = plan_units(experiments, pack)
-    workers = min(resolve_workers(args.workers, device), len(units))
+    workers = resolve_workers(args.workers, device)
+    units = plan_units(experiments, pack, workers)
+    workers = min(workers, len(units))
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="tuner-tui-lab-") as folder, StopSignals() as stop:
         plan = write_plan(Path(folder), units)
@@ -186,7 +194,8 @@ def lab_command(args: argparse.Namespace) -> int:
     wall = time.monotonic() - started
     with open_store(args.store, create=False) as store:
         records = [record for e in experiments if (record := store.find_run(e.uid)) is not None]
-    return _report(args, records, wall, workers, pack, stop.exit_code(), codes)
+    timing = Timing(wall, solo_seconds, workers, max(len(unit) for unit in units))
+    return _report(args, records, timing, stop.exit_code(), codes)
 
 
 def _work(args: argparse.Namespace) -> int:
@@ -205,22 +214,55 @@ def _work(args: argparse.Namespace) -> int:
     return stop.exit_code() or EXIT_OK
 
 
+@dataclass(frozen=True)
+class Timing:
+    """How long the lab took, against the estimated time of its runs one after another."""
+
+    wall_s: float
+    solo_estimate_s: float
+    workers: int
+    largest_pack: int
+
+    def line(self, runs: int) -> str:
+        ratio = self.wall_s / self.solo_estimate_s if self.solo_estimate_s else float("nan")
+        return (
+            f"{runs} runs in {format_seconds(self.wall_s)} of wall time ({plural(self.workers, 'worker')}, packs of "
+            f"up to {self.largest_pack}); one after another, alone: {format_seconds(self.solo_estimate_s)} "
+            f"estimated (each run calibrated alone before the start), so {ratio:.2f}× (an estimate; "
+            "benchmarks/pack_speed.py measures the real ratio)"
+        )
+
+
+def solo_estimate(experiments: Sequence[Experiment], *, force: bool) -> float:
+    """Seconds the experiments would take one after another, each alone on its device (calibrated
+    once per shape; the data is loaded once). Bad input in any of them raises here."""
+    from engine.runner import estimate_solo_time, prepare_run
+    from tuner_tui.runs.session import CachedLoader
+
+    loader = CachedLoader()
+    seconds: dict[tuple[object, ...], float] = {}
+    total = 0.0
+    for experiment in experiments:
+        config = experiment.config
+        shape = (config.dataset, config.data_root, config.hidden, config.batch_size, config.engine,
+                 config.conventions, config.device)
+        if shape not in seconds:
+            prepared = prepare_run(dataclasses.replace(config, epochs=1), load=loader, force=force)
+            seconds[shape] = estimate_solo_time(prepared).total_seconds
+        total += seconds[shape] * config.epochs
+    return total
+
+
 def _report(
-    args: argparse.Namespace, records: Sequence[RunRecord], wall: float, workers: int, pack: int,
-    signalled: int | None, codes: Sequence[int],
+    args: argparse.Namespace, records: Sequence[RunRecord], timing: Timing, signalled: int | None,
+    codes: Sequence[int],
 ) -> int:
     if args.json:
         for record in records:
             print(json.dumps(record.to_json()))
     else:
         sys.stdout.write(lab_report([r for r in records if r.status == "completed"], "markdown"))
-        estimated = [r.estimated_time_s for r in records if r.pack_size == 1 and r.estimated_time_s]
-        solo = f"{format_seconds(sum(estimated))} estimated" if len(estimated) == len(records) else "not estimated"
-        print(
-            f"\n{len(records)} runs in {format_seconds(wall)} of wall time with {plural(workers, 'worker')} and "
-            f"packs of {pack}; the same runs one after another: {solo} (each run's own calibration; "
-            "benchmarks/pack_speed.py measures the real ratio)"
-        )
+        print("\n" + timing.line(len(records)))
     if signalled is not None:
         return signalled
     if any(code == EXIT_BAD_INPUT for code in codes):

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from engine.config import RunConfig
+from engine.datasets import LoadedDataset, load_dataset
 from engine.events import EpochEnd, Event, Finished, Started
 from engine.runner import EpochJudge, EventSink, PreparedRun, execute_run, prepare_run
 from tuner_tui.runs.lease import LEASE_SECONDS, Heartbeat
@@ -43,6 +44,19 @@ class RunRecorder(Protocol):
     def renew_lease(self, run_id: int, expires_at: float) -> None: ...
 
     def finish_run(self, run_id: int, finished: Finished) -> None: ...
+
+
+class CachedLoader:
+    """Loads each dataset once for many runs (a sweep's trials, the lab's experiments)."""
+
+    def __init__(self) -> None:
+        self._loaded: dict[tuple[str, str | None], LoadedDataset] = {}
+
+    def __call__(self, name: str, data_root: str | None = None) -> LoadedDataset:
+        key = (name, data_root)
+        if key not in self._loaded:
+            self._loaded[key] = load_dataset(name, data_root)
+        return self._loaded[key]
 
 
 @dataclass

@@ -51,6 +51,7 @@ class ArrayRequest:
     device: str | None = None
     partition: str | None = None
     gres: str | None = None
+    pack: int | str = "auto"
     time: str | None = None
     sbatch_args: tuple[str, ...] = ()
 
@@ -69,11 +70,20 @@ def journal_storage_url(folder: Path) -> str:
 
 
 def worker_args(request: ArrayRequest) -> WorkerArgs:
-    """What every array task runs (this Python, so the nodes use the same environment)."""
+    """What every array task runs (this Python, so the nodes use the same environment).
+
+    A task given a GPU (`--gres gpu...`) trains its trials in packs; on CPU nodes each task is one
+    worker training one trial at a time (`--pack 1`, unless asked otherwise): there the tasks are
+    the parallelism, a pack gains little per core, and one task holding a pack of trials would
+    leave the others without any (and lose them all to one scancel).
+    """
+    pack = request.pack
+    if pack == "auto" and not (request.gres or "").startswith("gpu"):
+        pack = 1
     return WorkerArgs(
         spec_source=request.spec_source, name=request.name, storage=request.storage, trials=request.trials,
         overrides=request.overrides, data_root=request.data_root, device=request.device,
-        journal_dir=request.journal_dir,
+        journal_dir=request.journal_dir, pack=pack,
     )
 
 

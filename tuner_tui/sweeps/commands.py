@@ -231,7 +231,7 @@ def submit_array(spec_name: str, args: argparse.Namespace) -> int:
     request = ArrayRequest(
         spec_source=folder / "spec.toml", name=name, array=args.array, trials=budget, storage=url, folder=folder,
         overrides=tuple(args.overrides), data_root=args.data_root, device=args.device, partition=args.partition,
-        gres=args.gres, time=args.time, sbatch_args=tuple(args.sbatch_args),
+        gres=args.gres, time=args.time, sbatch_args=tuple(args.sbatch_args), pack=args.pack,
     )
     if args.dry_run:
         print(f"# would submit with: sbatch --parsable {folder / 'array.sbatch'}")

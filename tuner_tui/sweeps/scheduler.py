@@ -36,13 +36,12 @@ from typing import Any
 from optuna.trial import Trial, TrialState
 
 from engine.config import RunConfig
-from engine.datasets import LoadedDataset, load_dataset
 from engine.events import EpochEnd, Event, Finished, RunStatus
 from engine.pack_runner import PackKey, SlotEvent
 from engine.runner import prepare_run
 from tuner_tui.runs.lease import Heartbeat
 from tuner_tui.runs.pack_session import PackEntry, run_pack
-from tuner_tui.runs.session import RunRecorder, execute_and_record
+from tuner_tui.runs.session import CachedLoader, RunRecorder, execute_and_record
 from tuner_tui.runs.store import RunLabels, new_run_uid
 from tuner_tui.sweeps.study import (
     FAULT_ATTR,
@@ -102,19 +101,6 @@ class SweepOutcome:
     trials_run: int = 0
     stopped_by: str = "budget"  # budget | timeout | signal | failures | grid
     store_errors: list[str] = field(default_factory=list)
-
-
-class CachedLoader:
-    """Loads each dataset once for all the trials of a sweep (they differ in hyperparameters only)."""
-
-    def __init__(self) -> None:
-        self._loaded: dict[tuple[str, str | None], LoadedDataset] = {}
-
-    def __call__(self, name: str, data_root: str | None = None) -> LoadedDataset:
-        key = (name, data_root)
-        if key not in self._loaded:
-            self._loaded[key] = load_dataset(name, data_root)
-        return self._loaded[key]
 
 
 def objective_of(sweep: SweepStudy, epoch: EpochEnd) -> float | None:
@@ -219,10 +205,10 @@ def run_sweep(
     clock: Callable[[], float] = time.time,
     stop_reason: Callable[[], str | None] | None = None,
     poll_s: float = STRAGGLER_POLL_S,
-    pack: int = 1,
+    pack: Callable[[int], int] | None = None,
 ) -> SweepOutcome:
-    """Run trials (one at a time, or `pack` at a time in packs) until the budget is reached, the
-    deadline passes or `cancel` is set.
+    """Run trials until the budget is reached, the deadline passes or `cancel` is set: one at a
+    time, or in packs of `pack(batch size)` trials where that is more than one.
 
     When the budget is covered by finished trials and trials other workers still hold, this worker
     waits (checking every `poll_s`) rather than leave: a held trial may yet fail and be asked again.
@@ -249,7 +235,7 @@ def run_sweep(
                 # Other workers hold the last trials; one of them may still fail and be asked again.
                 cancel.wait(poll_s)
                 continue
-            ended = _run_pack(ctx, queues, pack) if pack > 1 else _run_one(ctx)
+            ended = _run_one(ctx) if pack is None else _run_pack(ctx, queues, pack)
             if ended:
                 failed = all(e.status is RunStatus.FAILED for e in ended)
                 failures = failures + 1 if failed else 0
@@ -292,8 +278,9 @@ def _ask(ctx: _Context) -> _HeldTrial | None:
         return None
 
 
-def _run_one(ctx: _Context) -> list[TrialEnded]:
-    held = _ask(ctx)
+def _run_one(ctx: _Context, held: _HeldTrial | None = None) -> list[TrialEnded]:
+    """Train one trial alone (`held`, or a newly asked one)."""
+    held = held or _ask(ctx)
     if held is None:
         return []
     held.start()
@@ -310,8 +297,11 @@ def _run_one(ctx: _Context) -> list[TrialEnded]:
     return [held.ended(recorded.finished, recorded.run_id)]
 
 
-def _run_pack(ctx: _Context, queues: dict[PackKey, deque[_HeldTrial]], size: int) -> list[TrialEnded]:
-    """Train one pack of up to `size` trials that share a key, recycling freed slots."""
+def _run_pack(
+    ctx: _Context, queues: dict[PackKey, deque[_HeldTrial]], pack: Callable[[int], int]
+) -> list[TrialEnded]:
+    """Train one pack of up to `pack(batch size)` trials that share a key, recycling freed slots
+    (or one trial alone, where packing its batch size does not pay)."""
     key = next((k for k, queue in queues.items() if queue), None)
     if key is None:
         first = _ask(ctx)
@@ -319,6 +309,9 @@ def _run_pack(ctx: _Context, queues: dict[PackKey, deque[_HeldTrial]], size: int
             return []
         key = PackKey.of(first.config)
         queues.setdefault(key, deque()).append(first)
+    size = pack(key.batch_size)
+    if size <= 1:
+        return _run_one(ctx, queues[key].popleft())
 
     def next_trial(wanted: PackKey) -> _HeldTrial | None:
         """The next trial for a slot of `wanted`: a queued one, else newly asked ones (those of
