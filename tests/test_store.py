@@ -10,6 +10,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -261,6 +262,38 @@ def test_running_row_of_other_host_stays_running(path: Path) -> None:
     )
     with ResultsStore(path) as s:
         assert s.get_run(run_id).status == "running"
+
+
+OPENER = textwrap.dedent(
+    """
+    import sys, time
+    from tuner_tui.runs.store import ResultsStore
+
+    start = float(sys.argv[2])
+    while time.time() < start:
+        pass
+    for path in sys.argv[3:]:
+        with ResultsStore(path):
+            pass
+    """
+)
+
+
+def test_processes_creating_one_store_at_once_all_open_it(tmp_path: Path) -> None:
+    """The schema is created by one of them; the others never take the half-made file for a foreign one."""
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    paths = [str(tmp_path / f"store{i}.sqlite3") for i in range(20)]
+    start = time.time() + 1.0
+    openers = [
+        subprocess.Popen([sys.executable, "-c", OPENER, str(n), str(start), *paths], env=env,
+                         stderr=subprocess.PIPE, text=True)
+        for n in range(4)
+    ]
+    errors = [o.communicate(timeout=60)[1] for o in openers]
+    assert [o.returncode for o in openers] == [0] * 4, errors
+    for store_path in paths:
+        with ResultsStore(store_path) as s:
+            assert s.list_runs() == []
 
 
 WRITER = textwrap.dedent(

@@ -653,13 +653,14 @@ class ResultsStore:
 
     def _check_schema(self) -> None:
         """Refuse a file that is not ours, or is newer than this version, before changing anything."""
-        version = self._transaction(_schema_version, write=False)
+        # Version and tables in one read: another process may be creating the schema meanwhile.
+        version, tables = self._transaction(lambda conn: (_schema_version(conn), _table_count(conn)), write=False)
         if version > len(MIGRATIONS):
             raise StoreError(
                 f"results store {self.path}: schema version {version} is newer than this "
                 f"tuner-tui understands ({len(MIGRATIONS)}); upgrade tuner-tui"
             )
-        if version == 0 and self._transaction(_table_count, write=False):
+        if version == 0 and tables:
             raise StoreError(f"results store {self.path}: not a tuner-tui results store")
         if self.read_only and version < len(MIGRATIONS):
             raise StoreError(
