@@ -411,7 +411,8 @@ class SweepScreen(Screen):
                 parts.append("stopping…" if self.cancel.is_set() else "started here")
             view = self.view
             if view is not None:
-                parts.append(summary_text(view.summary))
+                starting = self.running and self.child == self.location and view.summary.state == "stopped"
+                parts.append(summary_text(view.summary, state="starting" if starting else None))
             elif self.read_error:
                 parts.append("starting…" if self.running else self.read_error)
             else:
@@ -466,13 +467,13 @@ class SweepScreen(Screen):
         self.app.pop_screen()
 
 
-def summary_text(summary: SweepSummary) -> str:
+def summary_text(summary: SweepSummary, *, state: str | None = None) -> str:
     """`running · 6/12 finished · 5 completed · 1 pruned · 1 running · best #4: 86.02` (the best trial's
-    parameters are in its starred row)."""
+    parameters are in its starred row); `state` in place of the summary's own."""
     from engine.events import RunStatus
 
     parts = [
-        summary.state,
+        state or summary.state,
         f"{summary.finished}/{summary.budget or '?'} finished",
         f"{summary.count(RunStatus.COMPLETED)} completed",
         f"{summary.count(RunStatus.PRUNED, RunStatus.DIVERGED)} pruned",
