@@ -498,3 +498,39 @@ def test_every_sampler_of_the_spec_asks_valid_parameters(isolated, tmp_path: Pat
     )
     asked = _asked_params(path, f"sqlite:///{tmp_path / 'study.db'}", sampler, 4)
     assert all(0.01 <= p["lr"] <= 0.1 and p["batch_size"] in (20, 50) for p in asked)
+
+
+def test_a_worker_holds_at_most_its_share_of_what_is_left_of_the_budget(isolated, tmp_path: Path) -> None:
+    spec_path = write_spec(tmp_path / "specs", trials=10)
+    sweep = open_study(load_spec(str(spec_path)), "share", storage_of(isolated), budget=10, create=True)
+    assert sweep.share("a", time.time()) == 10  # alone, a worker may take the whole budget
+    other = sweep.study.ask()
+    sweep.hold(other._trial_id, "b", time.time() + 60)
+    assert sweep.share("a", time.time()) == 5  # b holds a trial: half each
+    sweep.study.tell(other, 1.0)
+    assert sweep.share("a", time.time()) == 9  # b is between trials; one trial finished
+    gone = sweep.study.ask()
+    sweep.hold(gone._trial_id, "c", time.time() - 1)  # its lease expired: c is not counted
+    assert sweep.share("a", time.time()) == 9
+
+
+def test_a_packing_worker_leaves_trials_for_a_worker_that_is_busy(isolated, tmp_path: Path) -> None:
+    """Another worker holds a trial while this one fills packs: this one asks at most its share."""
+    spec_path = write_spec(tmp_path / "specs", trials=8)
+    sweep = open_study(load_spec(str(spec_path)), "fair", storage_of(isolated), budget=8, create=True)
+    busy = sweep.study.ask()
+    sweep.params_of(busy)
+    sweep.hold(busy._trial_id, "busy worker", time.time() + 600)
+    cancel = threading.Event()
+    held_at_most = 0
+
+    def watch(event: SweepEvent) -> None:
+        nonlocal held_at_most
+        mine = [t for t in sweep.trials((TrialState.RUNNING,)) if t.number != busy.number]
+        held_at_most = max(held_at_most, len(mine))
+        if sweep.finished_count() >= 4:
+            cancel.set()
+
+    with ResultsStore(Path(isolated["TUNER_TUI_STORE"])) as store:
+        run_sweep(sweep, store, watch, cancel=cancel, pack=lambda batch_size: 8)
+    assert 0 < held_at_most <= 4  # (8 budget − 0 finished) / 2 workers

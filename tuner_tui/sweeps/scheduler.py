@@ -315,10 +315,14 @@ def _run_pack(
 
     def next_trial(wanted: PackKey) -> _HeldTrial | None:
         """The next trial for a slot of `wanted`: a queued one, else newly asked ones (those of
-        another key are queued, at most `size` of them, for a later pack)."""
+        another key are queued for a later pack), while this worker holds fewer than `2 * size`
+        trials and fewer than its share of what is left of the budget."""
         queue = queues.setdefault(wanted, deque())
-        while not queue and not ctx.cancel.is_set() and sum(map(len, queues.values())) < 2 * size:
+        while not queue and not ctx.cancel.is_set():
             now = time.time()
+            holding = sum(map(len, queues.values())) + sum(1 for m in members if not m.heartbeat.stopped)
+            if holding >= min(2 * size, ctx.sweep.share(ctx.worker.name, now)):
+                break
             if ctx.sweep.finished_count() + ctx.sweep.in_flight(now) >= ctx.sweep.budget:
                 break
             held = _ask(ctx)

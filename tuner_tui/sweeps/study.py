@@ -212,6 +212,16 @@ class SweepStudy:
         """Running trials whose holder may be alive (other workers' and ours)."""
         return sum(1 for t in self.trials((TrialState.RUNNING,)) if not trial_holder_gone(t, now))
 
+    def share(self, worker: str, now: float) -> int:
+        """The most trials `worker` should hold at once: what is left of the budget split evenly
+        between it and the other workers holding trials, so that one worker filling a pack does
+        not take the trials the others would train meanwhile."""
+        holders = {worker}
+        for trial in self.trials((TrialState.RUNNING,)):
+            if WORKER_ATTR in trial.system_attrs and not trial_holder_gone(trial, now):
+                holders.add(str(trial.system_attrs[WORKER_ATTR]))
+        return max(1, math.ceil((self.budget - self.finished_count()) / len(holders)))
+
 
 WORKER_SEED_STRIDE = 1_000_003  # seeds of different workers of one sweep never meet
 
