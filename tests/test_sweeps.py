@@ -534,3 +534,20 @@ def test_a_packing_worker_leaves_trials_for_a_worker_that_is_busy(isolated, tmp_
     with ResultsStore(Path(isolated["TUNER_TUI_STORE"])) as store:
         run_sweep(sweep, store, watch, cancel=cancel, pack=lambda batch_size: 8)
     assert 0 < held_at_most <= 4  # (8 budget − 0 finished) / 2 workers
+
+
+def test_a_trial_held_for_a_pack_reads_held_not_running(isolated, tmp_path: Path) -> None:
+    from tuner_tui.app.components.sweep_screen import summary_text
+
+    spec_path = write_spec(tmp_path / "specs", trials=4)
+    sweep = open_study(load_spec(str(spec_path)), "held", storage_of(isolated), budget=4, create=True)
+    training, waiting = sweep.study.ask(), sweep.study.ask()
+    for trial in (training, waiting):
+        sweep.params_of(trial)
+        sweep.hold(trial._trial_id, "w", time.time() + 60)
+    sweep.study._storage.set_trial_system_attr(training._trial_id, RUN_UID_ATTR, "run-uid")  # its run started
+    summary = load_summary(sweep.study)
+    assert {t.number: t.state for t in summary.trials} == {training.number: "running", waiting.number: "held"}
+    assert "1 running · 1 held for a pack" in summary_text(summary)
+    [worker] = summary.workers
+    assert worker.current_trial == training.number

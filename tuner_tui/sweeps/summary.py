@@ -47,6 +47,16 @@ class TrialRow:
     started_at: float | None
     finished_at: float | None
 
+    @property
+    def held(self) -> bool:
+        """Asked and held by a worker that has not started its run yet (waiting for a pack)."""
+        return self.status is RunStatus.RUNNING and self.run_uid is None
+
+    @property
+    def state(self) -> str:
+        """The status as shown: a held trial reads `held`, not `running`."""
+        return "held" if self.held else self.status.value
+
 
 @dataclass(frozen=True)
 class WorkerRow:
@@ -185,7 +195,7 @@ def _workers(rows: tuple[TrialRow, ...]) -> tuple[WorkerRow, ...]:
             by_worker.setdefault(row.worker, []).append(row)
     workers = []
     for name, trials in sorted(by_worker.items()):
-        running = [t for t in trials if t.status is RunStatus.RUNNING]
+        running = sorted((t for t in trials if t.status is RunStatus.RUNNING), key=lambda t: t.held)  # training first
         last = max(trials, key=lambda t: t.number)
         if running:
             state = "running"

@@ -481,9 +481,12 @@ def summary_text(summary: SweepSummary, *, state: str | None = None) -> str:
     failed = summary.count(RunStatus.FAILED, RunStatus.CANCELLED, RunStatus.INTERRUPTED)
     if failed:
         parts.append(f"{failed} failed or stopped")
-    running = summary.count(RunStatus.RUNNING)
+    held = sum(1 for t in summary.trials if t.held)
+    running = summary.count(RunStatus.RUNNING) - held
     if running:
         parts.append(f"{running} running")
+    if held:
+        parts.append(f"{held} held for a pack")
     best = summary.best()
     if best is not None and best.value is not None:
         parts.append(f"best #{best.number}: {best.value:.4g}")

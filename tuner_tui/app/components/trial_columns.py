@@ -36,7 +36,7 @@ def epoch_cell(trial: TrialRow, most: int | None) -> str:
 
 def state_cell(trial: TrialRow) -> str:
     again = f" (#{trial.requeued_from} again)" if trial.requeued_from is not None else ""
-    return trial.status.value + again
+    return trial.state + again
 
 
 def trial_columns(view: SweepView) -> tuple[TableColumn[TrialRow], ...]:
@@ -46,7 +46,7 @@ def trial_columns(view: SweepView) -> tuple[TableColumn[TrialRow], ...]:
     params = list(view.kinds) or sorted({key for t in summary.trials for key in t.params})
     columns: list[TableColumn[TrialRow]] = [
         TableColumn("trial", "trial", cell=lambda t: str(t.number), value=lambda t: t.number, numeric=True),
-        TableColumn("state", "state", cell=state_cell, value=lambda t: t.status.value),
+        TableColumn("state", "state", cell=state_cell, value=lambda t: t.state),
         TableColumn(
             "epoch", "epoch", cell=lambda t: epoch_cell(t, view.epochs), value=lambda t: epochs_reached(t, view.epochs),
             numeric=True,
