@@ -129,7 +129,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sweep.add_argument(
         "--pack", type=_auto_or_count, default="auto", metavar="K|auto",
-        help="trials trained together as one pack in each worker (auto: the measured best for the device)",
+        help="trials trained together as one pack in each worker (auto: one at a time on a CPU, packs on a GPU)",
     )
     cluster = sweep.add_argument_group("on a SLURM cluster")
     cluster.add_argument("--slurm", action="store_true", help="submit the sweep as a SLURM job array and return")

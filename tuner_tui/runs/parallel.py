@@ -3,8 +3,9 @@ and the local worker processes themselves (sweeps and `lab` start them).
 
 The defaults (`auto`) are the measured best per device (benchmarks/pack_speed.py, figures in
 benchmarks/README.md): on a CPU, one single-threaded worker per core, packing up to 8 runs of a
-batch under 80 and training the others alone; on a GPU, one worker whose runs train together in
-packs, since a single small run leaves the device idle between kernel launches.
+batch under 80 and training the others alone (a sweep's trials one at a time); on a GPU, one
+worker whose runs train together in packs, since a single small run leaves the device idle between
+kernel launches.
 """
 
 from __future__ import annotations
@@ -64,6 +65,18 @@ def resolve_pack(requested: int | str, device: str) -> PackSize:
     if on_gpu(device):
         return lambda batch_size: GPU_PACK
     return lambda batch_size: CPU_PACK if batch_size < CPU_PACK_BATCH_LIMIT else 1
+
+
+def resolve_sweep_pack(requested: int | str, device: str) -> PackSize:
+    """`sweep --pack`: as `resolve_pack`, except that auto trains one trial at a time on a CPU.
+
+    Measured (benchmarks/README.md, "Sweeps"): on a CPU a sweep's packs finished no more trials
+    than its workers alone (pruning ends most trials after an epoch, and a pack forms only among
+    trials of one batch size), while the trials held for a pack wait, unseen by the sampler.
+    """
+    if requested == AUTO and not on_gpu(device):
+        return lambda batch_size: 1
+    return resolve_pack(requested, device)
 
 
 def worker_index() -> int:

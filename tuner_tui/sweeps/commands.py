@@ -29,7 +29,7 @@ from tuner_tui.cli import (
 )
 from tuner_tui.formatting import format_seconds, plural
 from tuner_tui.runs.journal import JournalError, JournalRecorder, journal_path
-from tuner_tui.runs.parallel import resolve_pack, resolve_workers, run_local_workers, worker_index
+from tuner_tui.runs.parallel import resolve_sweep_pack, resolve_workers, run_local_workers, worker_index
 from tuner_tui.runs.session import RunRecorder
 from tuner_tui.runs.stop_signals import StopSignals
 from tuner_tui.runs.store import default_store_path
@@ -149,7 +149,7 @@ def run_headless_sweep(spec_name: str, args: argparse.Namespace) -> int:
         try:
             outcome = run_sweep(
                 sweep, recorder, reporter, cancel=stop.cancel, deadline=deadline, worker=worker,
-                stop_reason=stop.describe, pack=resolve_pack(args.pack, spec.base.device),
+                stop_reason=stop.describe, pack=resolve_sweep_pack(args.pack, spec.base.device),
             )
         except (ConfigError, DatasetError) as error:
             raise BadInput(str(error)) from None

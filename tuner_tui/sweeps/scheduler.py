@@ -302,7 +302,8 @@ def _run_pack(
 ) -> list[TrialEnded]:
     """Train one pack of up to `pack(batch size)` trials that share a key, recycling freed slots
     (or one trial alone, where packing its batch size does not pay)."""
-    key = next((k for k, queue in queues.items() if queue), None)
+    # The key of the longest-held trial first: a held trial waits for a pack, not for other keys.
+    key = min((k for k, queue in queues.items() if queue), key=lambda k: queues[k][0].number, default=None)
     if key is None:
         first = _ask(ctx)
         if first is None:
