@@ -87,10 +87,12 @@ class BestSoFarPlot(SweepPlot):
         plt.title(f"best {summary.objective} so far, by trial")
         done = [t for t in summary.trials if t.status is RunStatus.COMPLETED and t.value is not None]
         plt.scatter([t.number for t in done], [t.value for t in done], marker=COMPLETED_MARKER, label="trial")
+        last = max(t.number for t in summary.trials)
+        if curve[-1][0] < last:  # the best so far holds up to the newest trial
+            curve.append((last, curve[-1][1]))
         numbers = [n for n, _ in curve]
         marker = LONE_POINT_MARKER if len(curve) == 1 else "braille"
         plt.plot(numbers, [v for _, v in curve], marker=marker, label="best")
-        last = max(t.number for t in summary.trials)
         ticks = whole_ticks(0, max(last, 1))
         plt.xticks([float(t) for t in ticks], [str(t) for t in ticks])
         plt.xlim(-0.2, max(last, 1) + 0.2)
