@@ -123,6 +123,7 @@ def test_a_sorts_by_test_accuracy_best_first_in_one_press(store):
         await pilot.press("a")
         assert shown_ids(screen) == [1, 3, 2]
         assert "by test acc ▼" in status(screen)
+        assert screen.table.current_key() == "1"  # the cursor on the best run, whichever it was on
 
     browse(store, scenario)
 

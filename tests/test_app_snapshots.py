@@ -210,7 +210,7 @@ def test_runs_browser(snap_compare, tmp_path, terminal_size):
 
 
 @SIZES
-def test_runs_browser_sorted_by_test_accuracy_keeps_the_cursor_on_its_run(snap_compare, tmp_path, terminal_size):
+def test_runs_browser_best_first_puts_the_cursor_on_the_best_run(snap_compare, tmp_path, terminal_size):
     three_runs(tmp_path / "runs.sqlite3")
 
     async def run_before(pilot: Pilot) -> None:

@@ -188,7 +188,9 @@ class RunsScreen(Screen):
         self.app.push_screen(ChoiceScreen(question, choices, self.table.sort_key), chosen)
 
     def action_sort_best(self) -> None:
+        """Best test accuracy first, with the cursor on the best run (other sorts keep the cursor's run)."""
         self.table.sort_by(BEST_COLUMN, descending=True)
+        self.table.move_cursor(row=0)
 
     def action_reverse(self) -> None:
         self.table.reverse()
