@@ -207,3 +207,28 @@ def test_dry_run_prints_the_script_and_submits_nothing(cluster_env: dict[str, st
     assert "--worker" in result.stdout and "journal:" in result.stdout
     assert "--pack 1" in result.stdout  # a CPU node's task trains one trial at a time
     assert not (Path(cluster_env["TUNER_TUI_STORE"]).parent / "sweeps").exists()
+
+
+@pytest.mark.requires("slurm")
+@pytest.mark.requires("fashion-mnist")
+def test_the_whole_array_cancelled_and_submitted_again_continues_the_same_study(cluster_env: dict[str, str]) -> None:
+    submit = "tuner-tui sweep fmnist_search --slurm --array 2 --trials 6 --set epochs=2 --name resubmitted"
+    first_job = job_id_of(tuner_tui(submit, cluster_env).stdout)
+    folder = Path(cluster_env["TUNER_TUI_STORE"]).parent / "sweeps" / "resubmitted"
+    wait_for(lambda: task_in_mid_trial(folder / "runs") is not None, JOB_TIMEOUT_S, "a task in the middle of a trial")
+    assert run(["scancel", first_job], cluster_env).returncode == 0  # every task of the array
+    wait_for(lambda: not job_active(first_job, cluster_env), JOB_TIMEOUT_S, f"job {first_job} to end")
+    finished_before = finished_trials(cluster_env, "resubmitted")
+    assert len(finished_before) < 6, "the array finished before it was cancelled: nothing was resumed"
+
+    second_job = job_id_of(tuner_tui(submit, cluster_env).stdout)
+    assert second_job != first_job
+    wait_for(lambda: not job_active(second_job, cluster_env), JOB_TIMEOUT_S, f"job {second_job} to end")
+    check_sweep(cluster_env, "resubmitted", 6, f"journal:{folder / 'study.journal'}")  # 6, none twice
+    assert finished_before < finished_trials(cluster_env, "resubmitted")  # kept, not redone
+
+
+def finished_trials(env: dict[str, str], sweep: str) -> set[int]:
+    """The trial numbers of the sweep's finished runs in the login node's store."""
+    runs = [json.loads(line) for line in tuner_tui("tuner-tui runs --json", env).stdout.splitlines()]
+    return {r["trial"] for r in runs if r["sweep"] == sweep and r["status"] in ("completed", "pruned", "diverged")}
