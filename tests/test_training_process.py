@@ -336,16 +336,17 @@ def test_an_orphaned_child_whose_run_ends_in_time_is_not_given_up_on():
 def test_a_stop_from_the_parent_sets_cancel_while_the_parent_is_still_there():
     read_end, write_end = os.pipe()
     cancel, run_over = threading.Event(), threading.Event()
-    with os.fdopen(read_end, "rb") as commands, os.fdopen(write_end, "wb") as parent:
-        watcher = threading.Thread(
-            target=watch_parent, args=(commands, cancel, run_over, lambda: None),
-            kwargs={"grace_s": GRACE_S, "clock": ManualClock()}, daemon=True,
-        )
-        watcher.start()
-        pickle.dump(CANCEL, parent)
-        parent.flush()
-        assert cancel.wait(WAIT_S)
-        assert watcher.is_alive()  # still listening: the parent has not gone
-        run_over.set()
-    watcher.join(WAIT_S)
-    assert not watcher.is_alive()
+    with os.fdopen(read_end, "rb") as commands:
+        with os.fdopen(write_end, "wb") as parent:
+            watcher = threading.Thread(
+                target=watch_parent, args=(commands, cancel, run_over, lambda: None),
+                kwargs={"grace_s": GRACE_S, "clock": ManualClock()}, daemon=True,
+            )
+            watcher.start()
+            pickle.dump(CANCEL, parent)
+            parent.flush()
+            assert cancel.wait(WAIT_S)
+            assert watcher.is_alive()  # still listening: the parent has not gone
+            run_over.set()
+        watcher.join(WAIT_S)  # the parent's end closed: the watcher reads EOF (before its pipe is closed)
+        assert not watcher.is_alive()

@@ -465,7 +465,7 @@ def watch_parent(
     while True:
         try:
             message = pickle.load(commands)
-        except (EOFError, OSError, pickle.UnpicklingError):
+        except (EOFError, OSError, ValueError, pickle.UnpicklingError):  # ValueError: stdin closed under us
             break
         if message == CANCEL:
             cancel.set()
