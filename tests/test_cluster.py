@@ -109,10 +109,10 @@ def task_in_mid_trial(journal_dir: Path) -> str | None:
     return None
 
 
-def check_sweep(env: dict[str, str], name: str, budget: int, storage: str) -> dict:
+def check_sweep(env: dict[str, str], name: str, budget: int, storage: str, *, kept_epochs: bool = True) -> dict:
     """Every trial accounted for, in the study, in `sweep show` and in `runs`; the trials the
-    scancel stopped (a whole pack, where the task trained one) kept their finished epochs and were
-    asked again."""
+    scancel stopped were asked again, and (`kept_epochs`) the one caught mid-trial kept its
+    finished epochs."""
     shown = json.loads(tuner_tui(f"tuner-tui sweep show {name} --json", env).stdout)
     assert shown["trials"] == budget and shown["completed"] + shown["pruned"] == budget
     workers = {w["name"] for w in shown["workers"] if w["trials"]}
@@ -130,13 +130,40 @@ def check_sweep(env: dict[str, str], name: str, budget: int, storage: str) -> di
     assert len({r["trial"] for r in finished}) == budget  # no trial twice
     cancelled = [r for r in mine if r["status"] == "cancelled"]
     assert {r["trial"] for r in cancelled} <= {t["trial"] for t in stopped}
-    assert max(len(r["epochs"]) for r in cancelled) >= 1  # the trial caught mid-run kept its epochs
+    if kept_epochs:
+        assert max(len(r["epochs"]) for r in cancelled) >= 1  # the trial caught mid-run kept its epochs
     assert all(r["array_task"] for r in mine) and len({r["array_task"] for r in finished}) >= 2
     assert not [r for r in mine if r["status"] == "running"]
     return shown
 
 
+def caught_mid_trial(journal_dir: Path, task: str) -> bool:
+    """Whether `task` has a run that ended `cancelled` after finishing at least one epoch."""
+    for path in sorted(journal_dir.glob("*.jsonl")):
+        epochs: dict[str, int] = {}
+        mine: set[str] = set()
+        for line in path.read_text().splitlines():
+            try:
+                record = json.loads(line)
+            except ValueError:
+                continue
+            if record["kind"] == "start" and record["labels"]["array_task"] == task:
+                mine.add(record["uid"])
+            elif record["kind"] == "epoch":
+                epochs[record["uid"]] = epochs.get(record["uid"], 0) + 1
+            elif (
+                record["kind"] == "finish" and record["uid"] in mine and record["status"] == "cancelled"
+                and epochs.get(record["uid"], 0) >= 1
+            ):
+                return True
+    return False
+
+
 def scancel_a_task_mid_trial(journal_dir: Path, job_id: str, env: dict[str, str]) -> str:
+    """scancel an array task that has a run with a finished epoch. Where that run ended on its own
+    between the look and the signal (its last epoch), the next task in the middle of a trial is
+    scancelled, until one is caught mid-trial."""
+    deadline = time.monotonic() + JOB_TIMEOUT_S
     found: list[str] = []
 
     def mid_trial() -> bool:
@@ -145,11 +172,16 @@ def scancel_a_task_mid_trial(journal_dir: Path, job_id: str, env: dict[str, str]
             found.append(task)
         return bool(task)
 
-    wait_for(mid_trial, JOB_TIMEOUT_S, "a task in the middle of a trial")
-    assert found[0].startswith(f"{job_id}_")
-    result = run(["scancel", found[0]], env)
-    assert result.returncode == 0, result.stderr
-    return found[0]
+    while True:
+        found.clear()
+        wait_for(mid_trial, deadline - time.monotonic(), "a task in the middle of a trial")
+        task = found[0]
+        assert task.startswith(f"{job_id}_")
+        result = run(["scancel", task], env)
+        assert result.returncode == 0, result.stderr
+        wait_for(lambda t=task: not job_active(t, env), deadline - time.monotonic(), f"task {task} to end")
+        if caught_mid_trial(journal_dir, task):
+            return task
 
 
 @pytest.mark.requires("slurm")
@@ -224,7 +256,9 @@ def test_the_whole_array_cancelled_and_submitted_again_continues_the_same_study(
     second_job = job_id_of(tuner_tui(submit, cluster_env).stdout)
     assert second_job != first_job
     wait_for(lambda: not job_active(second_job, cluster_env), JOB_TIMEOUT_S, f"job {second_job} to end")
-    check_sweep(cluster_env, "resubmitted", 6, f"journal:{folder / 'study.journal'}")  # 6, none twice
+    # 6, none twice. Epochs kept are the first test's: with epochs=2 the trial seen mid-trial may
+    # end before a whole-array scancel reaches it (seen in CI), so every cancelled run has none.
+    check_sweep(cluster_env, "resubmitted", 6, f"journal:{folder / 'study.journal'}", kept_epochs=False)
     assert finished_before < finished_trials(cluster_env, "resubmitted")  # kept, not redone
 
 
