@@ -151,6 +151,10 @@ class TunerApp(App):
     # --- the run (the tuning screen runs it) -------------------------------------------
 
     def on_run_ended(self, message: RunEnded) -> None:
+        self._after_runs_ended()
+
+    def _after_runs_ended(self) -> None:
+        """A run (or the several presets' runs) ended: quit if asked to, else show the new runs."""
         if self.quit_after_run:
             self._quit_when_idle()
             return
@@ -201,12 +205,7 @@ class TunerApp(App):
         self.push_screen(self.presets)
 
     def on_slots_ended(self, message: SlotsEnded) -> None:
-        if self.quit_after_run:
-            self._quit_when_idle()
-            return
-        for screen in self.screen_stack:
-            if isinstance(screen, RunsScreen):
-                screen.reload()
+        self._after_runs_ended()
 
     def on_load_config(self, message: LoadConfig) -> None:
         self.switch_to_tuning()
