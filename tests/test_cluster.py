@@ -87,16 +87,23 @@ def wait_for(condition, timeout_s: float, what: str) -> None:
         time.sleep(1.0)
 
 
+def journal_records(path: Path) -> list[dict]:
+    """A worker journal's records (a line cut short by a write in progress is left out)."""
+    records = []
+    for line in path.read_text().splitlines():
+        try:
+            records.append(json.loads(line))
+        except ValueError:
+            continue
+    return records
+
+
 def task_in_mid_trial(journal_dir: Path) -> str | None:
     """An array task (`JOB_TASK`) whose current run has finished at least one epoch, if any."""
     for path in sorted(journal_dir.glob("*.jsonl")):
         open_runs: dict[str, int] = {}
         task = None
-        for line in path.read_text().splitlines():
-            try:
-                record = json.loads(line)
-            except ValueError:
-                continue
+        for record in journal_records(path):
             if record["kind"] == "start":
                 open_runs[record["uid"]] = 0
                 task = record["labels"]["array_task"]
@@ -142,11 +149,7 @@ def caught_mid_trial(journal_dir: Path, task: str) -> bool:
     for path in sorted(journal_dir.glob("*.jsonl")):
         epochs: dict[str, int] = {}
         mine: set[str] = set()
-        for line in path.read_text().splitlines():
-            try:
-                record = json.loads(line)
-            except ValueError:
-                continue
+        for record in journal_records(path):
             if record["kind"] == "start" and record["labels"]["array_task"] == task:
                 mine.add(record["uid"])
             elif record["kind"] == "epoch":
