@@ -33,10 +33,10 @@ from textual.binding import Binding, BindingType
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from engine.config import RunConfig
-from engine.datasets import DEBIAN_FASHION_MNIST
-from engine.gpu import NvmlGpuProbe
 from tuner_tui.app.app import TunerApp
+from tuner_tui.engine.config import RunConfig
+from tuner_tui.engine.datasets import DEBIAN_FASHION_MNIST
+from tuner_tui.engine.gpu import NvmlGpuProbe
 from tuner_tui.runs.session import run_recorded
 from tuner_tui.runs.store import ResultsStore
 from tuner_tui.runs.training_process import warm_up

@@ -30,10 +30,10 @@ from torchvision import transforms
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from engine.backends import make_backend
-from engine.batching import DeviceData
-from engine.config import EngineName
-from engine.params import init_params
+from tuner_tui.engine.backends import make_backend
+from tuner_tui.engine.batching import DeviceData
+from tuner_tui.engine.config import EngineName
+from tuner_tui.engine.params import init_params
 
 IMPLEMENTATIONS = ("fast", "graph", "autograd", "idiomatic", "floor")
 

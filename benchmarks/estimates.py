@@ -30,8 +30,8 @@ def child(preset: str, seconds: float, data_root: str, device: str) -> None:
     """Run one preset until `seconds` of training, print one JSON line of figures."""
     import dataclasses
 
-    from engine.events import Event, Progress, Started
-    from engine.runner import execute_run, prepare_run
+    from tuner_tui.engine.events import Event, Progress, Started
+    from tuner_tui.engine.runner import execute_run, prepare_run
     from tuner_tui.runs.presets import load_preset
 
     config = dataclasses.replace(load_preset(preset).config, data_root=data_root, device=device)

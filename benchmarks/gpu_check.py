@@ -128,10 +128,10 @@ def pack_speed_rows(device: torch.device, seconds: float, rounds: int) -> tuple[
 
 def memory_child(kind: str, data_root: str | None) -> None:
     """One run or pack on CUDA in this fresh process; prints NVML's peak and the estimate (JSON)."""
-    from engine.config import RunConfig
-    from engine.events import Started
-    from engine.pack_runner import execute_pack, prepare_pack
-    from engine.runner import execute_run, prepare_run
+    from tuner_tui.engine.config import RunConfig
+    from tuner_tui.engine.events import Started
+    from tuner_tui.engine.pack_runner import execute_pack, prepare_pack
+    from tuner_tui.engine.runner import execute_run, prepare_run
 
     def config(seed: int) -> RunConfig:
         return RunConfig(dataset="fmnist", data_root=data_root, device="cuda", hidden=(256,), batch_size=100,
@@ -157,8 +157,8 @@ def memory_child(kind: str, data_root: str | None) -> None:
 def ensure_data(data_root: str | None, scratch: Path) -> str | None:
     """The data root for the memory runs: the one given (or None: the usual places) when Fashion-MNIST
     is there, else `scratch` with synthetic files in its format and size."""
-    from engine.datasets import DatasetError, load_dataset
     from tests.datafiles import write_idx_dataset
+    from tuner_tui.engine.datasets import DatasetError, load_dataset
 
     try:
         load_dataset("fmnist", data_root, download=False)

@@ -36,11 +36,11 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from engine.batching import DeviceData
-from engine.devices import synchronize
-from engine.fused import FusedMLPBackend
-from engine.packed import PackedMLPBackend, SlotConfig
-from engine.params import init_params
+from tuner_tui.engine.batching import DeviceData
+from tuner_tui.engine.devices import synchronize
+from tuner_tui.engine.fused import FusedMLPBackend
+from tuner_tui.engine.packed import PackedMLPBackend, SlotConfig
+from tuner_tui.engine.params import init_params
 
 CLASSES = 10
 PACK_SIZES = (1, 2, 4, 8, 16, 32)
@@ -305,9 +305,9 @@ MEMORY_CASES = ((1, "lab4"), (8, "lab4"), (32, "lab4"), (8, "standard"))
 
 def memory_child(k: int, conventions: str) -> None:
     """One pack on real Fashion-MNIST in this fresh process for ~600 steps; prints estimate and RSS."""
-    from engine.config import RunConfig
-    from engine.events import Started
-    from engine.pack_runner import execute_pack, prepare_pack
+    from tuner_tui.engine.config import RunConfig
+    from tuner_tui.engine.events import Started
+    from tuner_tui.engine.pack_runner import execute_pack, prepare_pack
 
     configs = [
         RunConfig(dataset="fmnist", device="cpu", hidden=(256,), batch_size=100, epochs=1, lr=0.01, seed=i,

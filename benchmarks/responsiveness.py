@@ -22,11 +22,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch
 
-from engine.config import RunConfig
-from engine.dataset_specs import DATASET_SPECS
-from engine.datasets import LoadedDataset
-from engine.events import Event, Progress
-from engine.runner import PROGRESS_INTERVAL_S, execute_run, prepare_run
+from tuner_tui.engine.config import RunConfig
+from tuner_tui.engine.dataset_specs import DATASET_SPECS
+from tuner_tui.engine.datasets import LoadedDataset
+from tuner_tui.engine.events import Event, Progress
+from tuner_tui.engine.runner import PROGRESS_INTERVAL_S, execute_run, prepare_run
 
 WORKLOADS = {  # the lab's smallest and largest steps
     "fmnist 784→256→10 batch 10": RunConfig(dataset="fmnist", hidden=(256,), batch_size=10, epochs=1000, device="cpu"),

@@ -13,10 +13,10 @@ from dataclasses import dataclass
 
 import torch
 
-from engine.batching import PIXEL_SCALE, DeviceData, batch_bounds, epoch_order, steps_per_epoch
-from engine.config import Conventions
-from engine.memory_model import EVAL_CHUNK_ROWS
-from engine.params import MLPParams
+from tuner_tui.engine.batching import PIXEL_SCALE, DeviceData, batch_bounds, epoch_order, steps_per_epoch
+from tuner_tui.engine.config import Conventions
+from tuner_tui.engine.memory_model import EVAL_CHUNK_ROWS
+from tuner_tui.engine.params import MLPParams
 
 
 @dataclass(frozen=True)

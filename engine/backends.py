@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from engine.backend import Backend
-from engine.batching import DeviceData
-from engine.config import Conventions, EngineName
-from engine.fused import FusedMLPBackend
-from engine.params import MLPParams
-from engine.reference_backends import AutogradBackend, GraphBackend
+from tuner_tui.engine.backend import Backend
+from tuner_tui.engine.batching import DeviceData
+from tuner_tui.engine.config import Conventions, EngineName
+from tuner_tui.engine.fused import FusedMLPBackend
+from tuner_tui.engine.params import MLPParams
+from tuner_tui.engine.reference_backends import AutogradBackend, GraphBackend
 
 BACKENDS: dict[EngineName, type[Backend]] = {
     "native": FusedMLPBackend,

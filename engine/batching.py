@@ -7,8 +7,8 @@ from dataclasses import dataclass
 
 import torch
 
-from engine.config import Conventions
-from engine.datasets import LoadedDataset
+from tuner_tui.engine.config import Conventions
+from tuner_tui.engine.datasets import LoadedDataset
 
 PIXEL_SCALE = 1.0 / 255.0
 

@@ -11,12 +11,12 @@ from typing import Protocol
 
 import torch
 
-from engine.batching import steps_per_epoch
-from engine.config import RunConfig
-from engine.dataset_specs import DATASET_SPECS
-from engine.devices import synchronize
-from engine.events import TimeEstimate
-from engine.params import MLPParams
+from tuner_tui.engine.batching import steps_per_epoch
+from tuner_tui.engine.config import RunConfig
+from tuner_tui.engine.dataset_specs import DATASET_SPECS
+from tuner_tui.engine.devices import synchronize
+from tuner_tui.engine.events import TimeEstimate
+from tuner_tui.engine.params import MLPParams
 
 CALIBRATION_WARMUP_STEPS = 5
 CALIBRATION_CHUNK_STEPS = 10
@@ -31,7 +31,7 @@ class Calibration:
 
 
 class Steppable(Protocol):
-    """What calibration needs of a backend: a solo `Backend`, or a pack (`engine.packed`)."""
+    """What calibration needs of a backend: a solo `Backend`, or a pack (`tuner_tui.engine.packed`)."""
 
     @property
     def params(self) -> MLPParams: ...

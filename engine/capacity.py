@@ -2,7 +2,7 @@
 
 A run whose memory estimate exceeds what its device has free would start allocating and take the
 machine down with it (a 23 GiB box has no swap to spare). The estimate is the one the app shows
-(`engine.memory_model`); the available memory is the OS's MemAvailable on the CPU and CUDA's free
+(`tuner_tui.engine.memory_model`); the available memory is the OS's MemAvailable on the CPU and CUDA's free
 memory on a GPU.
 """
 
@@ -12,10 +12,10 @@ from collections.abc import Sequence
 
 import torch
 
-from engine.config import ConfigError, RunConfig
-from engine.memory import host_available_bytes
-from engine.memory_model import estimate_memory, estimate_pack_memory
-from engine.units import format_bytes
+from tuner_tui.engine.config import ConfigError, RunConfig
+from tuner_tui.engine.memory import host_available_bytes
+from tuner_tui.engine.memory_model import estimate_memory, estimate_pack_memory
+from tuner_tui.engine.units import format_bytes
 
 
 class WontFitError(ConfigError):

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, get_args
 
-from engine.dataset_specs import DATASET_SPECS
+from tuner_tui.engine.dataset_specs import DATASET_SPECS
 
 DatasetName = Literal["fmnist", "cifar10", "mnist", "cifar100"]
 Conventions = Literal["lab4", "standard"]

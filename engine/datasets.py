@@ -24,7 +24,7 @@ import numpy as np
 import platformdirs
 import torch
 
-from engine.dataset_specs import DATASET_SPECS, DatasetSpec
+from tuner_tui.engine.dataset_specs import DATASET_SPECS, DatasetSpec
 
 DATA_ROOT_ENV = "TUNER_TUI_DATA"
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")

@@ -6,7 +6,7 @@ import platform
 
 import torch
 
-from engine.config import ConfigError
+from tuner_tui.engine.config import ConfigError
 
 
 def resolve_device(name: str) -> torch.device:

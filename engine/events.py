@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from engine.config import RunConfig
+from tuner_tui.engine.config import RunConfig
 
 
 class RunStatus(StrEnum):

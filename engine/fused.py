@@ -13,7 +13,7 @@ What makes it fast, step by step:
 - losses and predictions are written per sample on the device and only read back when the
   caller asks (`epoch_totals`), so a CUDA step never waits for the host;
 - on a CUDA device the full-batch step is captured once as a CUDA graph and replayed, one launch
-  per step (`engine.cuda_graphs`; the partial last batch, and a step that cannot be captured, run
+  per step (`tuner_tui.engine.cuda_graphs`; the partial last batch, and a step that cannot be captured, run
   eagerly). `step_mode` says which step runs: "plan" (eager), "graph", or "cursor" (the graph's
   step run eagerly, which is how the tests check it on the CPU).
 """
@@ -24,10 +24,10 @@ from dataclasses import dataclass
 
 import torch
 
-from engine.backend import Backend
-from engine.batching import PIXEL_SCALE, batch_bounds
-from engine.cuda_graphs import StepCursor, StepReplayer, graphs_wanted
-from engine.nodes import LAB4_LOG_EPSILON
+from tuner_tui.engine.backend import Backend
+from tuner_tui.engine.batching import PIXEL_SCALE, batch_bounds
+from tuner_tui.engine.cuda_graphs import StepCursor, StepReplayer, graphs_wanted
+from tuner_tui.engine.nodes import LAB4_LOG_EPSILON
 
 _relu_backward = torch.ops.aten.threshold_backward.grad_input
 
@@ -179,7 +179,7 @@ class FusedMLPBackend(Backend):
 
     def _cursor_step(self) -> None:
         """The full-batch step that reads its batch's positions from the cursor and advances it,
-        so that one captured call trains every batch (see `engine.cuda_graphs`)."""
+        so that one captured call trains every batch (see `tuner_tui.engine.cuda_graphs`)."""
         state, buf = self._cursor_state, self._full
         assert state is not None
         positions = state.cursor.current()

@@ -1,21 +1,21 @@
 """The memory estimate before launch, from the shapes alone (no torch: the app computes it live).
 
-It counts what the engine allocates (see `engine.backend` and `engine.fused`): the uint8 dataset,
+It counts what the engine allocates (see `tuner_tui.engine.backend` and `tuner_tui.engine.fused`): the uint8 dataset,
 the parameters, the per-sample epoch records, the step buffers, one batch's activations and one
 chunk of the test pass. On CUDA it adds the context (measured once per device and remembered,
-see `engine.memory`) and the caching allocator's rounding; on the CPU it adds the loader's
+see `tuner_tui.engine.memory`) and the caching allocator's rounding; on the CPU it adds the loader's
 transient copy of the training images. `estimate_pack_memory` does the same for a pack of runs
-trained together (`engine.packed`).
+trained together (`tuner_tui.engine.packed`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-from engine.architecture import count_parameters
-from engine.config import RunConfig
-from engine.dataset_specs import DATASET_SPECS
-from engine.events import MemoryEstimate
+from tuner_tui.engine.architecture import count_parameters
+from tuner_tui.engine.config import RunConfig
+from tuner_tui.engine.dataset_specs import DATASET_SPECS
+from tuner_tui.engine.events import MemoryEstimate
 
 FLOAT_BYTES = 4
 INDEX_BYTES = 8
@@ -127,7 +127,7 @@ def estimate_pack_memory(
 ) -> MemoryEstimate:
     """Peak memory of a pack of `configs` (one dataset, batch size and conventions) by part.
 
-    It counts what `engine.packed` allocates: the dataset once (under `standard`, every slot's
+    It counts what `tuner_tui.engine.packed` allocates: the dataset once (under `standard`, every slot's
     epoch order), each slot's parameters at the pack's widths (its widest slot per layer), the
     per-slot epoch records, the step buffers of a full and of the partial batch, and the larger of
     the test pass's chunk and the calibration's copy of the parameters (the test pass runs while the

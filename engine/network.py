@@ -6,9 +6,9 @@ from dataclasses import dataclass
 
 import torch
 
-from engine.config import Conventions
-from engine.nodes import Input, Layer, Linear, Regularization, ReLU, Softmax, Sum
-from engine.params import MLPParams
+from tuner_tui.engine.config import Conventions
+from tuner_tui.engine.nodes import Input, Layer, Linear, Regularization, ReLU, Softmax, Sum
+from tuner_tui.engine.params import MLPParams
 
 
 def topological_order(output: Layer) -> list[Layer]:

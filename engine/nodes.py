@@ -13,7 +13,7 @@ import operator
 
 import torch
 
-from engine.config import Conventions
+from tuner_tui.engine.config import Conventions
 
 LAB4_LOG_EPSILON = 1e-8
 

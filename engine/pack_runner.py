@@ -1,4 +1,4 @@
-"""Running a pack: several runs trained together (`engine.packed`), each reported as if it ran alone.
+"""Running a pack: several runs trained together (`tuner_tui.engine.packed`), each reported as if it ran alone.
 
     prepared = prepare_pack(configs)                  # ConfigError / DatasetError: bad input
     finished = execute_pack(prepared, on_event, cancel=stop, judge=judge, next_config=next_config)
@@ -27,19 +27,19 @@ from dataclasses import dataclass, field
 
 import torch
 
-from engine.backend import EpochTotals
-from engine.batching import DeviceData
-from engine.calibration import CalibrationCancelled, calibrate_step_time, estimate_time, time_test_pass
-from engine.capacity import WontFitError, check_pack_fits
-from engine.config import DatasetName, RunConfig, check_batch_size
-from engine.datasets import LoadedDataset, load_dataset
-from engine.devices import device_name, resolve_device, synchronize
-from engine.events import EpochEnd, Event, Finished, MemoryEstimate, RunStatus, Started, TimeEstimate
-from engine.gpu import NvmlGpuProbe
-from engine.memory import PeakRssTracker, remembered_context_bytes
-from engine.memory_model import estimate_pack_memory
-from engine.packed import PackedMLPBackend, PackError, SlotConfig
-from engine.runner import (
+from tuner_tui.engine.backend import EpochTotals
+from tuner_tui.engine.batching import DeviceData
+from tuner_tui.engine.calibration import CalibrationCancelled, calibrate_step_time, estimate_time, time_test_pass
+from tuner_tui.engine.capacity import WontFitError, check_pack_fits
+from tuner_tui.engine.config import DatasetName, RunConfig, check_batch_size
+from tuner_tui.engine.datasets import LoadedDataset, load_dataset
+from tuner_tui.engine.devices import device_name, resolve_device, synchronize
+from tuner_tui.engine.events import EpochEnd, Event, Finished, MemoryEstimate, RunStatus, Started, TimeEstimate
+from tuner_tui.engine.gpu import NvmlGpuProbe
+from tuner_tui.engine.memory import PeakRssTracker, remembered_context_bytes
+from tuner_tui.engine.memory_model import estimate_pack_memory
+from tuner_tui.engine.packed import PackedMLPBackend, PackError, SlotConfig
+from tuner_tui.engine.runner import (
     PROGRESS_INTERVAL_S,
     Accounting,
     Clock,
@@ -49,7 +49,7 @@ from engine.runner import (
     nonfinite_stop,
     one_line,
 )
-from engine.validation_split import hold_out
+from tuner_tui.engine.validation_split import hold_out
 
 
 @dataclass(frozen=True)

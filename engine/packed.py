@@ -19,7 +19,7 @@ How a step is laid out:
 - Per-slot learning rates scale the output gradient per slot before the backward pass (every
   gradient below is linear in it); per-slot L2 decay multiplies by a per-slot factor.
 - Losses and predictions are written per slot and per sample on the device and read back only when
-  the runner asks (`epoch_totals`), as in `engine.fused`.
+  the runner asks (`epoch_totals`), as in `tuner_tui.engine.fused`.
 
 Deferred layer-1 updates (the CPU). At batch 10 the wide layer-1 GEMMs have 10 rows: streaming
 K·w·D weights through the cache three times a step (forward, update read and write) for so few rows
@@ -33,7 +33,7 @@ the rounding differs (float64 agrees with the solo runs to 1e-10). A read of the
 pending updates first. Measured in benchmarks/README.md ("Packed training").
 
 On a GPU the pack steps one batch at a time and captures that step as a CUDA graph
-(`engine.cuda_graphs`), one launch per step.
+(`tuner_tui.engine.cuda_graphs`), one launch per step.
 
 Batch order under `standard` (each run reshuffles per epoch from its own seed): slots whose orders
 coincide share one gathered batch; otherwise each slot gathers its own (gather per slot). This
@@ -60,13 +60,13 @@ from dataclasses import dataclass
 
 import torch
 
-from engine.backend import EpochTotals
-from engine.batching import PIXEL_SCALE, DeviceData, batch_bounds, epoch_order, steps_per_epoch
-from engine.config import ConfigError, Conventions
-from engine.cuda_graphs import StepCursor, StepReplayer, graphs_wanted
-from engine.memory_model import pack_block_steps, pack_eval_rows
-from engine.nodes import LAB4_LOG_EPSILON
-from engine.params import MLPParams, init_params
+from tuner_tui.engine.backend import EpochTotals
+from tuner_tui.engine.batching import PIXEL_SCALE, DeviceData, batch_bounds, epoch_order, steps_per_epoch
+from tuner_tui.engine.config import ConfigError, Conventions
+from tuner_tui.engine.cuda_graphs import StepCursor, StepReplayer, graphs_wanted
+from tuner_tui.engine.memory_model import pack_block_steps, pack_eval_rows
+from tuner_tui.engine.nodes import LAB4_LOG_EPSILON
+from tuner_tui.engine.params import MLPParams, init_params
 
 _relu_backward = torch.ops.aten.threshold_backward.grad_input
 
@@ -465,7 +465,7 @@ class PackedMLPBackend:
 
     def _cursor_step(self) -> None:
         """A whole full-batch step (block of one) that reads its batch's positions from the cursor and
-        advances it, so that one captured call trains every batch (see `engine.cuda_graphs`)."""
+        advances it, so that one captured call trains every batch (see `tuner_tui.engine.cuda_graphs`)."""
         state, k = self._cursor_state, self.size
         assert state is not None
         block = self._block(self.batch_size, 1)

@@ -8,8 +8,8 @@ from itertools import pairwise
 
 import torch
 
-from engine.architecture import layer_sizes
-from engine.config import Conventions
+from tuner_tui.engine.architecture import layer_sizes
+from tuner_tui.engine.config import Conventions
 
 LAB4_INIT_SCALE = 0.1
 

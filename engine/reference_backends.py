@@ -5,10 +5,10 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from engine.backend import Backend
-from engine.batching import PIXEL_SCALE
-from engine.network import build_mlp
-from engine.nodes import LAB4_LOG_EPSILON
+from tuner_tui.engine.backend import Backend
+from tuner_tui.engine.batching import PIXEL_SCALE
+from tuner_tui.engine.network import build_mlp
+from tuner_tui.engine.nodes import LAB4_LOG_EPSILON
 
 
 class GraphBackend(Backend):

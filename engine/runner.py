@@ -18,17 +18,17 @@ from dataclasses import dataclass, field
 
 import torch
 
-from engine.architecture import count_parameters
-from engine.backend import Backend, EpochTotals
-from engine.backends import make_backend
-from engine.batching import DeviceData, steps_per_epoch
-from engine.calibration import CalibrationCancelled, calibrate_step_time, estimate_time, time_test_pass
-from engine.capacity import check_fits
-from engine.chance import at_chance, chance_accuracy, hopeless
-from engine.config import Conventions, RunConfig, check_batch_size
-from engine.datasets import LoadedDataset, load_dataset
-from engine.devices import device_name, resolve_device, synchronize
-from engine.events import (
+from tuner_tui.engine.architecture import count_parameters
+from tuner_tui.engine.backend import Backend, EpochTotals
+from tuner_tui.engine.backends import make_backend
+from tuner_tui.engine.batching import DeviceData, steps_per_epoch
+from tuner_tui.engine.calibration import CalibrationCancelled, calibrate_step_time, estimate_time, time_test_pass
+from tuner_tui.engine.capacity import check_fits
+from tuner_tui.engine.chance import at_chance, chance_accuracy, hopeless
+from tuner_tui.engine.config import Conventions, RunConfig, check_batch_size
+from tuner_tui.engine.datasets import LoadedDataset, load_dataset
+from tuner_tui.engine.devices import device_name, resolve_device, synchronize
+from tuner_tui.engine.events import (
     EpochEnd,
     Event,
     Finished,
@@ -39,11 +39,11 @@ from engine.events import (
     Started,
     TimeEstimate,
 )
-from engine.gpu import NvmlGpuProbe
-from engine.memory import PeakRssTracker, remember_context_bytes, remembered_context_bytes
-from engine.memory_model import estimate_memory
-from engine.params import init_params
-from engine.validation_split import hold_out
+from tuner_tui.engine.gpu import NvmlGpuProbe
+from tuner_tui.engine.memory import PeakRssTracker, remember_context_bytes, remembered_context_bytes
+from tuner_tui.engine.memory_model import estimate_memory
+from tuner_tui.engine.params import init_params
+from tuner_tui.engine.validation_split import hold_out
 
 PROGRESS_INTERVAL_S = 0.1
 GPU_SAMPLE_INTERVAL_S = 1.0
@@ -194,7 +194,7 @@ def nonfinite_stop(epoch: int, steps_per_epoch: int, bad_step: int | None) -> St
 @dataclass
 class TrainingLoop:
     """One run's training state and reports. `execute_run` drives it with its own backend; the pack
-    runner (`engine.pack_runner`) drives one per slot of a pack, feeding it that slot's figures."""
+    runner (`tuner_tui.engine.pack_runner`) drives one per slot of a pack, feeding it that slot's figures."""
 
     prepared: PreparedRun
     on_event: EventSink

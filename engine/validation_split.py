@@ -11,7 +11,7 @@ import dataclasses
 
 import torch
 
-from engine.datasets import LoadedDataset
+from tuner_tui.engine.datasets import LoadedDataset
 
 SPLIT_SEED = 0
 

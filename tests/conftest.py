@@ -142,8 +142,8 @@ def switch_off_system_datasets(patch: pytest.MonkeyPatch, missing: Path) -> None
     def offline(name: str, root: Path) -> None:
         raise OSError("offline")
 
-    patch.setattr("engine.datasets._download", offline)
-    patch.setattr("engine.datasets.DEBIAN_FASHION_MNIST", missing)
+    patch.setattr("tuner_tui.engine.datasets._download", offline)
+    patch.setattr("tuner_tui.engine.datasets.DEBIAN_FASHION_MNIST", missing)
     patch.delenv("TUNER_TUI_DATA", raising=False)
 
 

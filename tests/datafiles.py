@@ -1,4 +1,4 @@
-"""Tiny datasets written in the real on-disk formats, for tests that load through `engine.datasets`.
+"""Tiny datasets written in the real on-disk formats, for tests that load through `tuner_tui.engine.datasets`.
 
 - `write_idx_dataset`: the four IDX files of (Fashion-)MNIST in torchvision's layout
   (`<root>/FashionMNIST/raw/train-images-idx3-ubyte[.gz]`, ...).

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from engine.gpu import GpuProbe, GpuSnapshot
+from tuner_tui.engine.gpu import GpuProbe, GpuSnapshot
 from tuner_tui.runs.system_info import SystemInfo
 
 

@@ -13,10 +13,10 @@ import math
 import threading
 from collections.abc import Callable, Sequence
 
-from engine.architecture import count_parameters
-from engine.config import RunConfig
-from engine.dataset_specs import DATASET_SPECS
-from engine.events import (
+from tuner_tui.engine.architecture import count_parameters
+from tuner_tui.engine.config import RunConfig
+from tuner_tui.engine.dataset_specs import DATASET_SPECS
+from tuner_tui.engine.events import (
     EpochEnd,
     Event,
     Finished,

@@ -13,8 +13,8 @@ from pathlib import Path
 from optuna.distributions import CategoricalDistribution, FloatDistribution
 from optuna.trial import TrialState, create_trial
 
-from engine.events import EpochEnd, Finished, RunStatus, Started
 from tests.fake_runner import completed_run_events
+from tuner_tui.engine.events import EpochEnd, Finished, RunStatus, Started
 from tuner_tui.runs.store import ResultsStore, RunLabels
 from tuner_tui.sweeps.spec import load_spec
 from tuner_tui.sweeps.study import RUN_UID_ATTR, WORKER_ATTR, default_storage_url, open_study

@@ -16,8 +16,6 @@ from rich.text import Text
 from textual.pilot import Pilot
 from textual.widgets import DataTable, Input, Label, Static
 
-from engine.config import RunConfig
-from engine.gpu import GpuSnapshot
 from tests.doubles import FakeGpuProbe, FixedSystemInfo
 from tests.fake_runner import ScriptedRunner, completed_run_events, diverged_run_events
 from tuner_tui.app.app import TunerApp
@@ -28,6 +26,8 @@ from tuner_tui.app.components.prompts import ChoiceScreen, TextPromptScreen
 from tuner_tui.app.components.run_detail import RunDetailScreen
 from tuner_tui.app.components.runs_screen import RunsScreen
 from tuner_tui.app.components.tuning_screen import TuningScreen
+from tuner_tui.engine.config import RunConfig
+from tuner_tui.engine.gpu import GpuSnapshot
 from tuner_tui.runs.store import ResultsStore, RunLabels
 
 TIMEOUT_S = 60.0  # a ceiling for loaded machines
@@ -38,7 +38,7 @@ def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     for name in ("TUNER_TUI_CONFIG_DIR", "TUNER_TUI_CACHE_DIR", "TUNER_TUI_DATA"):
         monkeypatch.setenv(name, str(tmp_path / name.lower()))
     monkeypatch.setenv("TUNER_TUI_STORE", str(tmp_path / "env-store.sqlite3"))
-    monkeypatch.setattr("engine.datasets.DEBIAN_FASHION_MNIST", tmp_path / "no-system-copy")
+    monkeypatch.setattr("tuner_tui.engine.datasets.DEBIAN_FASHION_MNIST", tmp_path / "no-system-copy")
 
 
 @pytest.fixture

@@ -9,14 +9,14 @@ from typing import ClassVar
 import pytest
 from textual.app import App, ComposeResult
 
-from engine.config import RunConfig
-from engine.gpu import GpuSnapshot
 from tests.fake_runner import ScriptedRunner, completed_run_events
 from tuner_tui.app import device_choices
 from tuner_tui.app.components.epoch_plot import epoch_ticks
 from tuner_tui.app.components.run_log import RunLog
 from tuner_tui.app.field_words import field_list, in_form_words
 from tuner_tui.app.run_filter import FilterError, parse_filter
+from tuner_tui.engine.config import RunConfig
+from tuner_tui.engine.gpu import GpuSnapshot
 from tuner_tui.runs.store import ResultsStore, RunLabels, RunRecord
 
 GIB = 1024**3

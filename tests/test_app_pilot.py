@@ -18,9 +18,6 @@ import pytest
 from textual.pilot import Pilot
 from textual.widgets import Button, Input, Label, RichLog, Select, Sparkline
 
-from engine.config import RunConfig
-from engine.events import Progress
-from engine.gpu import GpuSnapshot
 from tests.doubles import FakeGpuProbe, FixedSystemInfo
 from tests.fake_runner import ScriptedRunner, completed_run_events, in_progress_events
 from tuner_tui.app.app import TunerApp
@@ -28,6 +25,9 @@ from tuner_tui.app.components.confirm import ConfirmScreen
 from tuner_tui.app.components.runs_screen import RunsScreen
 from tuner_tui.app.components.save_preset import SavePresetScreen
 from tuner_tui.app.components.tuning_screen import TuningScreen
+from tuner_tui.engine.config import RunConfig
+from tuner_tui.engine.events import Progress
+from tuner_tui.engine.gpu import GpuSnapshot
 from tuner_tui.runs.presets import list_presets
 from tuner_tui.runs.store import ResultsStore
 from tuner_tui.runs.training_process import RunRejectedError, TrainingProcessError
@@ -47,8 +47,8 @@ def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     def offline(name: str, root: Path) -> None:
         raise OSError("offline")
 
-    monkeypatch.setattr("engine.datasets.DEBIAN_FASHION_MNIST", tmp_path / "no-system-copy")
-    monkeypatch.setattr("engine.datasets._download", offline)
+    monkeypatch.setattr("tuner_tui.engine.datasets.DEBIAN_FASHION_MNIST", tmp_path / "no-system-copy")
+    monkeypatch.setattr("tuner_tui.engine.datasets._download", offline)
 
 
 def _write_idx(path: Path, magic: int, array: np.ndarray) -> None:

@@ -16,8 +16,6 @@ import pytest
 from textual.pilot import Pilot
 from textual.widgets import DataTable, Label
 
-from engine.config import RunConfig
-from engine.gpu import GpuSnapshot
 from tests.doubles import FakeGpuProbe, FixedSystemInfo
 from tests.fake_runner import ScriptedRunner, in_progress_events
 from tuner_tui.app.app import ChildProcessRunner, TunerApp
@@ -26,6 +24,8 @@ from tuner_tui.app.components.presets_screen import PresetsScreen
 from tuner_tui.app.components.tuning_screen import TuningScreen
 from tuner_tui.app.slots import LabLaunch, Slot
 from tuner_tui.cli import main
+from tuner_tui.engine.config import RunConfig
+from tuner_tui.engine.gpu import GpuSnapshot
 from tuner_tui.runs.presets import save_preset
 from tuner_tui.runs.store import ResultsStore, RunLabels
 

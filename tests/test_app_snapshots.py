@@ -21,9 +21,6 @@ import pytest
 from textual.pilot import Pilot
 from textual.widgets import Input
 
-from engine.config import RunConfig
-from engine.events import Event
-from engine.gpu import GpuSnapshot
 from tests.datafiles import write_idx_dataset
 from tests.doubles import FakeGpuProbe, FixedSystemInfo
 from tests.fake_runner import ScriptedRunner, completed_run_events, diverged_run_events, in_progress_events
@@ -39,6 +36,9 @@ from tuner_tui.app.components.spec_form import SpecFormScreen
 from tuner_tui.app.components.sweep_screen import SweepScreen
 from tuner_tui.app.components.tuning_screen import TuningScreen
 from tuner_tui.app.slots import LabLaunch
+from tuner_tui.engine.config import RunConfig
+from tuner_tui.engine.events import Event
+from tuner_tui.engine.gpu import GpuSnapshot
 from tuner_tui.runs.presets import load_preset
 from tuner_tui.runs.store import ResultsStore
 from tuner_tui.sweeps.spec import user_specs_dir
@@ -61,7 +61,7 @@ def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     for name in ("TUNER_TUI_CONFIG_DIR", "TUNER_TUI_CACHE_DIR", "TUNER_TUI_DATA"):
         monkeypatch.setenv(name, str(tmp_path / name.lower()))
     write_idx_dataset(tmp_path / "tuner_tui_data", train=20, test=10)
-    monkeypatch.setattr("engine.datasets.DEBIAN_FASHION_MNIST", tmp_path / "no-system-copy")
+    monkeypatch.setattr("tuner_tui.engine.datasets.DEBIAN_FASHION_MNIST", tmp_path / "no-system-copy")
     monkeypatch.setenv("TUNER_TUI_STORE", str(tmp_path / "env-store.sqlite3"))
     monkeypatch.setenv("TZ", "UTC")
     time.tzset()

@@ -19,8 +19,6 @@ import pytest
 from textual.pilot import Pilot
 from textual.widgets import Input, Label, Select
 
-from engine.events import RunStatus
-from engine.gpu import GpuSnapshot
 from tests.doubles import FakeGpuProbe, FixedSystemInfo
 from tests.fake_runner import ScriptedRunner, completed_run_events
 from tests.sweep_script import SCRIPTED_NAME, run_uid, write_scripted_sweep, write_tiny_spec
@@ -33,6 +31,8 @@ from tuner_tui.app.components.sweep_screen import SweepScreen
 from tuner_tui.app.components.tuning_screen import TuningScreen
 from tuner_tui.app.sweep_process import SweepLaunch
 from tuner_tui.cli import main
+from tuner_tui.engine.events import RunStatus
+from tuner_tui.engine.gpu import GpuSnapshot
 from tuner_tui.runs.presets import load_preset
 from tuner_tui.runs.store import ResultsStore
 from tuner_tui.sweeps.spec import load_spec, user_specs_dir

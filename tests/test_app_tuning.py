@@ -19,9 +19,6 @@ from textual.pilot import Pilot
 from textual.widget import Widget
 from textual.widgets import Button, Input, Label, Select, Static
 
-from engine.config import RunConfig
-from engine.events import Started
-from engine.gpu import GpuSnapshot
 from tests.datafiles import write_idx_dataset
 from tests.doubles import FakeGpuProbe, FixedSystemInfo
 from tests.fake_runner import ScriptedRunner, completed_run_events, in_progress_events
@@ -31,6 +28,9 @@ from tuner_tui.app.components.epoch_plot import EpochPlot
 from tuner_tui.app.components.help_screen import HelpScreen
 from tuner_tui.app.components.save_preset import SavePresetScreen
 from tuner_tui.app.components.tuning_screen import TuningScreen
+from tuner_tui.engine.config import RunConfig
+from tuner_tui.engine.events import Started
+from tuner_tui.engine.gpu import GpuSnapshot
 from tuner_tui.formatting import format_seconds, time_estimate_text
 from tuner_tui.runs.store import ResultsStore
 from tuner_tui.runs.training_process import RunRejectedError
@@ -51,7 +51,7 @@ def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
         monkeypatch.setenv(name, str(tmp_path / name.lower()))
     write_idx_dataset(tmp_path / "tuner_tui_data", train=20, test=10)
     monkeypatch.setenv("TUNER_TUI_STORE", str(tmp_path / "env-store.sqlite3"))
-    monkeypatch.setattr("engine.datasets.DEBIAN_FASHION_MNIST", tmp_path / "no-system-copy")
+    monkeypatch.setattr("tuner_tui.engine.datasets.DEBIAN_FASHION_MNIST", tmp_path / "no-system-copy")
     return tmp_path
 
 

@@ -1,4 +1,4 @@
-"""The patient chance rule (`engine.chance.hopeless`), a pure function of a run's epoch history,
+"""The patient chance rule (`tuner_tui.engine.chance.hopeless`), a pure function of a run's epoch history,
 checked on training curves recorded from real runs of both kinds: one that sits at chance and then
 learns, one that never leaves it.
 
@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import pytest
 
-from engine.chance import CHANCE_MARGIN_PP, at_chance, chance_accuracy, hopeless
-from engine.config import DEFAULT_CHANCE_PATIENCE
+from tuner_tui.engine.chance import CHANCE_MARGIN_PP, at_chance, chance_accuracy, hopeless
+from tuner_tui.engine.config import DEFAULT_CHANCE_PATIENCE
 from tuner_tui.runs.presets import load_preset
 
 CIFAR_CLASSES = 10

@@ -25,10 +25,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from engine.config import RunConfig
-from engine.events import EpochEnd, Finished, Resources, RunStatus
 from tests.datafiles import write_idx_dataset
 from tuner_tui.cli import main
+from tuner_tui.engine.config import RunConfig
+from tuner_tui.engine.events import EpochEnd, Finished, Resources, RunStatus
 from tuner_tui.runs.store import ResultsStore, RunLabels, RunRecord
 
 TINY_TRAIN, TINY_TEST = 600, 100
@@ -477,7 +477,7 @@ def test_failing_run_exits_1_and_is_stored_as_failed(capsys, monkeypatch, data_r
     def broken_backend(*args, **kwargs):
         raise RuntimeError("backend exploded")
 
-    monkeypatch.setattr("engine.runner.make_backend", broken_backend)
+    monkeypatch.setattr("tuner_tui.engine.runner.make_backend", broken_backend)
     code, out, err = run_cli(capsys, *tiny_run(data_root, "--json"))
     assert code == 1
     run = json.loads(out)
@@ -789,7 +789,7 @@ HUGE = ["--set", "hidden=16384,16384,16384,16384,16384,16384,16384,16384", "--se
 def test_a_run_that_cannot_fit_is_refused_before_anything_is_loaded(
     capsys, monkeypatch, tmp_path: Path, store_path: Path
 ) -> None:
-    monkeypatch.setattr("engine.capacity.host_available_bytes", lambda: 23 * GIB)  # the issue's machine
+    monkeypatch.setattr("tuner_tui.engine.capacity.host_available_bytes", lambda: 23 * GIB)  # the issue's machine
     empty = tmp_path / "no-data-here"  # loading would fail with "not found": the check comes first
     code, out, err = run_cli(capsys, "--no-ui", *HUGE, "--device", "cpu", "--data-root", str(empty))
     assert code == 2 and out == ""
@@ -799,7 +799,7 @@ def test_a_run_that_cannot_fit_is_refused_before_anything_is_loaded(
 
 
 def test_force_skips_the_memory_check(capsys, monkeypatch, data_root: Path) -> None:
-    monkeypatch.setattr("engine.capacity.host_available_bytes", lambda: 1)  # nothing fits
+    monkeypatch.setattr("tuner_tui.engine.capacity.host_available_bytes", lambda: 1)  # nothing fits
     code, _, err = run_cli(capsys, *tiny_run(data_root))
     assert code == 2 and "memory" in err and "--force" in err
     code, out, err = run_cli(capsys, *tiny_run(data_root, "--json", "--force"))

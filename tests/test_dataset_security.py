@@ -20,10 +20,10 @@ import numpy as np
 import pytest
 import torch
 
-from engine.datasets import DatasetNotFoundError, load_dataset
 from tests.conftest import require_path
 from tests.datafiles import write_cifar10, write_idx_dataset
 from tuner_tui.cli import main
+from tuner_tui.engine.datasets import DatasetNotFoundError, load_dataset
 from tuner_tui.runs.store import ResultsStore
 
 CIFAR10_FILES = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
@@ -411,7 +411,7 @@ def test_the_cli_refuses_an_unusable_copy_with_one_line_exit_2_and_no_store(
 
 def test_an_unreadable_data_root_falls_back_to_the_system_copy_saying_why(offline_datasets, monkeypatch, tmp_path):
     debian = write_idx_dataset(tmp_path / "debian", folder="", train=4, test=2)
-    monkeypatch.setattr("engine.datasets.DEBIAN_FASHION_MNIST", debian)
+    monkeypatch.setattr("tuner_tui.engine.datasets.DEBIAN_FASHION_MNIST", debian)
     write_idx_dataset(tmp_path / "locked", train=6, test=2)
     _deny_reading(monkeypatch, tmp_path / "locked")
 
@@ -429,7 +429,7 @@ def test_the_cli_warns_on_one_line_which_copy_it_used_instead_of_a_broken_one(
     isolated, monkeypatch, tmp_path, capsys
 ):
     debian = write_idx_dataset(tmp_path / "debian", folder="", train=40, test=10)
-    monkeypatch.setattr("engine.datasets.DEBIAN_FASHION_MNIST", debian)
+    monkeypatch.setattr("tuner_tui.engine.datasets.DEBIAN_FASHION_MNIST", debian)
     broken = write_idx_dataset(tmp_path / "root", train=40, test=10, gz=False) / "t10k-labels-idx1-ubyte"
     broken.write_bytes(broken.read_bytes()[:-3])
 

@@ -1,7 +1,7 @@
 """Finding and reading datasets: IDX and CIFAR pickles, search order, offline errors, bad files.
 
 Every test but the `realdata` one builds tiny datasets in the real on-disk formats under tmp
-folders; downloads and the Debian folder are replaced by monkeypatching `engine.datasets`.
+folders; downloads and the Debian folder are replaced by monkeypatching `tuner_tui.engine.datasets`.
 """
 
 from __future__ import annotations
@@ -16,8 +16,10 @@ import numpy as np
 import pytest
 import torch
 
-import engine.datasets as datasets
-from engine.datasets import (
+import tuner_tui.engine.datasets as datasets
+from tests.conftest import require_path
+from tests.datafiles import write_cifar10, write_idx_dataset
+from tuner_tui.engine.datasets import (
     DATA_ROOT_ENV,
     IDX_IMAGES_MAGIC,
     IDX_LABELS_MAGIC,
@@ -28,8 +30,6 @@ from engine.datasets import (
     load_dataset,
     read_idx,
 )
-from tests.conftest import require_path
-from tests.datafiles import write_cifar10, write_idx_dataset
 
 CIFAR_CHANNEL = 32 * 32
 

@@ -13,13 +13,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from engine.architecture import count_parameters
-from engine.backend import EVAL_CHUNK_ROWS
-from engine.backends import make_backend
-from engine.batching import DeviceData, batch_bounds, epoch_order, steps_per_epoch
-from engine.network import build_mlp, topological_order
-from engine.nodes import LAB4_LOG_EPSILON, Input, Linear, Regularization, ReLU, Softmax, Sum
-from engine.params import MLPParams, init_params
+from tuner_tui.engine.architecture import count_parameters
+from tuner_tui.engine.backend import EVAL_CHUNK_ROWS
+from tuner_tui.engine.backends import make_backend
+from tuner_tui.engine.batching import DeviceData, batch_bounds, epoch_order, steps_per_epoch
+from tuner_tui.engine.network import build_mlp, topological_order
+from tuner_tui.engine.nodes import LAB4_LOG_EPSILON, Input, Linear, Regularization, ReLU, Softmax, Sum
+from tuner_tui.engine.params import MLPParams, init_params
 
 F64 = torch.float64
 CLASSES = 10

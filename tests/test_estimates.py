@@ -21,11 +21,12 @@ import numpy as np
 import pytest
 import torch
 
-from engine.architecture import count_parameters
-from engine.backend import Backend
-from engine.backends import make_backend
-from engine.batching import DeviceData
-from engine.calibration import (
+from tests.conftest import require_path
+from tuner_tui.engine.architecture import count_parameters
+from tuner_tui.engine.backend import Backend
+from tuner_tui.engine.backends import make_backend
+from tuner_tui.engine.batching import DeviceData
+from tuner_tui.engine.calibration import (
     CALIBRATION_CHUNK_STEPS,
     CALIBRATION_MIN_CHUNKS,
     CALIBRATION_MIN_SECONDS,
@@ -33,12 +34,11 @@ from engine.calibration import (
     calibrate_step_time,
     estimate_time,
 )
-from engine.config import EngineName, RunConfig
-from engine.events import RunStatus
-from engine.memory import PeakRssTracker
-from engine.memory_model import DEFAULT_CUDA_CONTEXT, estimate_memory
-from engine.params import init_params
-from tests.conftest import require_path
+from tuner_tui.engine.config import EngineName, RunConfig
+from tuner_tui.engine.events import RunStatus
+from tuner_tui.engine.memory import PeakRssTracker
+from tuner_tui.engine.memory_model import DEFAULT_CUDA_CONTEXT, estimate_memory
+from tuner_tui.engine.params import init_params
 
 MIB = 1024**2
 N, M, D, H, C = 60_000, 10_000, 784, 256, 10
@@ -269,8 +269,8 @@ def test_the_rss_tracker_reports_the_peak_growth_since_start():
 # freed heap the run can reuse, which lowers its RSS growth by a varying amount.
 REAL_RUN_SCRIPT = """
 import json, sys
-from engine.config import RunConfig
-from engine.runner import execute_run, prepare_run
+from tuner_tui.engine.config import RunConfig
+from tuner_tui.engine.runner import execute_run, prepare_run
 config = RunConfig(dataset="fmnist", data_root=sys.argv[1], device="cpu", hidden=(256,),
                    batch_size=100, epochs=1, lr=0.01)
 events = []

@@ -28,8 +28,8 @@ from typing import Any
 
 import pytest
 
-from engine.events import RunStatus
 from tuner_tui.cli import main
+from tuner_tui.engine.events import RunStatus
 from tuner_tui.runs import store as store_module
 from tuner_tui.runs.store import ResultsStore, RunRecord, StoreError
 
@@ -149,12 +149,12 @@ def test_sigkill_loses_at_most_the_epoch_in_progress(headless, store_path: Path)
 # prepare_run, exactly as a key press during start-up would.
 CTRL_C_DURING_START_UP = """
 import os, signal, sys
-import engine.runner
-real_resolve_device = engine.runner.resolve_device
+import tuner_tui.engine.runner
+real_resolve_device = tuner_tui.engine.runner.resolve_device
 def pressed_ctrl_c(name):
     os.kill(os.getpid(), signal.SIGINT)
     return real_resolve_device(name)
-engine.runner.resolve_device = pressed_ctrl_c
+tuner_tui.engine.runner.resolve_device = pressed_ctrl_c
 from tuner_tui.cli import main
 sys.exit(main(sys.argv[1:]))
 """

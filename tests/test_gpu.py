@@ -13,15 +13,15 @@ from typing import Any
 
 import pytest
 
-from engine import gpu
-from engine.gpu import (
+from tests.doubles import FakeGpuProbe
+from tuner_tui.engine import gpu
+from tuner_tui.engine.gpu import (
     GpuSnapshot,
     NvmlGpuProbe,
     cuda_device_index,
     nvml_available,
     visible_device_entries,
 )
-from tests.doubles import FakeGpuProbe
 from tuner_tui.formatting import format_bytes, gpu_memory_text
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -140,7 +140,7 @@ def test_real_probe_with_driver_reads_name_and_memory(fresh_nvml: None) -> None:
 
 
 def test_importing_engine_gpu_loads_neither_pynvml_nor_torch() -> None:
-    code = "import sys, engine.gpu; print('pynvml' in sys.modules, 'torch' in sys.modules)"
+    code = "import sys, tuner_tui.engine.gpu; print('pynvml' in sys.modules, 'torch' in sys.modules)"
     result = subprocess.run(
         [sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, check=True
     )

@@ -14,10 +14,12 @@ from pathlib import Path
 
 import pytest
 
-import engine
+import tuner_tui.engine
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-ENGINE_MODULES = sorted(info.name for info in pkgutil.iter_modules(engine.__path__, prefix="engine."))
+ENGINE_MODULES = sorted(
+    info.name for info in pkgutil.iter_modules(tuner_tui.engine.__path__, prefix="tuner_tui.engine.")
+)
 HEADLESS_MODULES = [
     "tuner_tui.cli", "tuner_tui.headless", "tuner_tui.runs.lab_table", "tuner_tui.runs.presets",
     "tuner_tui.runs.session", "tuner_tui.runs.store",
@@ -77,7 +79,7 @@ def results() -> dict[str, tuple[int, str]]:
 
 
 def test_the_engine_package_has_modules_to_check():
-    assert {"engine.runner", "engine.nodes", "engine.gpu"} <= set(ENGINE_MODULES)
+    assert {"tuner_tui.engine.runner", "tuner_tui.engine.nodes", "tuner_tui.engine.gpu"} <= set(ENGINE_MODULES)
 
 
 @pytest.mark.parametrize("module", ENGINE_MODULES + HEADLESS_MODULES)
@@ -99,3 +101,21 @@ def test_the_clis_path_to_the_app_does_not_import_torch(results):
 def test_the_labs_path_to_the_app_does_not_import_torch(results):
     returncode, stderr = results["lab to app without torch"]
     assert returncode == 0, stderr
+
+
+def test_a_users_own_engine_package_neither_shadows_ours_nor_is_shadowed(tmp_path):
+    """Students write their own autograd engine, often in a folder named `engine`, beside their code."""
+    theirs = tmp_path / "engine"
+    theirs.mkdir()
+    (theirs / "__init__.py").write_text("WHOSE = 'the student'\n")
+    code = textwrap.dedent("""
+        import engine
+        from tuner_tui.engine.runner import execute_run
+        from tuner_tui.engine.config import RunConfig
+        assert engine.WHOSE == "the student", engine
+        assert "tuner_tui" in RunConfig.__module__
+    """)
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=180, check=False
+    )
+    assert result.returncode == 0, result.stderr

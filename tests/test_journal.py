@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from engine.config import RunConfig
-from engine.events import EpochEnd, Finished, Resources, RunStatus
+from tuner_tui.engine.config import RunConfig
+from tuner_tui.engine.events import EpochEnd, Finished, Resources, RunStatus
 from tuner_tui.runs.journal import JournalRecorder, journal_path
 from tuner_tui.runs.store import ResultsStore, RunLabels, import_pending_journals
 

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from engine.config import RunConfig
 from tuner_tui.cli import main
+from tuner_tui.engine.config import RunConfig
 from tuner_tui.runs.lab import Experiment, claimed_units, lab_presets, plan_units, write_plan
 
 TOLERANCE_PP = 0.1

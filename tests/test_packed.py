@@ -15,18 +15,18 @@ from pathlib import Path
 import pytest
 import torch
 
-from engine.batching import DeviceData
-from engine.capacity import WontFitError
-from engine.config import RunConfig
-from engine.events import EpochEnd, Finished, Progress, RunStatus, Started
-from engine.fused import FusedMLPBackend
-from engine.memory_model import estimate_pack_memory
-from engine.pack_runner import PackKey, SlotEvent, execute_pack, prepare_pack
-from engine.packed import PackedMLPBackend, PackError, SlotConfig
-from engine.params import MLPParams, init_params
-from engine.runner import execute_run, prepare_run
 from tests.conftest import require_path
 from tests.datafiles import write_idx_dataset
+from tuner_tui.engine.batching import DeviceData
+from tuner_tui.engine.capacity import WontFitError
+from tuner_tui.engine.config import RunConfig
+from tuner_tui.engine.events import EpochEnd, Finished, Progress, RunStatus, Started
+from tuner_tui.engine.fused import FusedMLPBackend
+from tuner_tui.engine.memory_model import estimate_pack_memory
+from tuner_tui.engine.pack_runner import PackKey, SlotEvent, execute_pack, prepare_pack
+from tuner_tui.engine.packed import PackedMLPBackend, PackError, SlotConfig
+from tuner_tui.engine.params import MLPParams, init_params
+from tuner_tui.engine.runner import execute_run, prepare_run
 from tuner_tui.runs.pack_session import PackEntry, run_pack
 from tuner_tui.runs.store import ResultsStore, RunLabels
 
@@ -454,7 +454,7 @@ def test_runs_that_cannot_share_a_pack_are_refused_naming_the_field(tiny_root, c
 
 
 def test_a_pack_that_cannot_fit_is_refused_before_anything_is_loaded(tiny_root, monkeypatch):
-    monkeypatch.setattr("engine.capacity.available_bytes", lambda device: 1024**2)
+    monkeypatch.setattr("tuner_tui.engine.capacity.available_bytes", lambda device: 1024**2)
     with pytest.raises(WontFitError):
         prepare_pack([_run_config(tiny_root), _run_config(tiny_root, seed=1)])
 
@@ -692,7 +692,8 @@ def test_an_error_during_a_pack_fails_every_run_in_it_with_one_line(tiny_root, m
 
 
 def test_a_next_config_too_big_for_the_memory_left_fails_alone_and_the_pack_goes_on(tiny_root, monkeypatch):
-    monkeypatch.setattr("engine.capacity.available_bytes", lambda device: 100 * 1024**2)  # the first run: ~98 MiB
+    # the first run: ~98 MiB
+    monkeypatch.setattr("tuner_tui.engine.capacity.available_bytes", lambda device: 100 * 1024**2)
     queue = [_run_config(tiny_root, hidden=(16384,), seed=1), _run_config(tiny_root, hidden=(48,), seed=2)]
     results = execute_pack(
         prepare_pack([_run_config(tiny_root)]), lambda event: None,

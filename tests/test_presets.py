@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.config import RunConfig
+from tuner_tui.engine.config import RunConfig
 from tuner_tui.runs.presets import (
     SHIPPED_PRESETS_DIR,
     Preset,

@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from engine.backends import make_backend
-from engine.batching import DeviceData
-from engine.datasets import load_dataset
-from engine.params import init_params
 from tests.conftest import require_path
+from tuner_tui.engine.backends import make_backend
+from tuner_tui.engine.batching import DeviceData
+from tuner_tui.engine.datasets import load_dataset
+from tuner_tui.engine.params import init_params
 
 pytestmark = pytest.mark.requires("fashion-mnist")
 

@@ -18,15 +18,15 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-import engine.runner
-from engine.backend import Backend
-from engine.calibration import CALIBRATION_CHUNK_STEPS
-from engine.config import ConfigError, RunConfig
-from engine.datasets import DatasetNotFoundError
-from engine.events import EpochEnd, Event, Finished, Progress, RunStatus, Started
-from engine.params import init_params
-from engine.runner import PROGRESS_INTERVAL_S, execute_run, prepare_run
+import tuner_tui.engine.runner
 from tests.datafiles import write_cifar10, write_idx_dataset
+from tuner_tui.engine.backend import Backend
+from tuner_tui.engine.calibration import CALIBRATION_CHUNK_STEPS
+from tuner_tui.engine.config import ConfigError, RunConfig
+from tuner_tui.engine.datasets import DatasetNotFoundError
+from tuner_tui.engine.events import EpochEnd, Event, Finished, Progress, RunStatus, Started
+from tuner_tui.engine.params import init_params
+from tuner_tui.engine.runner import PROGRESS_INTERVAL_S, execute_run, prepare_run
 
 CLASSES = 10
 FEATURES = 784
@@ -87,12 +87,12 @@ class StepClock:
 def step_clock(monkeypatch: pytest.MonkeyPatch) -> StepClock:
     """Every backend the runner makes advances this clock by SECONDS_PER_STEP per step."""
     clock = StepClock()
-    real_make_backend = engine.runner.make_backend
+    real_make_backend = tuner_tui.engine.runner.make_backend
 
     def timed_backend(*args: Any, **kwargs: Any) -> Backend:
         return clock.timed(real_make_backend(*args, **kwargs), monkeypatch)
 
-    monkeypatch.setattr(engine.runner, "make_backend", timed_backend)
+    monkeypatch.setattr(tuner_tui.engine.runner, "make_backend", timed_backend)
     return clock
 
 
@@ -445,7 +445,7 @@ def test_an_error_during_the_run_becomes_a_failed_finished_event_with_a_one_line
     def broken(*args, **kwargs):
         raise RuntimeError("boom\nwith a traceback-like second line")
 
-    monkeypatch.setattr("engine.runner.make_backend", broken)
+    monkeypatch.setattr("tuner_tui.engine.runner.make_backend", broken)
     prepared = prepare_run(_config(tiny_root))
     events: list = []
     finished = execute_run(prepared, events.append)  # must not raise
@@ -539,17 +539,17 @@ def test_a_different_seed_gives_different_metrics(tiny_root):
 
 
 def test_standard_conventions_run_end_to_end_and_reshuffle_every_epoch(tiny_root, monkeypatch):
-    import engine.backend
+    import tuner_tui.engine.backend
 
     orders: dict[int, torch.Tensor | None] = {}
-    real_epoch_order = engine.backend.epoch_order
+    real_epoch_order = tuner_tui.engine.backend.epoch_order
 
     def recording_epoch_order(samples, *, conventions, seed, epoch, device):
         order = real_epoch_order(samples, conventions=conventions, seed=seed, epoch=epoch, device=device)
         orders[epoch] = order
         return order
 
-    monkeypatch.setattr(engine.backend, "epoch_order", recording_epoch_order)
+    monkeypatch.setattr(tuner_tui.engine.backend, "epoch_order", recording_epoch_order)
     standard, _ = _run(_config(tiny_root, conventions="standard", epochs=3, lr=0.1))
 
     assert standard.status is RunStatus.COMPLETED
@@ -562,7 +562,7 @@ def test_standard_conventions_run_end_to_end_and_reshuffle_every_epoch(tiny_root
     assert first is not None and second is not None and third is not None
     assert not torch.equal(first, second) and not torch.equal(second, third)
 
-    monkeypatch.setattr(engine.backend, "epoch_order", real_epoch_order)
+    monkeypatch.setattr(tuner_tui.engine.backend, "epoch_order", real_epoch_order)
     lab4, _ = _run(_config(tiny_root, conventions="lab4", epochs=3, lr=0.1))
     assert _metrics(standard) != _metrics(lab4)
 

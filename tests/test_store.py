@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from engine.config import RunConfig
-from engine.events import EpochEnd, Finished, Resources, RunStatus
+from tuner_tui.engine.config import RunConfig
+from tuner_tui.engine.events import EpochEnd, Finished, Resources, RunStatus
 from tuner_tui.runs import store
 from tuner_tui.runs.lease import LEASE_SECONDS, Heartbeat
 from tuner_tui.runs.store import ResultsStore, StoreError, default_store_path
@@ -299,8 +299,8 @@ def test_processes_creating_one_store_at_once_all_open_it(tmp_path: Path) -> Non
 WRITER = textwrap.dedent(
     """
     import sys
-    from engine.config import RunConfig
-    from engine.events import Finished, Resources, RunStatus
+    from tuner_tui.engine.config import RunConfig
+    from tuner_tui.engine.events import Finished, Resources, RunStatus
     from tuner_tui.runs.store import ResultsStore
 
     with ResultsStore(sys.argv[1]) as s:

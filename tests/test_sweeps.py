@@ -20,10 +20,10 @@ import pytest
 import torch
 from optuna.trial import TrialState
 
-from engine.datasets import load_dataset
-from engine.events import EpochEnd, RunStatus
-from engine.validation_split import hold_out, validation_rows
 from tuner_tui.cli import main
+from tuner_tui.engine.datasets import load_dataset
+from tuner_tui.engine.events import EpochEnd, RunStatus
+from tuner_tui.engine.validation_split import hold_out, validation_rows
 from tuner_tui.runs.store import ResultsStore, StoreError
 from tuner_tui.sweeps.scheduler import SweepEvent, TrialEnded, TrialRunEvent, run_sweep
 from tuner_tui.sweeps.spec import SpecError, list_specs, load_spec, parse_spec

@@ -19,9 +19,9 @@ from pathlib import Path
 
 import pytest
 
-from engine.config import RunConfig
-from engine.events import EpochEnd, Finished, Progress, RunStatus, Started
 from tests.datafiles import write_idx_dataset
+from tuner_tui.engine.config import RunConfig
+from tuner_tui.engine.events import EpochEnd, Finished, Progress, RunStatus, Started
 from tuner_tui.runs.store import ResultsStore, RunLabels
 from tuner_tui.runs.training_process import (
     CANCEL,
@@ -170,8 +170,8 @@ def test_a_run_whose_parent_dies_stops_itself_and_is_stored_as_cancelled(tmp_pat
     store_path = tmp_path / "orphan.sqlite3"
     script = textwrap.dedent(f"""
         import os, threading
-        from engine.config import RunConfig
-        from engine.events import Progress
+        from tuner_tui.engine.config import RunConfig
+        from tuner_tui.engine.events import Progress
         from tuner_tui.runs.training_process import run_in_child_process
 
         def on_event(event):

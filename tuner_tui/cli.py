@@ -16,9 +16,9 @@ from typing import TYPE_CHECKING, NoReturn
 from rich.console import Console
 
 if TYPE_CHECKING:
-    from engine.config import RunConfig
     from tuner_tui.app.slots import LabLaunch
     from tuner_tui.app.sweep_process import SweepLaunch
+    from tuner_tui.engine.config import RunConfig
     from tuner_tui.runs.store import ResultsStore, UnreadableRun
 
 EXIT_OK, EXIT_RUN_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -215,7 +215,7 @@ def resolve_config(
 ) -> tuple[RunConfig, str | None]:
     """The run's config and the label it is stored under: a preset (or the defaults), then
     `--set` values, then the flags."""
-    from engine.config import ConfigError, RunConfig
+    from tuner_tui.engine.config import ConfigError, RunConfig
     from tuner_tui.runs.presets import PresetError, load_preset, preset_label
 
     try:
@@ -335,8 +335,8 @@ def _lab(args: argparse.Namespace) -> int:
 
     if args.no_ui:
         return lab_command(args)
-    from engine.config import ConfigError, RunConfig
     from tuner_tui.app.slots import LabLaunch  # without --no-ui: the app, the lab's presets marked
+    from tuner_tui.engine.config import ConfigError, RunConfig
 
     where = [f"{key}={value}" for key, value in (("data_root", args.data_root), ("device", args.device)) if value]
     overrides = [*args.overrides, *where]

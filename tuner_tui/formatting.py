@@ -1,14 +1,14 @@
 """How figures, configs and run events read, in one place for the CLI, the app and the report.
 
-Bytes are formatted by `engine.units.format_bytes` (the engine's messages use it too), re-exported here.
+Bytes are formatted by `tuner_tui.engine.units.format_bytes` (the engine's messages use it too), re-exported here.
 """
 
 from __future__ import annotations
 
-from engine.config import RunConfig
-from engine.events import EpochEnd, Started, TimeEstimate
-from engine.gpu import GpuSnapshot
-from engine.units import format_bytes
+from tuner_tui.engine.config import RunConfig
+from tuner_tui.engine.events import EpochEnd, Started, TimeEstimate
+from tuner_tui.engine.gpu import GpuSnapshot
+from tuner_tui.engine.units import format_bytes
 
 __all__ = [
     "config_brief", "config_summary", "epoch_line", "format_bytes", "format_number", "format_percent",

@@ -15,8 +15,8 @@ from rich.progress import BarColumn, Progress, TaskID, TextColumn
 from rich.table import Table
 from rich.text import Text
 
-from engine.events import EpochEnd, Event, Finished, Started
-from engine.events import Progress as ProgressEvent
+from tuner_tui.engine.events import EpochEnd, Event, Finished, Started
+from tuner_tui.engine.events import Progress as ProgressEvent
 from tuner_tui.formatting import epoch_line, format_seconds, printable, started_lines
 from tuner_tui.runs.lab_table import LAB_COLUMNS, STATUS_COLUMN, rows
 from tuner_tui.runs.presets import Preset
@@ -157,12 +157,12 @@ def presets_table(presets: Sequence[Preset]) -> Table:
 
 def run_headless(args: argparse.Namespace) -> int:
     """`tuner-tui --no-ui`: run the config, record it, print its result; the CLI's exit code."""
-    from engine.capacity import WontFitError
-    from engine.config import ConfigError
-    from engine.datasets import DatasetError
-    from engine.events import RunStatus
-    from engine.runner import prepare_run
     from tuner_tui.cli import EXIT_OK, EXIT_RUN_FAILED, BadInput, open_store, resolve_config
+    from tuner_tui.engine.capacity import WontFitError
+    from tuner_tui.engine.config import ConfigError
+    from tuner_tui.engine.datasets import DatasetError
+    from tuner_tui.engine.events import RunStatus
+    from tuner_tui.engine.runner import prepare_run
     from tuner_tui.runs.session import execute_and_record
     from tuner_tui.runs.stop_signals import StopSignals
 

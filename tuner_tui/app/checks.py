@@ -13,11 +13,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from engine.config import RunConfig
-from engine.dataset_specs import DATASET_SPECS
-from engine.gpu import GpuSnapshot
-from engine.memory_model import estimate_memory
 from tuner_tui.app.components.estimates_panel import DeviceContext
+from tuner_tui.engine.config import RunConfig
+from tuner_tui.engine.dataset_specs import DATASET_SPECS
+from tuner_tui.engine.gpu import GpuSnapshot
+from tuner_tui.engine.memory_model import estimate_memory
 from tuner_tui.formatting import format_bytes
 
 
@@ -48,7 +48,7 @@ def device_problem(config: RunConfig, gpu: GpuSnapshot, gpu_count: int | None) -
 
 def dataset_problem(config: RunConfig) -> str | None:
     """Why the run's dataset will not be found (reads the file system), or None."""
-    from engine.datasets import default_data_root
+    from tuner_tui.engine.datasets import default_data_root
 
     spec = DATASET_SPECS[config.dataset]
     root = Path(config.data_root).expanduser() if config.data_root else default_data_root()
@@ -61,7 +61,7 @@ def dataset_problem(config: RunConfig) -> str | None:
 
 def _found(name: str, root: Path) -> bool:
     """Whether the files of dataset `name` are where a run looks for them (not read here)."""
-    from engine.datasets import CIFAR_LAYOUTS, DEBIAN_FASHION_MNIST, IDX_FILES, IDX_FOLDERS
+    from tuner_tui.engine.datasets import CIFAR_LAYOUTS, DEBIAN_FASHION_MNIST, IDX_FILES, IDX_FOLDERS
 
     if name in CIFAR_LAYOUTS:
         folder, train, test, _ = CIFAR_LAYOUTS[name]

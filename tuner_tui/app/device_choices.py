@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 
-from engine.gpu import GpuSnapshot, NvmlGpuProbe, visible_device_entries
+from tuner_tui.engine.gpu import GpuSnapshot, NvmlGpuProbe, visible_device_entries
 from tuner_tui.formatting import format_bytes
 
 BASE_CHOICES: list[tuple[str, str]] = [("auto", "auto"), ("cpu", "cpu"), ("cuda", "cuda")]

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from textual.message import Message
 
-from engine.config import RunConfig
-from engine.events import Event
 from tuner_tui.app.sweep_process import SweepExit
 from tuner_tui.app.sweep_reading import SweepLocation, SweepView
+from tuner_tui.engine.config import RunConfig
+from tuner_tui.engine.events import Event
 from tuner_tui.runs.store import RunRecord
 
 

@@ -14,11 +14,11 @@ import threading
 from functools import partial
 from typing import TYPE_CHECKING
 
-from engine.config import RunConfig
-from engine.events import EpochEnd, Event, Finished, Progress, RunStatus, Started
 from tuner_tui.app.draw_pacer import DrawPacer
 from tuner_tui.app.field_words import in_form_words
 from tuner_tui.app.messages import RunEnded, RunEventMessage, RunRejected
+from tuner_tui.engine.config import RunConfig
+from tuner_tui.engine.events import EpochEnd, Event, Finished, Progress, RunStatus, Started
 from tuner_tui.formatting import config_summary, epoch_line, started_lines
 from tuner_tui.runs.store import ResultsStore, RunLabels
 from tuner_tui.runs.training_process import STOP_GRACE_S, RunRejectedError, TrainingRunner

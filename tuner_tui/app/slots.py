@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from engine.config import RunConfig
-from engine.events import EpochEnd, Event, Finished, Progress, Started
+from tuner_tui.engine.config import RunConfig
+from tuner_tui.engine.events import EpochEnd, Event, Finished, Progress, Started
 
 QUEUED = "queued"
 PREPARING = "preparing"

@@ -14,12 +14,12 @@ from functools import partial
 
 from textual.screen import Screen
 
-from engine.config import RunConfig
-from engine.events import Event, Finished
 from tuner_tui.app.draw_pacer import DrawPacer
 from tuner_tui.app.field_words import in_form_words
 from tuner_tui.app.messages import SlotEvent, SlotRejected, SlotsEnded
 from tuner_tui.app.slots import NOT_STARTED, PREPARING, QUEUED, Slot
+from tuner_tui.engine.config import RunConfig
+from tuner_tui.engine.events import Event, Finished
 from tuner_tui.runs.store import ResultsStore, RunLabels
 from tuner_tui.runs.training_process import RunRejectedError, TrainingRunner
 

@@ -27,8 +27,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from engine.config import RunConfig
-from engine.events import EpochEnd, Finished, RunStatus
+from tuner_tui.engine.config import RunConfig
+from tuner_tui.engine.events import EpochEnd, Finished, RunStatus
 from tuner_tui.runs.lease import LEASE_SECONDS
 from tuner_tui.runs.store import JOURNAL_SUFFIX, RunLabels, StoreError, downsample, new_run_uid
 

@@ -26,9 +26,9 @@ from typing import Any
 from rich.console import Console
 from rich.text import Text
 
-from engine.config import ConfigError, RunConfig
-from engine.events import EpochEnd, Event, Finished
 from tuner_tui.cli import EXIT_BAD_INPUT, EXIT_OK, EXIT_RUN_FAILED, BadInput, open_store, parse_overrides
+from tuner_tui.engine.config import ConfigError, RunConfig
+from tuner_tui.engine.events import EpochEnd, Event, Finished
 from tuner_tui.formatting import epoch_line, format_seconds, plural, printable
 from tuner_tui.runs.lab_table import lab_report
 from tuner_tui.runs.parallel import resolve_pack, resolve_workers, run_local_workers
@@ -60,7 +60,7 @@ def plan_units(
 ) -> list[list[Experiment]]:
     """Experiments grouped by what a pack shares, cut into units of at most `pack(batch size)` (and
     into at least one unit per worker where a group has runs enough for it), the biggest first."""
-    from engine.pack_runner import PackKey
+    from tuner_tui.engine.pack_runner import PackKey
 
     groups: dict[PackKey, list[Experiment]] = {}
     for experiment in experiments:
@@ -75,7 +75,7 @@ def plan_units(
 
 def _cost(config: RunConfig) -> float:
     """A rough size of a run, to start the longest units first: steps × width, plus per-step overhead."""
-    from engine.dataset_specs import DATASET_SPECS
+    from tuner_tui.engine.dataset_specs import DATASET_SPECS
 
     spec = DATASET_SPECS[config.dataset]
     steps = config.epochs * -(-spec.train_size // config.batch_size)
@@ -118,7 +118,7 @@ def run_unit(
 ) -> None:
     """Train one unit (a pack, or one run alone), recording each run under its preset and uid."""
     if len(unit) == 1:
-        from engine.runner import prepare_run
+        from tuner_tui.engine.runner import prepare_run
         from tuner_tui.runs.session import execute_and_record
 
         [experiment] = unit
@@ -167,7 +167,9 @@ class LabReporter:
 
 def lab_command(args: argparse.Namespace) -> int:
     """`tuner-tui lab [fmnist|cifar10|all]`: run the experiments, print the lab's tables."""
-    from engine.datasets import DatasetError  # torch: only once training is near (the app lists presets from here)
+    from tuner_tui.engine.datasets import (
+        DatasetError,  # torch: only once training is near (the app lists presets from here)
+    )
 
     if args.plan:
         return _work(args)
@@ -200,7 +202,7 @@ def lab_command(args: argparse.Namespace) -> int:
 
 def _work(args: argparse.Namespace) -> int:
     """A lab worker: claim units of the plan and train them until none is left."""
-    from engine.datasets import DatasetError
+    from tuner_tui.engine.datasets import DatasetError
 
     reporter = LabReporter(Console(stderr=True))
     with StopSignals() as stop, open_store(args.store, create=True) as store:
@@ -236,7 +238,7 @@ class Timing:
 def solo_estimate(experiments: Sequence[Experiment], *, force: bool) -> float:
     """Seconds the experiments would take one after another, each alone on its device (calibrated
     once per shape; the data is loaded once). Bad input in any of them raises here."""
-    from engine.runner import estimate_solo_time, prepare_run
+    from tuner_tui.engine.runner import estimate_solo_time, prepare_run
     from tuner_tui.runs.session import CachedLoader
 
     loader = CachedLoader()

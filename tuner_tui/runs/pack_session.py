@@ -5,7 +5,7 @@ The API for the sweep scheduler and `tuner-tui lab`:
     entries = [PackEntry(config, RunLabels(preset="fmnist_exp1")), ...]   # configs that share a PackKey
     results = run_pack(entries, recorder, on_event, cancel=stop, judge=judge, next_entry=next_entry)
 
-- `run_pack` prepares the pack (`engine.pack_runner.prepare_pack`): bad input (runs that cannot
+- `run_pack` prepares the pack (`tuner_tui.engine.pack_runner.prepare_pack`): bad input (runs that cannot
   share a pack, a pack that cannot fit, a dataset not found) raises ConfigError / DatasetError
   before anything is recorded. `execute_and_record_pack` takes a pack already prepared.
 - Each run is recorded through its own `RunRecording` (`tuner_tui.runs.session`) from the moment it
@@ -30,10 +30,18 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from engine.config import RunConfig
-from engine.datasets import LoadedDataset, load_dataset
-from engine.events import Finished
-from engine.pack_runner import PackEventSink, PackJudge, PackKey, PreparedPack, SlotEvent, execute_pack, prepare_pack
+from tuner_tui.engine.config import RunConfig
+from tuner_tui.engine.datasets import LoadedDataset, load_dataset
+from tuner_tui.engine.events import Finished
+from tuner_tui.engine.pack_runner import (
+    PackEventSink,
+    PackJudge,
+    PackKey,
+    PreparedPack,
+    SlotEvent,
+    execute_pack,
+    prepare_pack,
+)
 from tuner_tui.runs.session import RecordedRun, RunRecorder, RunRecording
 from tuner_tui.runs.store import RunLabels, new_run_uid
 

@@ -45,7 +45,7 @@ def on_gpu(device: str) -> bool:
         return True
     if device != AUTO:
         return False
-    from engine.gpu import nvml_available
+    from tuner_tui.engine.gpu import nvml_available
 
     return nvml_available()
 

@@ -20,7 +20,7 @@ from typing import Any
 
 import platformdirs
 
-from engine.config import ConfigError, RunConfig
+from tuner_tui.engine.config import ConfigError, RunConfig
 from tuner_tui.formatting import config_summary
 
 # The shipped presets are package data (`tuner_tui.presets`: the repository's presets/ folder).

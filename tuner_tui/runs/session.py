@@ -14,10 +14,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from engine.config import RunConfig
-from engine.datasets import LoadedDataset, load_dataset
-from engine.events import EpochEnd, Event, Finished, Started
-from engine.runner import EpochJudge, EventSink, PreparedRun, execute_run, prepare_run
+from tuner_tui.engine.config import RunConfig
+from tuner_tui.engine.datasets import LoadedDataset, load_dataset
+from tuner_tui.engine.events import EpochEnd, Event, Finished, Started
+from tuner_tui.engine.runner import EpochJudge, EventSink, PreparedRun, execute_run, prepare_run
 from tuner_tui.runs.lease import LEASE_SECONDS, Heartbeat
 from tuner_tui.runs.store import EpochRecord, RunLabels, RunRecord, StoreError, new_run_uid
 

@@ -33,10 +33,10 @@ from typing import Any, TypeVar
 
 import platformdirs
 
-from engine.chance import at_chance
-from engine.config import ConfigError, RunConfig
-from engine.dataset_specs import DATASET_SPECS
-from engine.events import EpochEnd, Finished, RunStatus
+from tuner_tui.engine.chance import at_chance
+from tuner_tui.engine.config import ConfigError, RunConfig
+from tuner_tui.engine.dataset_specs import DATASET_SPECS
+from tuner_tui.engine.events import EpochEnd, Finished, RunStatus
 from tuner_tui.runs.lease import LEASE_SECONDS, holder_gone
 
 ENV_VAR = "TUNER_TUI_STORE"

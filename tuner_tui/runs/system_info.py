@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from engine.gpu import GpuProbe
-from engine.memory import host_available_bytes, remembered_context_bytes
+from tuner_tui.engine.gpu import GpuProbe
+from tuner_tui.engine.memory import host_available_bytes, remembered_context_bytes
 
 
 class SystemInfo:
@@ -35,7 +35,7 @@ class SystemInfo:
         """Resolve the devices' names as runs record them (imports torch: call off the UI thread)."""
         import torch
 
-        from engine.devices import device_name
+        from tuner_tui.engine.devices import device_name
 
         self.device_names["cpu"] = device_name(torch.device("cpu"))
         if torch.cuda.is_available():

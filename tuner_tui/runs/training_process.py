@@ -32,8 +32,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Protocol
 
-from engine.config import RunConfig
-from engine.events import EpochEnd, Event, Finished, Progress, Resources, RunStatus, Started
+from tuner_tui.engine.config import RunConfig
+from tuner_tui.engine.events import EpochEnd, Event, Finished, Progress, Resources, RunStatus, Started
 from tuner_tui.runs.store import ResultsStore, RunLabels, RunRecord
 
 CANCEL = "cancel"
@@ -289,8 +289,8 @@ class RunTrace:
 
 
 def _params(config: RunConfig) -> int:
-    from engine.architecture import count_parameters
-    from engine.dataset_specs import DATASET_SPECS
+    from tuner_tui.engine.architecture import count_parameters
+    from tuner_tui.engine.dataset_specs import DATASET_SPECS
 
     spec = DATASET_SPECS[config.dataset]
     return count_parameters(spec.features, config.hidden, spec.classes)

@@ -15,9 +15,6 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from engine.config import ConfigError
-from engine.datasets import DatasetError
-from engine.events import RunStatus
 from tuner_tui.cli import (
     EXIT_BAD_INPUT,
     EXIT_OK,
@@ -27,6 +24,9 @@ from tuner_tui.cli import (
     parse_overrides,
     plain_console,
 )
+from tuner_tui.engine.config import ConfigError
+from tuner_tui.engine.datasets import DatasetError
+from tuner_tui.engine.events import RunStatus
 from tuner_tui.formatting import format_seconds, plural
 from tuner_tui.runs.journal import JournalError, JournalRecorder, journal_path
 from tuner_tui.runs.parallel import resolve_sweep_pack, resolve_workers, run_local_workers, worker_index

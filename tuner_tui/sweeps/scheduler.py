@@ -35,10 +35,10 @@ from typing import Any
 
 from optuna.trial import Trial, TrialState
 
-from engine.config import RunConfig
-from engine.events import EpochEnd, Event, Finished, RunStatus
-from engine.pack_runner import PackKey, SlotEvent
-from engine.runner import prepare_run
+from tuner_tui.engine.config import RunConfig
+from tuner_tui.engine.events import EpochEnd, Event, Finished, RunStatus
+from tuner_tui.engine.pack_runner import PackKey, SlotEvent
+from tuner_tui.engine.runner import prepare_run
 from tuner_tui.runs.lease import Heartbeat
 from tuner_tui.runs.pack_session import PackEntry, run_pack
 from tuner_tui.runs.session import CachedLoader, RunRecorder, execute_and_record

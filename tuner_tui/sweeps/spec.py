@@ -37,8 +37,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, get_args
 
-from engine.config import ConfigError, RunConfig, parse_field
-from engine.dataset_specs import DATASET_SPECS
+from tuner_tui.engine.config import ConfigError, RunConfig, parse_field
+from tuner_tui.engine.dataset_specs import DATASET_SPECS
 from tuner_tui.runs.presets import (
     SHIPPED_PRESETS_DIR,
     PresetError,

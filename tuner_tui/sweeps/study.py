@@ -25,7 +25,7 @@ import optuna
 from optuna.storages.journal import JournalFileBackend, JournalFileOpenLock
 from optuna.trial import FrozenTrial, Trial, TrialState
 
-from engine.events import RunStatus
+from tuner_tui.engine.events import RunStatus
 from tuner_tui.runs.lease import holder_gone, this_host, this_process
 from tuner_tui.sweeps.spec import Distribution, SweepSpec
 

@@ -15,7 +15,7 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from engine.events import RunStatus
+from tuner_tui.engine.events import RunStatus
 from tuner_tui.sweeps.study import (
     BUDGET_ATTR,
     FAULT_ATTR,

@@ -18,12 +18,12 @@ from textual.containers import Horizontal, VerticalScroll
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header
 
-from engine.config import FIELD_NAMES
 from tuner_tui.app.components.config_form import format_field
 from tuner_tui.app.components.epoch_plot import EpochPlot, Series
 from tuner_tui.app.components.run_columns import duration, status_text
 from tuner_tui.app.components.run_detail import NAME_WIDTH, run_name
 from tuner_tui.app.field_words import field_label
+from tuner_tui.engine.config import FIELD_NAMES
 from tuner_tui.formatting import format_bytes, format_number, format_percent, format_seconds
 from tuner_tui.runs.lab_table import actual_memory
 from tuner_tui.runs.store import RunRecord

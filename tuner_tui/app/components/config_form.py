@@ -19,10 +19,10 @@ from textual.message import Message
 from textual.validation import ValidationResult, Validator
 from textual.widgets import Input, Label, Select
 
-from engine.config import CONVENTIONS, ENGINES, ConfigError, RunConfig, check_batch_size
-from engine.dataset_specs import DATASET_SPECS
 from tuner_tui.app.device_choices import BASE_CHOICES
 from tuner_tui.app.field_words import field_label
+from tuner_tui.engine.config import CONVENTIONS, ENGINES, ConfigError, RunConfig, check_batch_size
+from tuner_tui.engine.dataset_specs import DATASET_SPECS
 from tuner_tui.runs.presets import is_edited
 
 INPUT_FIELDS = ("data_root", "hidden", "lr", "batch_size", "epochs", "reg", "seed")

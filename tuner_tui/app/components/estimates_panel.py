@@ -16,11 +16,11 @@ from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.widgets import Static
 
-from engine.architecture import count_parameters
-from engine.config import RunConfig
-from engine.dataset_specs import DATASET_SPECS
-from engine.events import TimeEstimate
-from engine.memory_model import estimate_memory
+from tuner_tui.engine.architecture import count_parameters
+from tuner_tui.engine.config import RunConfig
+from tuner_tui.engine.dataset_specs import DATASET_SPECS
+from tuner_tui.engine.events import TimeEstimate
+from tuner_tui.engine.memory_model import estimate_memory
 from tuner_tui.formatting import format_bytes, format_seconds, time_estimate_text
 
 SHORT_PART_NAMES = {

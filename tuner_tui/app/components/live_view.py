@@ -7,9 +7,9 @@ from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
 from textual.widgets import Label, ProgressBar, Sparkline
 
-from engine.events import EpochEnd, Finished, Progress, Started
-from engine.gpu import GpuSnapshot
 from tuner_tui.app.components.epoch_plot import EpochPlot, Series
+from tuner_tui.engine.events import EpochEnd, Finished, Progress, Started
+from tuner_tui.engine.gpu import GpuSnapshot
 from tuner_tui.formatting import format_seconds, gpu_memory_text
 
 LOSS_POINTS = 240  # the loss sparkline keeps the most recent reports

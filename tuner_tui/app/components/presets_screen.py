@@ -19,11 +19,11 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Label
 from textual.worker import Worker, WorkerState
 
-from engine.config import ConfigError, RunConfig
 from tuner_tui.app.components.record_table import RecordTable, TableColumn
 from tuner_tui.app.messages import SlotEvent, SlotRejected, SlotsEnded
 from tuner_tui.app.slots import LabLaunch, Slot
 from tuner_tui.app.slots_controller import SlotsController
+from tuner_tui.engine.config import ConfigError, RunConfig
 from tuner_tui.formatting import format_number, format_percent, format_seconds, plural
 from tuner_tui.runs.presets import Preset, list_presets
 from tuner_tui.runs.store import ResultsStore

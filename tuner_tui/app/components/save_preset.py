@@ -11,7 +11,7 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label
 
-from engine.config import RunConfig
+from tuner_tui.engine.config import RunConfig
 from tuner_tui.formatting import config_brief
 
 

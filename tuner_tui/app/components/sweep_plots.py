@@ -16,9 +16,9 @@ from rich.text import Text
 from textual.app import RenderResult
 from textual_plotext import PlotextPlot
 
-from engine.events import RunStatus
 from tuner_tui.app.components.epoch_plot import LONE_POINT_MARKER
 from tuner_tui.app.sweep_reading import SweepView
+from tuner_tui.engine.events import RunStatus
 
 if TYPE_CHECKING:
     from tuner_tui.sweeps.summary import TrialRow

@@ -470,7 +470,7 @@ class SweepScreen(Screen):
 def summary_text(summary: SweepSummary, *, state: str | None = None) -> str:
     """`running · 6/12 finished · 5 completed · 1 pruned · 1 running · best #4: 86.02` (the best trial's
     parameters are in its starred row); `state` in place of the summary's own."""
-    from engine.events import RunStatus
+    from tuner_tui.engine.events import RunStatus
 
     parts = [
         state or summary.state,

@@ -6,10 +6,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Literal
 
-from engine.events import RunStatus
 from tuner_tui.app.components.record_table import TableColumn
 from tuner_tui.app.components.sweep_plots import param_text
 from tuner_tui.app.sweep_reading import SweepView
+from tuner_tui.engine.events import RunStatus
 from tuner_tui.formatting import format_number
 
 if TYPE_CHECKING:

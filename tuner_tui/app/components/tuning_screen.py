@@ -17,9 +17,6 @@ from textual.screen import Screen
 from textual.widgets import Button, Footer, Header
 from textual.worker import Worker, WorkerState
 
-from engine.config import RunConfig
-from engine.events import Started
-from engine.gpu import GpuSnapshot
 from tuner_tui.app.checks import dataset_problem, device_problem, memory_problem
 from tuner_tui.app.components.config_form import ConfigForm, FormState
 from tuner_tui.app.components.confirm import ConfirmScreen
@@ -30,6 +27,9 @@ from tuner_tui.app.device_choices import GpuLister, device_choices
 from tuner_tui.app.field_words import field_list
 from tuner_tui.app.messages import DatasetChecked, RunEventMessage, RunRejected
 from tuner_tui.app.run_controller import RunController
+from tuner_tui.engine.config import RunConfig
+from tuner_tui.engine.events import Started
+from tuner_tui.engine.gpu import GpuSnapshot
 from tuner_tui.runs.presets import preset_label
 from tuner_tui.runs.store import ResultsStore, RunLabels
 from tuner_tui.runs.system_info import SystemInfo
