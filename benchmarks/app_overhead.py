@@ -1,6 +1,6 @@
 """Training speed under the app against headless, and key-press latency during training.
 
-In one process, interleaved: the same run headless (`run_recorded`, as `--no-ui` does) and
+In one process, interleaved: the same run headless (`prepare_and_record`, as `--no-ui` does) and
 under `TunerApp` (started with F5, driven by Textual's headless test driver, which lays out and
 renders every update like a terminal session), once with the app's runner (a child process) and
 once with the run in a thread worker of the app's own process (the design it replaced). During
@@ -37,7 +37,7 @@ from tuner_tui.app.app import TunerApp
 from tuner_tui.engine.config import RunConfig
 from tuner_tui.engine.datasets import DEBIAN_FASHION_MNIST
 from tuner_tui.engine.gpu import NvmlGpuProbe
-from tuner_tui.runs.session import run_recorded
+from tuner_tui.runs.session import prepare_and_record
 from tuner_tui.runs.store import ResultsStore
 from tuner_tui.runs.training_process import warm_up
 
@@ -74,13 +74,13 @@ def write_synthetic_fashion_mnist(root: Path, train: int = 60000, test: int = 10
 
 
 def headless_train_seconds(config: RunConfig, store: ResultsStore) -> float:
-    recorded = run_recorded(config, store, lambda event: None, cancel=threading.Event())
+    recorded = prepare_and_record(config, store, lambda event: None, cancel=threading.Event())
     return recorded.finished.resources.train_time_s
 
 
 def in_thread_runner(config, store, on_event, cancel, *, labels=None, force=False):
     """The run in the app's own process (its worker thread), sharing the GIL with drawing."""
-    return run_recorded(config, store, on_event, cancel=cancel, labels=labels, force=force)
+    return prepare_and_record(config, store, on_event, cancel=cancel, labels=labels, force=force)
 
 
 async def app_train_seconds(config: RunConfig, store: ResultsStore, runner) -> tuple[float, list[float]]:

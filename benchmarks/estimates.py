@@ -80,7 +80,8 @@ def main(argv: list[str] | None = None) -> int:
         child(args.child, args.seconds, args.data_root, args.device)
         return 0
 
-    from tuner_tui.formatting import format_bytes, format_seconds
+    from tuner_tui.engine.units import format_bytes
+    from tuner_tui.formatting import format_seconds
     from tuner_tui.runs.presets import list_presets
 
     names = QUICK if args.quick else [p.name for p in list_presets() if "_exp" in p.name and p.shipped]

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 import torch
 
-from tuner_tui.engine.backend import Backend
+from tuner_tui.engine.backend_base import Backend
 from tuner_tui.engine.batching import PIXEL_SCALE, batch_bounds
 from tuner_tui.engine.cuda_graphs import StepCursor, StepReplayer, graphs_wanted
 from tuner_tui.engine.nodes import LAB4_LOG_EPSILON

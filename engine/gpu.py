@@ -235,18 +235,3 @@ def nvml_available() -> bool:
     """Whether NVML loads and sees at least one GPU."""
     nvml, _ = _NVML.load()
     return nvml is not None and (_query(nvml, "nvmlDeviceGetCount") or 0) > 0
-
-
-def cuda_device_index(device: str) -> int:
-    """The CUDA ordinal a device string names: `cuda:3` -> 3, `cuda` -> the current device (0 without CUDA)."""
-    import torch
-
-    try:
-        parsed = torch.device(device)
-    except RuntimeError as exc:
-        raise ValueError(f"not a device name: {device!r}") from exc
-    if parsed.type != "cuda":
-        raise ValueError(f"not a CUDA device: {device!r}")
-    if parsed.index is not None:
-        return parsed.index
-    return torch.cuda.current_device() if torch.cuda.is_available() else 0

@@ -1,7 +1,7 @@
 """The memory estimate before launch, from the shapes alone (no torch: the app computes it live).
 
-It counts what the engine allocates (see `tuner_tui.engine.backend` and `tuner_tui.engine.fused`): the uint8 dataset,
-the parameters, the per-sample epoch records, the step buffers, one batch's activations and one
+It counts what the engine allocates (see `tuner_tui.engine.backend_base` and `tuner_tui.engine.fused`):
+the uint8 dataset, the parameters, the per-sample epoch records, the step buffers, one batch's activations and one
 chunk of the test pass. On CUDA it adds the context (measured once per device and remembered,
 see `tuner_tui.engine.memory`) and the caching allocator's rounding; on the CPU it adds the loader's
 transient copy of the training images. `estimate_pack_memory` does the same for a pack of runs

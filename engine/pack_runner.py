@@ -4,7 +4,7 @@
     finished = execute_pack(prepared, on_event, cancel=stop, judge=judge, next_config=next_config)
 
 Every run of the pack reports the events a solo run reports (`Started`, `Progress`, `EpochEnd`,
-`Finished`, in that order), each wrapped in a `SlotEvent` that says which run and which slot it
+`Finished`, in that order), each wrapped in a `PackEvent` that says which run and which slot it
 belongs to. The figures come from the solo runner's own code: each run has a `TrainingLoop` (its
 accounting, progress and ETA, chance rule, judge, divergence message and `Finished`), fed its slot's
 totals. A run that ends (its epochs done, diverged, hopeless, pruned) leaves the pack at the next
@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from tuner_tui.engine.backend import EpochTotals
+from tuner_tui.engine.backend_base import EpochTotals
 from tuner_tui.engine.batching import DeviceData
 from tuner_tui.engine.calibration import CalibrationCancelled, calibrate_step_time, estimate_time, time_test_pass
 from tuner_tui.engine.capacity import WontFitError, check_pack_fits
@@ -97,7 +97,7 @@ def slot_config(config: RunConfig) -> SlotConfig:
 
 
 @dataclass(frozen=True)
-class SlotEvent:
+class PackEvent:
     """One run's event, tagged: `run` numbers the pack's runs in the order they joined (the first
     configs are 0..K-1), `slot` is the run's position in the pack when the event was reported and
     `slots` the pack's size then (-1 and 0 for a run that could not join)."""
@@ -108,7 +108,7 @@ class SlotEvent:
     slots: int = 0
 
 
-PackEventSink = Callable[[SlotEvent], None]
+PackEventSink = Callable[[PackEvent], None]
 PackJudge = Callable[[int, EpochEnd], bool]  # (run, its finished epoch) → prune it?
 NextConfig = Callable[[PackKey], RunConfig | None]  # a run to take a freed slot, or None
 
@@ -259,7 +259,7 @@ class _PackLoop:
         classes, samples = prepared.dataset.spec.classes, prepared.dataset.train_images.shape[0]
         accounting = Accounting(config.conventions, classes, samples, config.batch_size)
         lane = _Lane(run, slot, loop, accounting, self._time_estimate(config))
-        loop.on_event = lambda event: self.on_event(SlotEvent(lane.run, lane.slot, event, self._slots(lane)))
+        loop.on_event = lambda event: self.on_event(PackEvent(lane.run, lane.slot, event, self._slots(lane)))
         return lane
 
     def _slots(self, lane: _Lane) -> int:

@@ -21,33 +21,32 @@ How a step is laid out:
 - Losses and predictions are written per slot and per sample on the device and read back only when
   the runner asks (`epoch_totals`), as in `tuner_tui.engine.fused`.
 
-Deferred layer-1 updates (the CPU). At batch 10 the wide layer-1 GEMMs have 10 rows: streaming
-K·w·D weights through the cache three times a step (forward, update read and write) for so few rows
-made a naive pack slower per core than its runs one after another (0.58× measured, where each run's
-weights stay in the core's cache). So on the CPU the pack trains in
-blocks of steps (80 samples: 8 steps at batch 10): one GEMM computes layer 1 of the whole block
-at the weights of its start, each step adds the exact effect of the block's earlier updates (a
-rank-(j·B) correction from the block's input products, see `_layer_one`), and one GEMM applies the
-block's updates at its end (`_flush`). Every step's scores and updates are those of plain SGD; only
-the rounding differs (float64 agrees with the solo runs to 1e-10). A read of the parameters applies
-pending updates first. Measured in benchmarks/README.md ("Packed training").
+Deferred layer-1 updates (the CPU). At batch 10 the wide layer-1 GEMMs have 10 rows: streaming K·w·D
+weights through the cache three times a step (forward, update read and write) for so few rows made a
+naive pack slower per core than its runs one after another (whose weights stay in the core's cache).
+So on the CPU the pack trains in blocks of steps (80 samples: 8 steps at batch 10): one GEMM
+computes layer 1 of the whole block at the weights of its start, each step adds the exact effect of
+the block's earlier updates (a rank-(j·B) correction from the block's input products, see
+`_layer_one`), and one GEMM applies the block's updates at its end (`_flush`). Every step's scores
+and updates are those of plain SGD; only the rounding differs (float64 agrees with the solo runs to
+1e-10). A read of the parameters applies pending updates first. The figures are in
+benchmarks/README.md ("Packed training").
 
 On a GPU the pack steps one batch at a time and captures that step as a CUDA graph
 (`tuner_tui.engine.cuda_graphs`), one launch per step.
 
 Batch order under `standard` (each run reshuffles per epoch from its own seed): slots whose orders
 coincide share one gathered batch; otherwise each slot gathers its own (gather per slot). This
-was chosen over packing only runs with equal seeds because, measured (benchmarks/README.md), gathering
-per slot costs 6-7 % against a shared order, and equal-seed packing could not recycle a slot under
+was chosen over packing only runs with equal seeds because gathering per slot costs little against a
+shared order (benchmarks/README.md), and equal-seed packing could not recycle a slot under
 `standard` at all: a new run starts at its own epoch 0, whose order differs from the others' epoch.
 
 Slot recycling (`reconfigure`, between epochs): a run that ended is replaced by a new one, of any
 hidden size, or dropped. The pack re-slices its concatenation every time: it rebuilds its storage
 exactly as wide as its widest remaining slot and copies the kept slots over, instead of reserving the
-widest size it may ever need and masking. Measured (benchmarks/README.md), a rebuild costs about 15
-of the pack's steps once per epoch boundary where a run changes, while a reserved width costs on
-every step for as long as the wide run is gone (eight slots of 128 in a pack reserving 360 trained at
-0.44-0.52× the re-sliced speed); `reserve` keeps a minimum width for a caller that knows one is coming.
+widest size it may ever need and masking: a rebuild costs a few of the pack's steps once per epoch
+boundary where a run changes, while a reserved width costs on every step for as long as the wide run
+is gone (benchmarks/README.md has both figures); `reserve` keeps a minimum width for a caller that knows one is coming.
 
 Depth: the slots of a pack have the same number of hidden layers (all the lab's experiments have
 one); `PackError` refuses a mix.
@@ -60,7 +59,7 @@ from dataclasses import dataclass
 
 import torch
 
-from tuner_tui.engine.backend import EpochTotals
+from tuner_tui.engine.backend_base import EpochTotals
 from tuner_tui.engine.batching import PIXEL_SCALE, DeviceData, batch_bounds, epoch_order, steps_per_epoch
 from tuner_tui.engine.config import ConfigError, Conventions
 from tuner_tui.engine.cuda_graphs import StepCursor, StepReplayer, graphs_wanted

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from tuner_tui.engine.backend import Backend
+from tuner_tui.engine.backend_base import Backend
 from tuner_tui.engine.batching import PIXEL_SCALE
 from tuner_tui.engine.network import build_mlp
 from tuner_tui.engine.nodes import LAB4_LOG_EPSILON

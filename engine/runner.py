@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 import torch
 
 from tuner_tui.engine.architecture import count_parameters
-from tuner_tui.engine.backend import Backend, EpochTotals
-from tuner_tui.engine.backends import make_backend
+from tuner_tui.engine.backend_base import Backend, EpochTotals
+from tuner_tui.engine.backend_registry import make_backend
 from tuner_tui.engine.batching import DeviceData, steps_per_epoch
 from tuner_tui.engine.calibration import CalibrationCancelled, calibrate_step_time, estimate_time, time_test_pass
 from tuner_tui.engine.capacity import check_fits

@@ -1,7 +1,7 @@
 """A deterministic stand-in for the app's training runner, and scripted event lists for it.
 
 `ScriptedRunner` has the runner's signature `(config, store, on_event, cancel, **options)` and records the
-run in the store the way `tuner_tui.runs.session.run_recorded` does (a `running` row at `Started`,
+run in the store the way `tuner_tui.runs.session.prepare_and_record` does (a `running` row at `Started`,
 finished in one transaction at `Finished`), so screens that read the store see a real record.
 Every number is fixed: no clock, no torch, no randomness.
 """
@@ -27,7 +27,8 @@ from tuner_tui.engine.events import (
     Started,
     TimeEstimate,
 )
-from tuner_tui.runs.store import ResultsStore, RunLabels
+from tuner_tui.runs.records import RunLabels
+from tuner_tui.runs.store import ResultsStore
 
 DEVICE_NAME = "FakeGPU 16 GB (cuda:0)"
 DATA_SOURCE = "/data/fashion-mnist"

@@ -15,9 +15,11 @@ from optuna.trial import TrialState, create_trial
 
 from tests.fake_runner import completed_run_events
 from tuner_tui.engine.events import EpochEnd, Finished, RunStatus, Started
-from tuner_tui.runs.store import ResultsStore, RunLabels
+from tuner_tui.runs.records import RunLabels
+from tuner_tui.runs.store import ResultsStore
+from tuner_tui.sweeps.locations import default_storage_url
 from tuner_tui.sweeps.spec import load_spec
-from tuner_tui.sweeps.study import RUN_UID_ATTR, WORKER_ATTR, default_storage_url, open_study
+from tuner_tui.sweeps.study import RUN_UID_ATTR, WORKER_ATTR, open_study
 
 TINY_SPEC = """# {name}: a tiny search for tests
 base = "fmnist_quick"

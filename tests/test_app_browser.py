@@ -28,7 +28,8 @@ from tuner_tui.app.components.runs_screen import RunsScreen
 from tuner_tui.app.components.tuning_screen import TuningScreen
 from tuner_tui.engine.config import RunConfig
 from tuner_tui.engine.gpu import GpuSnapshot
-from tuner_tui.runs.store import ResultsStore, RunLabels
+from tuner_tui.runs.records import RunLabels
+from tuner_tui.runs.store import ResultsStore
 
 TIMEOUT_S = 60.0  # a ceiling for loaded machines
 

@@ -17,7 +17,8 @@ from tuner_tui.app.field_words import field_list, in_form_words
 from tuner_tui.app.run_filter import FilterError, parse_filter
 from tuner_tui.engine.config import RunConfig
 from tuner_tui.engine.gpu import GpuSnapshot
-from tuner_tui.runs.store import ResultsStore, RunLabels, RunRecord
+from tuner_tui.runs.records import RunLabels, RunRecord
+from tuner_tui.runs.store import ResultsStore
 
 GIB = 1024**3
 

@@ -1,6 +1,6 @@
 """The app's behaviour, driven with Textual's pilot: starting, stopping, validating, presets, quitting.
 
-Runs go through the real runner (`tuner_tui.runs.session.run_recorded`) on a tiny Fashion-MNIST written
+Runs go through the real runner (`tuner_tui.runs.session.prepare_and_record`) on a tiny Fashion-MNIST written
 in the real IDX format under tmp_path; downloads and the system-wide copy are switched off. No
 async pytest plugin is installed, so each test drives its scenario with `asyncio.run`.
 """

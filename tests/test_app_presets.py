@@ -27,7 +27,8 @@ from tuner_tui.cli import main
 from tuner_tui.engine.config import RunConfig
 from tuner_tui.engine.gpu import GpuSnapshot
 from tuner_tui.runs.presets import save_preset
-from tuner_tui.runs.store import ResultsStore, RunLabels
+from tuner_tui.runs.records import RunLabels
+from tuner_tui.runs.store import ResultsStore
 
 SIZE = (120, 40)
 UI_TIMEOUT_S = 60.0

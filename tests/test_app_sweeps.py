@@ -29,10 +29,10 @@ from tuner_tui.app.components.spec_form import SpecFormScreen
 from tuner_tui.app.components.sweep_plots import ParamPlot, ladder_text
 from tuner_tui.app.components.sweep_screen import SweepScreen
 from tuner_tui.app.components.tuning_screen import TuningScreen
-from tuner_tui.app.sweep_process import SweepLaunch
 from tuner_tui.cli import main
 from tuner_tui.engine.events import RunStatus
 from tuner_tui.engine.gpu import GpuSnapshot
+from tuner_tui.runs.child_commands import SweepLaunch
 from tuner_tui.runs.presets import load_preset
 from tuner_tui.runs.store import ResultsStore
 from tuner_tui.sweeps.spec import load_spec, user_specs_dir

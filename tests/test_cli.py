@@ -29,7 +29,8 @@ from tests.datafiles import write_idx_dataset
 from tuner_tui.cli import main
 from tuner_tui.engine.config import RunConfig
 from tuner_tui.engine.events import EpochEnd, Finished, Resources, RunStatus
-from tuner_tui.runs.store import ResultsStore, RunLabels, RunRecord
+from tuner_tui.runs.records import RunLabels, RunRecord
+from tuner_tui.runs.store import ResultsStore
 
 TINY_TRAIN, TINY_TEST = 600, 100
 TINY_HIDDEN = 16
@@ -746,10 +747,10 @@ def test_runs_prints_markup_in_stored_labels_literally(capsys, store_path: Path)
 def test_the_run_table_prints_markup_in_its_label_literally() -> None:
     from rich.console import Console
 
-    from tuner_tui.headless import run_table
+    from tuner_tui.reports.run_tables import run_table
 
     record = RunRecord(
-        id=7, status="completed", config=RunConfig(), device_name="CPU", data_source=None, started_at=0.0,
+        id=7, status=RunStatus.COMPLETED, config=RunConfig(), device_name="CPU", data_source=None, started_at=0.0,
         finished_at=1.0, hostname="h", pid=1, params=1, estimated_memory_bytes=None, estimated_time_s=None,
         train_loss=0.5, train_accuracy=50.0, test_accuracy=50.0, peak_memory_bytes=None, gpu_memory_bytes=None,
         train_time_s=1.0, total_time_s=1.0, message="", diverged_step=None, epochs=(), loss_curve=(),

@@ -14,8 +14,8 @@ import torch
 import torch.nn.functional as F
 
 from tuner_tui.engine.architecture import count_parameters
-from tuner_tui.engine.backend import EVAL_CHUNK_ROWS
-from tuner_tui.engine.backends import make_backend
+from tuner_tui.engine.backend_base import EVAL_CHUNK_ROWS
+from tuner_tui.engine.backend_registry import make_backend
 from tuner_tui.engine.batching import DeviceData, batch_bounds, epoch_order, steps_per_epoch
 from tuner_tui.engine.network import build_mlp, topological_order
 from tuner_tui.engine.nodes import LAB4_LOG_EPSILON, Input, Linear, Regularization, ReLU, Softmax, Sum

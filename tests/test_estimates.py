@@ -23,8 +23,8 @@ import torch
 
 from tests.conftest import require_path
 from tuner_tui.engine.architecture import count_parameters
-from tuner_tui.engine.backend import Backend
-from tuner_tui.engine.backends import make_backend
+from tuner_tui.engine.backend_base import Backend
+from tuner_tui.engine.backend_registry import make_backend
 from tuner_tui.engine.batching import DeviceData
 from tuner_tui.engine.calibration import (
     CALIBRATION_CHUNK_STEPS,

@@ -30,8 +30,9 @@ import pytest
 
 from tuner_tui.cli import main
 from tuner_tui.engine.events import RunStatus
-from tuner_tui.runs import store as store_module
-from tuner_tui.runs.store import ResultsStore, RunRecord, StoreError
+from tuner_tui.runs.records import RunRecord
+from tuner_tui.runs.sqlite_access import StoreError
+from tuner_tui.runs.store import ResultsStore
 
 TIMEOUT_S = 120.0  # a ceiling for a loaded 2-core machine; runs here reach an epoch in about a second
 POLL_S = 0.05
@@ -178,7 +179,7 @@ def test_ctrl_c_before_the_run_is_set_up_is_one_line_exit_130(capsys, monkeypatc
     def interrupted(*args: object, **kwargs: object) -> None:
         raise KeyboardInterrupt
 
-    monkeypatch.setattr("tuner_tui.cli.resolve_config", interrupted)
+    monkeypatch.setattr("tuner_tui.commands.run.resolve_config", interrupted)
     code = main([*LONG_RUN, "--data-root", str(data_root)])
     captured = capsys.readouterr()
     assert code == 130
@@ -192,8 +193,7 @@ def test_a_store_locked_past_the_retry_budget_mid_run_is_one_line_exit_1_and_the
     capsys, monkeypatch, data_root: Path, store_path: Path
 ) -> None:
     # A tiny retry budget: the first write after the lock is taken gives up at once.
-    monkeypatch.setattr(store_module, "_BUSY_TIMEOUT_S", 0.01)
-    monkeypatch.setattr(store_module, "_ATTEMPTS", 1)
+    monkeypatch.setenv("TUNER_TUI_LOCK_WAIT_S", "0.01")
     locks: list[sqlite3.Connection] = []
     real_start_run = ResultsStore.start_run
 

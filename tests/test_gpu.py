@@ -18,11 +18,11 @@ from tuner_tui.engine import gpu
 from tuner_tui.engine.gpu import (
     GpuSnapshot,
     NvmlGpuProbe,
-    cuda_device_index,
     nvml_available,
     visible_device_entries,
 )
-from tuner_tui.formatting import format_bytes, gpu_memory_text
+from tuner_tui.engine.units import format_bytes
+from tuner_tui.formatting import gpu_memory_text
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 GIB = 1024**3
@@ -452,33 +452,3 @@ def test_format_memory_leaves_out_process_when_unknown() -> None:
 
 def test_format_memory_unavailable_without_reason_is_plain_na() -> None:
     assert gpu_memory_text(GpuSnapshot.unavailable(None)) == "n/a"
-
-
-# Device strings
-
-
-def test_cuda_device_index_reads_explicit_index() -> None:
-    assert cuda_device_index("cuda:3") == 3
-
-
-def test_cuda_device_index_without_cuda_is_zero(monkeypatch: pytest.MonkeyPatch) -> None:
-    import torch
-
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-
-    assert cuda_device_index("cuda") == 0
-
-
-def test_cuda_device_index_with_cuda_is_the_current_device(monkeypatch: pytest.MonkeyPatch) -> None:
-    import torch
-
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    monkeypatch.setattr(torch.cuda, "current_device", lambda: 2)
-
-    assert cuda_device_index("cuda") == 2
-
-
-@pytest.mark.parametrize("device", ["cpu", "not-a-device"])
-def test_cuda_device_index_rejects_non_cuda_devices(device: str) -> None:
-    with pytest.raises(ValueError):
-        cuda_device_index(device)

@@ -4,6 +4,7 @@ not wait for it; torch loads in a worker)."""
 
 from __future__ import annotations
 
+import ast
 import os
 import pkgutil
 import subprocess
@@ -21,10 +22,12 @@ ENGINE_MODULES = sorted(
     info.name for info in pkgutil.iter_modules(tuner_tui.engine.__path__, prefix="tuner_tui.engine.")
 )
 HEADLESS_MODULES = [
-    "tuner_tui.cli", "tuner_tui.headless", "tuner_tui.runs.lab_table", "tuner_tui.runs.presets",
-    "tuner_tui.runs.session", "tuner_tui.runs.store",
-    # the app's parts that the headless commands use (`sweep SPEC` and `lab` open the app with them)
-    "tuner_tui.app.sweep_process", "tuner_tui.app.slots", "tuner_tui.sweeps.commands", "tuner_tui.runs.lab",
+    "tuner_tui.cli", "tuner_tui.commands.run", "tuner_tui.commands.listing", "tuner_tui.commands.sweep",
+    "tuner_tui.commands.lab", "tuner_tui.reports.run_tables", "tuner_tui.reports.sweeps",
+    "tuner_tui.runs.lab_table", "tuner_tui.runs.presets", "tuner_tui.runs.session", "tuner_tui.runs.store",
+    "tuner_tui.runs.records", "tuner_tui.runs.lab_plan",
+    # the app's parts that the CLI uses to open the app (`sweep SPEC` and `lab` without --no-ui)
+    "tuner_tui.app.sweep_process", "tuner_tui.app.slots",
 ]
 NO_TEXTUAL = """
     import sys
@@ -39,7 +42,7 @@ NO_TORCH = """
 """
 CLI_TO_APP_WITHOUT_TORCH = """
     import sys
-    from tuner_tui.cli import resolve_config
+    from tuner_tui.commands.common import resolve_config
     resolve_config("fmnist_exp5", ["epochs=3"], data_root=None, device=None)
     import tuner_tui.app.app
     assert "torch" not in sys.modules, "the CLI's path to the app imported torch"
@@ -47,10 +50,16 @@ CLI_TO_APP_WITHOUT_TORCH = """
 
 LAB_TO_APP_WITHOUT_TORCH = """
     import sys
-    from tuner_tui.runs.lab import lab_presets
+    from tuner_tui.runs.lab_plan import lab_presets
     lab_presets("fmnist")
     import tuner_tui.app.app
     assert "torch" not in sys.modules, "the lab's path to the app (tuner-tui lab without --no-ui) imported torch"
+"""
+
+RECORDS_WITHOUT_SQLITE = """
+    import sys
+    import tuner_tui.runs.records
+    assert "sqlite3" not in sys.modules, "the record types imported sqlite3"
 """
 
 
@@ -59,6 +68,7 @@ def _checks() -> dict[str, str]:
     checks["tuner_tui.app.app without torch"] = NO_TORCH
     checks["cli to app without torch"] = CLI_TO_APP_WITHOUT_TORCH
     checks["lab to app without torch"] = LAB_TO_APP_WITHOUT_TORCH
+    checks["records without sqlite"] = RECORDS_WITHOUT_SQLITE
     return checks
 
 
@@ -98,6 +108,12 @@ def test_the_clis_path_to_the_app_does_not_import_torch(results):
     assert returncode == 0, stderr
 
 
+def test_the_record_types_come_without_sqlite(results):
+    """The app and the reports use the store's record types without its SQLite plumbing."""
+    returncode, stderr = results["records without sqlite"]
+    assert returncode == 0, stderr
+
+
 def test_the_labs_path_to_the_app_does_not_import_torch(results):
     returncode, stderr = results["lab to app without torch"]
     assert returncode == 0, stderr
@@ -119,3 +135,59 @@ def test_a_users_own_engine_package_neither_shadows_ours_nor_is_shadowed(tmp_pat
         [sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=180, check=False
     )
     assert result.returncode == 0, result.stderr
+
+
+def _imports(module_path: Path) -> set[str]:
+    """Every module a source file imports, at any depth (lazy imports inside functions too)."""
+    tree = ast.parse(module_path.read_text())
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.add(node.module)
+            found.update(f"{node.module}.{alias.name}" for alias in node.names)
+    return found
+
+
+def _package_modules() -> dict[str, Path]:
+    package = REPO_ROOT / "tuner_tui"
+    modules = {}
+    for path in sorted(package.rglob("*.py")):
+        relative = path.relative_to(REPO_ROOT).with_suffix("")
+        modules[".".join(relative.parts)] = path
+    return modules
+
+
+def _importers_of(prefix: str, among: dict[str, Path]) -> list[str]:
+    return sorted(
+        name for name, path in among.items()
+        if any(imported == prefix or imported.startswith(prefix + ".") for imported in _imports(path))
+    )
+
+
+def test_only_the_entry_point_imports_the_cli():
+    """Imports go one way: the commands sit below the CLI, which only parses and dispatches."""
+    assert _importers_of("tuner_tui.cli", _package_modules()) == ["tuner_tui.__main__"]
+
+
+def test_no_sweeps_module_imports_the_app():
+    sweeps = {name: path for name, path in _package_modules().items() if name.startswith("tuner_tui.sweeps.")}
+    assert sweeps
+    assert _importers_of("tuner_tui.app", sweeps) == []
+
+
+def test_nothing_below_the_cli_imports_the_app_or_textual():
+    """Commands, reports, runs, sweeps and the engine run headless: only `tuner_tui.app` and the CLI
+    (which decides between app and command) may import the app or Textual."""
+    below = {
+        name: path for name, path in _package_modules().items()
+        if not name.startswith("tuner_tui.app") and name not in ("tuner_tui.cli", "tuner_tui.__main__")
+    }
+    assert _importers_of("tuner_tui.app", below) == []
+    assert _importers_of("textual", below) == []
+
+
+def test_no_module_imports_the_top_level_engine_name():
+    """The engine is `tuner_tui.engine`; a bare `engine` would be a student's own package."""
+    assert _importers_of("engine", _package_modules()) == []

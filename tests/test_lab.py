@@ -11,7 +11,7 @@ import pytest
 
 from tuner_tui.cli import main
 from tuner_tui.engine.config import RunConfig
-from tuner_tui.runs.lab import Experiment, claimed_units, lab_presets, plan_units, write_plan
+from tuner_tui.runs.lab_plan import Experiment, claimed_units, lab_presets, plan_units, write_plan
 
 TOLERANCE_PP = 0.1
 

@@ -23,12 +23,13 @@ from tuner_tui.engine.config import RunConfig
 from tuner_tui.engine.events import EpochEnd, Finished, Progress, RunStatus, Started
 from tuner_tui.engine.fused import FusedMLPBackend
 from tuner_tui.engine.memory_model import estimate_pack_memory
-from tuner_tui.engine.pack_runner import PackKey, SlotEvent, execute_pack, prepare_pack
+from tuner_tui.engine.pack_runner import PackEvent, PackKey, execute_pack, prepare_pack
 from tuner_tui.engine.packed import PackedMLPBackend, PackError, SlotConfig
 from tuner_tui.engine.params import MLPParams, init_params
 from tuner_tui.engine.runner import execute_run, prepare_run
 from tuner_tui.runs.pack_session import PackEntry, run_pack
-from tuner_tui.runs.store import ResultsStore, RunLabels
+from tuner_tui.runs.records import RunLabels
+from tuner_tui.runs.store import ResultsStore
 
 F64 = torch.float64
 CLASSES = 10
@@ -315,7 +316,7 @@ def _solo_run(config: RunConfig) -> Finished:
     return execute_run(prepare_run(config), lambda event: None)
 
 
-def _by_run(events: list[SlotEvent]) -> dict[int, list]:
+def _by_run(events: list[PackEvent]) -> dict[int, list]:
     runs: dict[int, list] = {}
     for tagged in events:
         runs.setdefault(tagged.run, []).append(tagged.event)
@@ -343,7 +344,7 @@ THREE = [
 
 def test_packed_runs_report_their_solo_runs_figures_in_float32(tiny_root):
     configs = [_run_config(tiny_root, **values) for values in THREE]
-    events: list[SlotEvent] = []
+    events: list[PackEvent] = []
     results = execute_pack(prepare_pack(configs), events.append)
     assert [f.status for f in results] == [RunStatus.COMPLETED] * 3
     for config, got in zip(configs, results, strict=True):
@@ -355,7 +356,7 @@ def test_packed_runs_report_their_solo_runs_figures_in_float32(tiny_root):
 
 def test_each_run_reports_started_progress_and_epoch_ends_in_order_then_finished(tiny_root):
     configs = [_run_config(tiny_root, **values) for values in THREE]
-    events: list[SlotEvent] = []
+    events: list[PackEvent] = []
     execute_pack(prepare_pack(configs), events.append)
     runs = _by_run(events)
     assert sorted(runs) == [0, 1, 2]
@@ -390,7 +391,7 @@ def test_a_freed_slot_takes_the_next_config_of_another_hidden_size_and_it_equals
         keys.append(key)
         return queue.pop(0) if queue else None
 
-    events: list[SlotEvent] = []
+    events: list[PackEvent] = []
     results = execute_pack(prepare_pack(configs), events.append, next_config=next_config)
     assert len(results) == 4 and all(f.status is RunStatus.COMPLETED for f in results)
     assert keys and keys[0] == PackKey.of(configs[0])
@@ -433,7 +434,7 @@ def test_a_stop_cancels_every_run_in_the_pack(tiny_root):
     configs = [_run_config(tiny_root, epochs=3, seed=s) for s in range(2)]
     cancel = threading.Event()
 
-    def on_event(tagged: SlotEvent) -> None:
+    def on_event(tagged: PackEvent) -> None:
         if isinstance(tagged.event, EpochEnd):
             cancel.set()
 
@@ -635,7 +636,7 @@ def test_each_run_of_a_pack_is_stored_with_its_labels_pack_size_and_the_packs_sh
     ]
     extra = PackEntry(_run_config(tiny_root, hidden=(64,), seed=7, epochs=1), RunLabels(sweep="s", trial=4))
     queue = [extra]
-    tagged: list[SlotEvent] = []
+    tagged: list[PackEvent] = []
     results = run_pack(entries, store, tagged.append, next_entry=lambda key: queue.pop(0) if queue else None)
 
     assert len(results) == 4 and all(r.store_error is None and r.run_id is not None for r in results)
@@ -684,7 +685,7 @@ def test_an_error_during_a_pack_fails_every_run_in_it_with_one_line(tiny_root, m
 
     monkeypatch.setattr(PackedMLPBackend, "train_step", broken)
     configs = [_run_config(tiny_root, seed=s) for s in range(2)]
-    events: list[SlotEvent] = []
+    events: list[PackEvent] = []
     results = execute_pack(prepare_pack(configs), events.append)  # must not raise
     assert [f.status for f in results] == [RunStatus.FAILED] * 2
     assert all(f.message == "RuntimeError: boom" for f in results)

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from tests.conftest import require_path
-from tuner_tui.engine.backends import make_backend
+from tuner_tui.engine.backend_registry import make_backend
 from tuner_tui.engine.batching import DeviceData
 from tuner_tui.engine.datasets import load_dataset
 from tuner_tui.engine.params import init_params

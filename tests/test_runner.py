@@ -20,7 +20,7 @@ import torch.nn.functional as F
 
 import tuner_tui.engine.runner
 from tests.datafiles import write_cifar10, write_idx_dataset
-from tuner_tui.engine.backend import Backend
+from tuner_tui.engine.backend_base import Backend
 from tuner_tui.engine.calibration import CALIBRATION_CHUNK_STEPS
 from tuner_tui.engine.config import ConfigError, RunConfig
 from tuner_tui.engine.datasets import DatasetNotFoundError
@@ -539,17 +539,17 @@ def test_a_different_seed_gives_different_metrics(tiny_root):
 
 
 def test_standard_conventions_run_end_to_end_and_reshuffle_every_epoch(tiny_root, monkeypatch):
-    import tuner_tui.engine.backend
+    import tuner_tui.engine.backend_base
 
     orders: dict[int, torch.Tensor | None] = {}
-    real_epoch_order = tuner_tui.engine.backend.epoch_order
+    real_epoch_order = tuner_tui.engine.backend_base.epoch_order
 
     def recording_epoch_order(samples, *, conventions, seed, epoch, device):
         order = real_epoch_order(samples, conventions=conventions, seed=seed, epoch=epoch, device=device)
         orders[epoch] = order
         return order
 
-    monkeypatch.setattr(tuner_tui.engine.backend, "epoch_order", recording_epoch_order)
+    monkeypatch.setattr(tuner_tui.engine.backend_base, "epoch_order", recording_epoch_order)
     standard, _ = _run(_config(tiny_root, conventions="standard", epochs=3, lr=0.1))
 
     assert standard.status is RunStatus.COMPLETED
@@ -562,7 +562,7 @@ def test_standard_conventions_run_end_to_end_and_reshuffle_every_epoch(tiny_root
     assert first is not None and second is not None and third is not None
     assert not torch.equal(first, second) and not torch.equal(second, third)
 
-    monkeypatch.setattr(tuner_tui.engine.backend, "epoch_order", real_epoch_order)
+    monkeypatch.setattr(tuner_tui.engine.backend_base, "epoch_order", real_epoch_order)
     lab4, _ = _run(_config(tiny_root, conventions="lab4", epochs=3, lr=0.1))
     assert _metrics(standard) != _metrics(lab4)
 

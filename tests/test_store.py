@@ -17,9 +17,10 @@ import pytest
 
 from tuner_tui.engine.config import RunConfig
 from tuner_tui.engine.events import EpochEnd, Finished, Resources, RunStatus
-from tuner_tui.runs import store
+from tuner_tui.runs import store, store_schema
 from tuner_tui.runs.lease import LEASE_SECONDS, Heartbeat
-from tuner_tui.runs.store import ResultsStore, StoreError, default_store_path
+from tuner_tui.runs.sqlite_access import StoreError
+from tuner_tui.runs.store import ResultsStore, default_store_path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -184,7 +185,7 @@ def test_fresh_empty_db_migrates_to_current_version(path: Path) -> None:
     with ResultsStore(path):
         pass
     conn = _raw(path)
-    assert conn.execute("PRAGMA user_version").fetchone()[0] == len(store.MIGRATIONS)
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == len(store_schema.MIGRATIONS)
     tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
     assert {"runs", "run_epochs"} <= tables
 
@@ -194,7 +195,7 @@ def test_reopening_is_idempotent_and_keeps_runs(path: Path) -> None:
         run_id = _start(s)
     with ResultsStore(path) as s:
         assert [r.id for r in s.list_runs()] == [run_id]
-    assert _raw(path).execute("PRAGMA user_version").fetchone()[0] == len(store.MIGRATIONS)
+    assert _raw(path).execute("PRAGMA user_version").fetchone()[0] == len(store_schema.MIGRATIONS)
 
 
 def test_appended_migration_runs_once(path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -203,15 +204,16 @@ def test_appended_migration_runs_once(path: Path, monkeypatch: pytest.MonkeyPatc
     calls = []
 
     def add_notes(conn: sqlite3.Connection) -> None:
-        calls.append(1)
+        if conn.execute("PRAGMA database_list").fetchone()[2]:  # the store's file, not a scratch schema
+            calls.append(1)
         conn.execute("ALTER TABLE runs ADD COLUMN notes TEXT")
 
-    monkeypatch.setattr(store, "MIGRATIONS", [*store.MIGRATIONS, add_notes])
+    monkeypatch.setattr(store_schema, "MIGRATIONS", [*store_schema.MIGRATIONS, add_notes])
     ResultsStore(path).close()
     ResultsStore(path).close()
     conn = _raw(path)
     assert calls == [1]
-    assert conn.execute("PRAGMA user_version").fetchone()[0] == len(store.MIGRATIONS)
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == len(store_schema.MIGRATIONS)
     assert conn.execute("SELECT notes FROM runs WHERE id = ?", (run_id,)).fetchone() == (None,)
     with ResultsStore(path) as s:
         assert s.get_run(run_id).status == "running"
@@ -562,7 +564,7 @@ def test_a_store_that_is_not_a_file_path_is_refused(name: str) -> None:
 def test_a_store_from_an_older_version_is_not_upgraded_by_a_reader(path: Path) -> None:
     path.parent.mkdir(parents=True)
     with _raw(path) as conn:
-        store.MIGRATIONS[0](conn)
+        store_schema.MIGRATIONS[0](conn)
         conn.execute("PRAGMA user_version = 1")
     before = path.read_bytes()
     with pytest.raises(StoreError, match="older tuner-tui"):

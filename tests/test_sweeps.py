@@ -24,7 +24,8 @@ from tuner_tui.cli import main
 from tuner_tui.engine.datasets import load_dataset
 from tuner_tui.engine.events import EpochEnd, RunStatus
 from tuner_tui.engine.validation_split import hold_out, validation_rows
-from tuner_tui.runs.store import ResultsStore, StoreError
+from tuner_tui.runs.sqlite_access import StoreError
+from tuner_tui.runs.store import ResultsStore
 from tuner_tui.sweeps.scheduler import SweepEvent, TrialEnded, TrialRunEvent, run_sweep
 from tuner_tui.sweeps.spec import SpecError, list_specs, load_spec, parse_spec
 from tuner_tui.sweeps.study import RUN_UID_ATTR, open_study
@@ -430,7 +431,7 @@ def test_a_trial_asked_past_the_budget_by_a_concurrent_worker_is_surplus(isolate
     sweep = open_study(load_spec(str(spec_path)), "race", storage_of(isolated), budget=2, create=True)
     first, second, third = sweep.study.ask(), sweep.study.ask(), sweep.study.ask()
     for trial in (first, second, third):  # three workers asked at once; each holds its trial
-        sweep.hold(trial._trial_id, "worker", time.time() + 60)
+        sweep.hold(trial, "worker", time.time() + 60)
     assert [sweep.surplus(t.number) for t in (first, second, third)] == [False, False, True]
     sweep.study.tell(first, 1.0)
     assert not sweep.surplus(second.number) and sweep.surplus(third.number)
@@ -505,12 +506,12 @@ def test_a_worker_holds_at_most_its_share_of_what_is_left_of_the_budget(isolated
     sweep = open_study(load_spec(str(spec_path)), "share", storage_of(isolated), budget=10, create=True)
     assert sweep.share("a", time.time()) == 10  # alone, a worker may take the whole budget
     other = sweep.study.ask()
-    sweep.hold(other._trial_id, "b", time.time() + 60)
+    sweep.hold(other, "b", time.time() + 60)
     assert sweep.share("a", time.time()) == 5  # b holds a trial: half each
     sweep.study.tell(other, 1.0)
     assert sweep.share("a", time.time()) == 9  # b is between trials; one trial finished
     gone = sweep.study.ask()
-    sweep.hold(gone._trial_id, "c", time.time() - 1)  # its lease expired: c is not counted
+    sweep.hold(gone, "c", time.time() - 1)  # its lease expired: c is not counted
     assert sweep.share("a", time.time()) == 9
 
 
@@ -520,7 +521,7 @@ def test_a_packing_worker_leaves_trials_for_a_worker_that_is_busy(isolated, tmp_
     sweep = open_study(load_spec(str(spec_path)), "fair", storage_of(isolated), budget=8, create=True)
     busy = sweep.study.ask()
     sweep.params_of(busy)
-    sweep.hold(busy._trial_id, "busy worker", time.time() + 600)
+    sweep.hold(busy, "busy worker", time.time() + 600)
     cancel = threading.Event()
     held_at_most = 0
 
@@ -544,7 +545,7 @@ def test_a_trial_held_for_a_pack_reads_held_not_running(isolated, tmp_path: Path
     training, waiting = sweep.study.ask(), sweep.study.ask()
     for trial in (training, waiting):
         sweep.params_of(trial)
-        sweep.hold(trial._trial_id, "w", time.time() + 60)
+        sweep.hold(trial, "w", time.time() + 60)
     sweep.study._storage.set_trial_system_attr(training._trial_id, RUN_UID_ATTR, "run-uid")  # its run started
     summary = load_summary(sweep.study)
     assert {t.number: t.state for t in summary.trials} == {training.number: "running", waiting.number: "held"}

@@ -22,7 +22,9 @@ import pytest
 from tests.datafiles import write_idx_dataset
 from tuner_tui.engine.config import RunConfig
 from tuner_tui.engine.events import EpochEnd, Finished, Progress, RunStatus, Started
-from tuner_tui.runs.store import ResultsStore, RunLabels
+from tuner_tui.runs.records import RunLabels
+from tuner_tui.runs.store import ResultsStore
+from tuner_tui.runs.training_child import watch_parent
 from tuner_tui.runs.training_process import (
     CANCEL,
     RunRejectedError,
@@ -30,7 +32,6 @@ from tuner_tui.runs.training_process import (
     run_in_child_process,
     wait_on_clock,
     warm_up,
-    watch_parent,
 )
 
 TRAIN, TEST = 300, 50

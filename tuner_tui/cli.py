@@ -1,39 +1,32 @@
-"""`tuner-tui`: open the app, or run headless (`--no-ui`), list runs and presets, print the report.
+"""`tuner-tui`: parse the command line and hand it to a command (`tuner_tui.commands`) or the app.
 
-Exit codes: 0 completed; 1 diverged or failed; 2 bad input (one line on stderr, store untouched);
-128 + the signal's number when stopped by a signal (130 Ctrl-C, 143 SIGTERM, 129 SIGHUP; the run
-is stored as cancelled).
+Only this module decides between the app and a headless command; the commands below it never
+import the app. Exit codes are in `tuner_tui.commands.common`.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, NoReturn
 
-from rich.console import Console
+from tuner_tui.commands.common import (
+    EXIT_BAD_INPUT,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    BadInput,
+    open_store,
+    parse_overrides,
+    resolve_config,
+    with_location,
+)
 
 if TYPE_CHECKING:
     from tuner_tui.app.slots import LabLaunch
-    from tuner_tui.app.sweep_process import SweepLaunch
-    from tuner_tui.engine.config import RunConfig
-    from tuner_tui.runs.store import ResultsStore, UnreadableRun
+    from tuner_tui.runs.child_commands import SweepLaunch
 
-EXIT_OK, EXIT_RUN_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
 MAX_LIMIT = 2**31 - 1
-
-
-class BadInput(Exception):
-    """A user error: printed as one line per problem, exit code 2."""
-
-    def __init__(self, *problems: str) -> None:
-        super().__init__(*problems)
-        self.problems = problems
-
-    def __str__(self) -> str:
-        return "; ".join(self.problems)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -199,56 +192,9 @@ def _check_sweep_options(args: argparse.Namespace) -> None:
         raise BadInput("--json goes with --no-ui")
 
 
-def parse_overrides(items: Sequence[str]) -> dict[str, str]:
-    """`--set KEY=VALUE` items as a mapping (the values are parsed by the config's own rules)."""
-    values: dict[str, str] = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise BadInput(f"--set {item}: expected KEY=VALUE")
-        values[key.strip()] = value
-    return values
-
-
-def resolve_config(
-    preset: str | None, overrides: Sequence[str], *, data_root: str | None, device: str | None
-) -> tuple[RunConfig, str | None]:
-    """The run's config and the label it is stored under: a preset (or the defaults), then
-    `--set` values, then the flags."""
-    from tuner_tui.engine.config import ConfigError, RunConfig
-    from tuner_tui.runs.presets import PresetError, load_preset, preset_label
-
-    try:
-        loaded = load_preset(preset) if preset else None
-        base = loaded.config if loaded else RunConfig()
-        values = parse_overrides(overrides)
-        if data_root is not None:
-            values["data_root"] = data_root
-        if device is not None:
-            values["device"] = device
-        config = RunConfig.from_mapping(values, base=base)
-        return config, preset_label(loaded.name if loaded else None, base if loaded else None, config)
-    except (ConfigError, PresetError) as error:
-        raise BadInput(str(error)) from None
-
-
-def open_store(path: str | None, *, create: bool) -> ResultsStore:
-    """The results store for writing (`create`: made if absent) or reading (must exist; what cluster
-    workers journaled since the last read is imported first, where the store can be written)."""
-    from tuner_tui.runs.store import ResultsStore, StoreError, import_pending_journals
-
-    try:
-        if create:
-            return ResultsStore(path)
-        import_pending_journals(path)
-        return ResultsStore.open_existing(path)
-    except StoreError as error:
-        raise BadInput(str(error)) from None
-
-
 def _run(args: argparse.Namespace) -> int:
     if args.no_ui:
-        from tuner_tui.headless import run_headless
+        from tuner_tui.commands.run import run_headless
 
         return run_headless(args)
     return run_app(args)
@@ -269,90 +215,58 @@ def run_app(args: argparse.Namespace, *, sweep: SweepLaunch | None = None, lab: 
     return app.return_code or EXIT_OK
 
 
-def plain_console() -> Console:
-    """stdout: as wide as the terminal, or as wide as the text when piped (never cut at 80)."""
-    console = Console()
-    return console if console.is_terminal else Console(width=100_000)
-
-
 def _list_runs(args: argparse.Namespace) -> int:
-    from tuner_tui.headless import runs_table
+    from tuner_tui.commands.listing import list_runs
 
-    with open_store(args.store, create=False) as store:
-        records = store.list_runs(limit=args.limit)
-        unreadable = store.list_unreadable()
-    if args.json:
-        for record in records:
-            print(json.dumps(record.to_json()))
-        _warn_unreadable(unreadable)
-    else:
-        plain_console().print(runs_table(records, unreadable))
-    return EXIT_OK
-
-
-def _warn_unreadable(unreadable: Sequence[UnreadableRun]) -> None:
-    """A `tuner-tui: warning:` line on stderr per stored run this version cannot read."""
-    from tuner_tui.runs.lab_table import unreadable_note
-
-    for run in unreadable:
-        print(f"tuner-tui: warning: {unreadable_note(run)}", file=sys.stderr)
+    return list_runs(args)
 
 
 def _list_presets(args: argparse.Namespace) -> int:
-    from tuner_tui.headless import presets_table
-    from tuner_tui.runs.presets import list_presets, preset_errors
-    from tuner_tui.sweeps.commands import specs_table
+    from tuner_tui.commands.listing import list_presets
 
-    console = plain_console()
-    console.print(presets_table(list_presets()))
-    specs, spec_problems = specs_table()
-    console.print(specs)
-    for problem in [str(error) for error in preset_errors()] + spec_problems:
-        console.print(f"skipped: {problem}", markup=False, highlight=False, soft_wrap=True)
-    return EXIT_OK
+    return list_presets(args)
 
 
 def _report(args: argparse.Namespace) -> int:
-    from tuner_tui.runs.lab_table import lab_report
+    from tuner_tui.commands.listing import report
 
-    with open_store(args.store, create=False) as store:
-        records = [r for r in reversed(store.list_runs()) if r.status == "completed"]
-        unreadable = store.list_unreadable()
-    sys.stdout.write(lab_report(records, args.format, unreadable))
-    if args.format == "csv":  # the CSV stays one table; where its missing runs are goes apart
-        _warn_unreadable(unreadable)
-    return EXIT_OK
+    return report(args)
 
 
 def _sweep(args: argparse.Namespace) -> int:
-    from tuner_tui.sweeps.commands import sweep_command
+    """`sweep show`, `--slurm` and `--no-ui` are commands; otherwise the app opens on the sweep."""
+    from tuner_tui.commands.sweep import sweep_command, sweep_launch
 
-    return sweep_command(args)
+    if args.target[0] == "show" or args.slurm or args.no_ui:
+        return sweep_command(args)
+    return run_app(args, sweep=sweep_launch(args))
 
 
 def _lab(args: argparse.Namespace) -> int:
-    from tuner_tui.runs.lab import lab_command, lab_presets
-
+    """`lab --no-ui` is a command; otherwise the app opens with the lab's presets marked."""
     if args.no_ui:
-        return lab_command(args)
-    from tuner_tui.app.slots import LabLaunch  # without --no-ui: the app, the lab's presets marked
-    from tuner_tui.engine.config import ConfigError, RunConfig
+        from tuner_tui.commands.lab import lab_command
 
-    where = [f"{key}={value}" for key, value in (("data_root", args.data_root), ("device", args.device)) if value]
-    overrides = [*args.overrides, *where]
+        return lab_command(args)
+    from tuner_tui.app.slots import LabLaunch
+    from tuner_tui.engine.config import ConfigError, RunConfig
+    from tuner_tui.runs.lab_plan import lab_presets
+
+    values = with_location(parse_overrides(args.overrides), data_root=args.data_root, device=args.device)
     presets = lab_presets(args.which)
     try:
         for preset in presets:
-            RunConfig.from_mapping(parse_overrides(overrides), base=preset.config)
+            RunConfig.from_mapping(values, base=preset.config)
     except ConfigError as error:
         raise BadInput(str(error)) from None
     workers = args.workers if args.workers != "auto" else None
     marked = tuple(preset.name for preset in presets)
-    return run_app(args, lab=LabLaunch(marked, tuple(overrides), workers, args.force))
+    overrides = tuple(f"{key}={value}" for key, value in values.items())
+    return run_app(args, lab=LabLaunch(marked, overrides, workers, args.force))
 
 
 def _sweeps(args: argparse.Namespace) -> int:
-    from tuner_tui.sweeps.commands import sweeps_command
+    from tuner_tui.commands.sweep import sweeps_command
 
     return sweeps_command(args)
 
@@ -385,7 +299,5 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_INTERRUPTED
 
 
-if __name__ == "__main__":  # `python -m tuner_tui.cli`: run the package's copy, so its classes are the ones raised
-    from tuner_tui.cli import main as package_main
-
-    sys.exit(package_main())
+if __name__ == "__main__":  # `python -m tuner_tui.cli`, the same as `python -m tuner_tui`
+    sys.exit(main())

@@ -1,6 +1,6 @@
 """How figures, configs and run events read, in one place for the CLI, the app and the report.
 
-Bytes are formatted by `tuner_tui.engine.units.format_bytes` (the engine's messages use it too), re-exported here.
+Bytes are formatted by `tuner_tui.engine.units.format_bytes`, which the engine's messages use too.
 """
 
 from __future__ import annotations
@@ -9,11 +9,6 @@ from tuner_tui.engine.config import RunConfig
 from tuner_tui.engine.events import EpochEnd, Started, TimeEstimate
 from tuner_tui.engine.gpu import GpuSnapshot
 from tuner_tui.engine.units import format_bytes
-
-__all__ = [
-    "config_brief", "config_summary", "epoch_line", "format_bytes", "format_number", "format_percent",
-    "format_seconds", "gpu_memory_text", "plural", "started_lines", "time_estimate_text",
-]
 
 
 def format_seconds(seconds: float | None) -> str:
@@ -104,3 +99,9 @@ def printable(text: str) -> str:
     """`text` with control characters (escape sequences among them) replaced by `�`: store and user
     text reaches a terminal as characters, never as commands."""
     return "".join(char if char.isprintable() or char == " " else "\ufffd" for char in text)
+
+
+def error_line(error: BaseException) -> str:
+    """An exception as one line: its type and the first line of its text."""
+    text = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {text[0]}" if text else type(error).__name__

@@ -17,7 +17,6 @@ from textual.app import App, SystemCommand
 from textual.binding import Binding, BindingType
 from textual.screen import Screen
 
-from tuner_tui.app.commands import PresetCommands
 from tuner_tui.app.components.confirm import ConfirmScreen
 from tuner_tui.app.components.help_screen import HelpScreen
 from tuner_tui.app.components.presets_screen import PresetsScreen
@@ -27,12 +26,14 @@ from tuner_tui.app.components.sweep_screen import SweepScreen
 from tuner_tui.app.components.tuning_screen import Machine, TuningScreen
 from tuner_tui.app.device_choices import GpuLister, visible_gpus
 from tuner_tui.app.messages import LoadConfig, RunEnded, SlotsEnded, SweepChildEnded
+from tuner_tui.app.palette import PresetCommands
 from tuner_tui.app.slots import LabLaunch
-from tuner_tui.app.sweep_process import SweepLaunch
 from tuner_tui.engine.config import RunConfig
 from tuner_tui.engine.events import Event
 from tuner_tui.engine.gpu import GpuProbe, NvmlGpuProbe
-from tuner_tui.runs.store import ResultsStore, RunLabels
+from tuner_tui.runs.child_commands import SweepLaunch
+from tuner_tui.runs.records import RunLabels
+from tuner_tui.runs.store import ResultsStore
 from tuner_tui.runs.system_info import SystemInfo
 from tuner_tui.runs.training_process import TrainingRunner, run_in_child_process
 from tuner_tui.runs.training_process import warm_up as warm_up_training_process

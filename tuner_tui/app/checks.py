@@ -18,7 +18,7 @@ from tuner_tui.engine.config import RunConfig
 from tuner_tui.engine.dataset_specs import DATASET_SPECS
 from tuner_tui.engine.gpu import GpuSnapshot
 from tuner_tui.engine.memory_model import estimate_memory
-from tuner_tui.formatting import format_bytes
+from tuner_tui.engine.units import format_bytes
 
 
 def memory_problem(config: RunConfig, device: DeviceContext) -> str | None:

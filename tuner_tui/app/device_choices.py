@@ -11,7 +11,7 @@ import os
 from collections.abc import Callable
 
 from tuner_tui.engine.gpu import GpuSnapshot, NvmlGpuProbe, visible_device_entries
-from tuner_tui.formatting import format_bytes
+from tuner_tui.engine.units import format_bytes
 
 BASE_CHOICES: list[tuple[str, str]] = [("auto", "auto"), ("cpu", "cpu"), ("cuda", "cuda")]
 MAX_GPUS = 64

@@ -6,10 +6,11 @@ from __future__ import annotations
 from textual.message import Message
 
 from tuner_tui.app.sweep_process import SweepExit
-from tuner_tui.app.sweep_reading import SweepLocation, SweepView
+from tuner_tui.app.sweep_reading import SweepView
 from tuner_tui.engine.config import RunConfig
 from tuner_tui.engine.events import Event
-from tuner_tui.runs.store import RunRecord
+from tuner_tui.runs.records import RunRecord
+from tuner_tui.sweeps.locations import SweepLocation
 
 
 class RunEventMessage(Message):
@@ -76,7 +77,7 @@ class SweepChildEnded(Message):
         self.exit = exit
 
 
-class SlotEvent(Message):
+class SlotReported(Message):
     """An engine event of run `index` of several started together."""
 
     def __init__(self, index: int, event: Event) -> None:

@@ -1,6 +1,6 @@
 """The tuning screen's run: started in a thread worker, stopped on request, drawn at a measured pace.
 
-Training goes through the same path as `--no-ui` (`tuner_tui.runs.session.run_recorded`), in a
+Training goes through the same path as `--no-ui` (`tuner_tui.runs.session.prepare_and_record`), in a
 child process by default (`tuner_tui.runs.training_process`): the worker thread only relays its
 events with `post_message`, so drawing and the training loop never wait on one GIL. The events
 are drawn at most four times a second and the log written at most once a second, since every frame
@@ -20,7 +20,8 @@ from tuner_tui.app.messages import RunEnded, RunEventMessage, RunRejected
 from tuner_tui.engine.config import RunConfig
 from tuner_tui.engine.events import EpochEnd, Event, Finished, Progress, RunStatus, Started
 from tuner_tui.formatting import config_summary, epoch_line, started_lines
-from tuner_tui.runs.store import ResultsStore, RunLabels
+from tuner_tui.runs.records import RunLabels
+from tuner_tui.runs.store import ResultsStore
 from tuner_tui.runs.training_process import STOP_GRACE_S, RunRejectedError, TrainingRunner
 
 if TYPE_CHECKING:

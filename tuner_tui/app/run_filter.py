@@ -16,7 +16,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from tuner_tui.runs.store import RunRecord
+from tuner_tui.runs.records import RunRecord
 
 TEXT_KEYS = ("status", "dataset", "preset", "tag")
 _COMPARISON = re.compile(r"^lr(<=|>=|<|>)(.+)$")

@@ -10,14 +10,17 @@ run so that every run reports its progress live and stops on its own.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Final, Literal
 
 from tuner_tui.engine.config import RunConfig
-from tuner_tui.engine.events import EpochEnd, Event, Finished, Progress, Started
+from tuner_tui.engine.events import EpochEnd, Event, Finished, Progress, RunStatus, Started
 
-QUEUED = "queued"
-PREPARING = "preparing"
-RUNNING = "running"
-NOT_STARTED = "not started"
+QUEUED: Final = "queued"
+PREPARING: Final = "preparing"
+RUNNING = RunStatus.RUNNING
+NOT_STARTED: Final = "not started"
+# A slot is queued, preparing (its child loads data), or in a run status (running, then how it ended).
+SlotStatus = RunStatus | Literal["queued", "preparing", "not started"]
 
 
 @dataclass(frozen=True)
@@ -36,7 +39,7 @@ class Slot:
 
     preset: str
     config: RunConfig
-    status: str = QUEUED
+    status: SlotStatus = QUEUED
     epoch: int = 0
     epochs: int = 0
     step: int = 0
@@ -60,7 +63,7 @@ class Slot:
     @property
     def done_fraction(self) -> float:
         """How much of its training the run has done, 0 to 1."""
-        if self.status == "completed":
+        if self.status is RunStatus.COMPLETED:
             return 1.0
         if not self.steps_per_epoch or not self.epochs:
             return 0.0
@@ -80,12 +83,12 @@ class Slot:
             self.test_accuracy = event.test_accuracy
             self.loss = event.train_loss if event.train_loss is not None else self.loss
         elif isinstance(event, Finished):
-            self.status = event.status.value
+            self.status = event.status
             self.message = event.message
             self.eta_s = None
             if event.test_accuracy is not None:
                 self.test_accuracy = event.test_accuracy
 
-    def end(self, status: str, message: str) -> None:
+    def end(self, status: SlotStatus, message: str) -> None:
         """The run ended without a Finished of its own (it was refused, or its runner failed)."""
         self.status, self.message, self.eta_s = status, message, None

@@ -16,11 +16,12 @@ from textual.screen import Screen
 
 from tuner_tui.app.draw_pacer import DrawPacer
 from tuner_tui.app.field_words import in_form_words
-from tuner_tui.app.messages import SlotEvent, SlotRejected, SlotsEnded
+from tuner_tui.app.messages import SlotRejected, SlotReported, SlotsEnded
 from tuner_tui.app.slots import NOT_STARTED, PREPARING, QUEUED, Slot
 from tuner_tui.engine.config import RunConfig
-from tuner_tui.engine.events import Event, Finished
-from tuner_tui.runs.store import ResultsStore, RunLabels
+from tuner_tui.engine.events import Event, Finished, RunStatus
+from tuner_tui.runs.records import RunLabels
+from tuner_tui.runs.store import ResultsStore
 from tuner_tui.runs.training_process import RunRejectedError, TrainingRunner
 
 SLOTS_DRAW_INTERVAL_S = 0.25
@@ -74,7 +75,7 @@ class SlotsController:
         slot, cancel = self.slots[index], self.cancels[index]
 
         def relay(event: Event) -> None:
-            self.screen.post_message(SlotEvent(index, event))
+            self.screen.post_message(SlotReported(index, event))
 
         try:
             self.runner(slot.config, self.store, relay, cancel, labels=RunLabels(preset=slot.preset), force=self.force)
@@ -110,7 +111,7 @@ class SlotsController:
     def on_failed(self, index: int, error: BaseException | None) -> None:
         """Run `index`'s runner raised: the run failed (what it reported before stays shown)."""
         if self.slots[index].active:
-            self.slots[index].end("failed", str(error))
+            self.slots[index].end(RunStatus.FAILED, str(error))
             self._slot_ended()
 
     def _slot_ended(self) -> None:

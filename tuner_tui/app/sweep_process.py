@@ -14,7 +14,6 @@ from __future__ import annotations
 import contextlib
 import signal
 import subprocess
-import sys
 import tempfile
 import threading
 from collections.abc import Sequence
@@ -25,34 +24,6 @@ from tuner_tui.runs.parallel import stop_with_parent
 STOP_GRACE_S = 30.0  # a sweep stops within a step; this only bounds a stuck one
 POLL_S = 0.2
 LAST_LINES = 5
-
-
-@dataclass(frozen=True)
-class SweepLaunch:
-    """What to start: a spec (name or path) and the options of `tuner-tui sweep`."""
-
-    spec: str
-    name: str | None = None
-    trials: int | None = None
-    overrides: tuple[str, ...] = ()
-    data_root: str | None = None
-    device: str | None = None
-    storage: str | None = None
-    options: tuple[str, ...] = ()  # more of the command's options, as given (`--workers 2`)
-
-    def argv(self, store_path: str) -> list[str]:
-        """The child's command line: this Python, `-P` (no stray module from the current folder)."""
-        command = [sys.executable, "-P", "-m", "tuner_tui", "sweep", self.spec, "--no-ui", "--store", store_path]
-        if self.name:
-            command += ["--name", self.name]
-        if self.trials is not None:
-            command += ["--trials", str(self.trials)]
-        for item in self.overrides:
-            command += ["--set", item]
-        for flag, value in (("--data-root", self.data_root), ("--device", self.device), ("--storage", self.storage)):
-            if value is not None:
-                command += [flag, value]
-        return command + list(self.options)
 
 
 @dataclass(frozen=True)

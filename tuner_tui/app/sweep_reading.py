@@ -10,23 +10,15 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tuner_tui.runs.store import ResultsStore
+from tuner_tui.runs.store import JournalImport, ResultsStore
+from tuner_tui.sweeps.locations import SweepLocation
 
 if TYPE_CHECKING:
     import optuna
 
     from tuner_tui.sweeps.summary import SweepSummary
-
-
-@dataclass(frozen=True)
-class SweepLocation:
-    """A sweep's name and the Optuna storage URL its study lives in."""
-
-    name: str
-    storage: str
 
 
 @dataclass(frozen=True)
@@ -38,35 +30,6 @@ class SweepView:
     kinds: Mapping[str, str] = field(default_factory=dict)  # field → choice | uniform | log_uniform | int | log_int
     choices: Mapping[str, tuple[Any, ...]] = field(default_factory=dict)  # a choice field's values, in spec order
     epochs: int | None = None  # the most any trial trains
-
-
-def default_storage(store: ResultsStore, storage: str | None) -> str:
-    """Where a sweep's study goes when not registered: `--storage`, else the SQLite file beside the store."""
-    from tuner_tui.sweeps.study import default_storage_url
-
-    return storage or default_storage_url(store.path)
-
-
-def storage_of(name: str, store: ResultsStore, storage: str | None) -> str:
-    """The storage of sweep `name`, as the CLI finds it: `--storage`, its registration, the default."""
-    if storage:
-        return storage
-    registered = store.registered_sweeps()
-    return registered[name][0] if name in registered else default_storage(store, None)
-
-
-def known_sweeps(store: ResultsStore, storage: str | None) -> list[SweepLocation]:
-    """Every sweep the store registered, and every study in the default storage, by name.
-
-    The default SQLite file is read only when it exists (reading would create it)."""
-    from tuner_tui.sweeps.study import list_study_names
-
-    locations = {name: url for name, (url, _) in store.registered_sweeps().items()}
-    default = default_storage(store, storage)
-    if storage or Path(default.removeprefix("sqlite:///")).is_file():
-        for name in list_study_names(default):
-            locations.setdefault(name, default)
-    return [SweepLocation(name, url) for name, url in sorted(locations.items())]
 
 
 class SweepReader:
@@ -99,8 +62,9 @@ class SweepReader:
         return SweepView(self.location, summary, kinds, choices, epochs if isinstance(epochs, int) else None)
 
 
-def import_cluster_journals(store: ResultsStore) -> None:
+def import_cluster_journals(store: ResultsStore) -> JournalImport:
     """Bring in the runs that cluster workers journaled since the last read, if any."""
     if not store.read_only and store.pending_journal_bytes():
-        store.import_journals()
+        return store.import_journals()
+    return JournalImport()
 

@@ -13,8 +13,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from tuner_tui.formatting import format_bytes, format_number, format_percent, format_seconds, printable
-from tuner_tui.runs.store import RunRecord, UnreadableRun
+from tuner_tui.engine.units import format_bytes
+from tuner_tui.formatting import format_number, format_percent, format_seconds, printable
+from tuner_tui.runs.records import RunRecord, UnreadableRun
 
 
 @dataclass(frozen=True)

@@ -8,18 +8,18 @@ The API for the sweep scheduler and `tuner-tui lab`:
 - `run_pack` prepares the pack (`tuner_tui.engine.pack_runner.prepare_pack`): bad input (runs that cannot
   share a pack, a pack that cannot fit, a dataset not found) raises ConfigError / DatasetError
   before anything is recorded. `execute_and_record_pack` takes a pack already prepared.
-- Each run is recorded through its own `RunRecording` (`tuner_tui.runs.session`) from the moment it
+- Each run is recorded through its own `EventRecorder` (`tuner_tui.runs.session`) from the moment it
   starts: a `running` row with a lease, each epoch, the outcome. Its labels are the entry's with
   `pack_size` set to the pack's size when the run started; its stored train time and peak memory
   are the pack's shared figures (the wall time of the pack epochs it took part in, the pack's peak).
-- `on_event` receives every run's events as `SlotEvent(run, slot, event, slots)` after the
+- `on_event` receives every run's events as `PackEvent(run, slot, event, slots)` after the
   recorder saw them: `run` numbers the runs in the order they joined (the entries are 0..K-1).
 - `judge(run, epoch_end)` prunes a run (True) at an epoch's end; `cancel` stops every run.
 - `next_entry(key)` is asked for a new run whenever a slot frees up at an epoch boundary (a run
   completed, diverged or was pruned): return a `PackEntry` whose config shares `key` (a trial, the
   next preset) or None. A config that cannot join (another key, or too big for the memory left)
   is recorded as a failed run and the next one is asked for.
-- The result is one `RecordedRun` per run, by run number; `run_id` None and `store_error` say a run
+- The result is one `RunOutcome` per run, by run number; `run_id` None and `store_error` say a run
   could not be stored, as for a solo run.
 """
 
@@ -34,16 +34,16 @@ from tuner_tui.engine.config import RunConfig
 from tuner_tui.engine.datasets import LoadedDataset, load_dataset
 from tuner_tui.engine.events import Finished
 from tuner_tui.engine.pack_runner import (
+    PackEvent,
     PackEventSink,
     PackJudge,
     PackKey,
     PreparedPack,
-    SlotEvent,
     execute_pack,
     prepare_pack,
 )
-from tuner_tui.runs.session import RecordedRun, RunRecorder, RunRecording
-from tuner_tui.runs.store import RunLabels, new_run_uid
+from tuner_tui.runs.records import RunLabels, new_run_uid
+from tuner_tui.runs.session import EventRecorder, RunOutcome, RunWriter
 
 
 @dataclass(frozen=True)
@@ -60,7 +60,7 @@ NextEntry = Callable[[PackKey], PackEntry | None]
 
 def run_pack(
     entries: Sequence[PackEntry],
-    recorder: RunRecorder,
+    recorder: RunWriter,
     on_event: PackEventSink,
     *,
     cancel: threading.Event | None = None,
@@ -68,7 +68,7 @@ def run_pack(
     next_entry: NextEntry | None = None,
     force: bool = False,
     load: Callable[..., LoadedDataset] = load_dataset,
-) -> list[RecordedRun]:
+) -> list[RunOutcome]:
     """Prepare and train `entries` as one pack, recording each run. Bad input raises before anything
     is recorded; after that it never raises."""
     prepared = prepare_pack([entry.config for entry in entries], force=force, load=load)
@@ -80,13 +80,13 @@ def run_pack(
 def execute_and_record_pack(
     prepared: PreparedPack,
     entries: Sequence[PackEntry],
-    recorder: RunRecorder,
+    recorder: RunWriter,
     on_event: PackEventSink,
     *,
     cancel: threading.Event | None = None,
     judge: PackJudge | None = None,
     next_entry: NextEntry | None = None,
-) -> list[RecordedRun]:
+) -> list[RunOutcome]:
     """Train `prepared` (made from `entries`' configs), recording each of its runs; see the module."""
     recordings = _PackRecordings(prepared, list(entries), recorder, on_event)
 
@@ -105,27 +105,27 @@ def execute_and_record_pack(
 
 @dataclass
 class _PackRecordings:
-    """The pack's event sink: one RunRecording per run, made when the run's first event arrives."""
+    """The pack's event sink: one EventRecorder per run, made when the run's first event arrives."""
 
     prepared: PreparedPack
     entries: list[PackEntry]
-    recorder: RunRecorder
+    recorder: RunWriter
     on_event: PackEventSink
-    recordings: dict[int, RunRecording] = field(default_factory=dict)
+    recordings: dict[int, EventRecorder] = field(default_factory=dict)
 
-    def __call__(self, tagged: SlotEvent) -> None:
+    def __call__(self, tagged: PackEvent) -> None:
         recording = self.recordings.get(tagged.run)
         if recording is None:
             entry = self.entries[tagged.run]
             labels = dataclasses.replace(entry.labels, pack_size=max(1, tagged.slots))
-            recording = self.recordings[tagged.run] = RunRecording(
+            recording = self.recordings[tagged.run] = EventRecorder(
                 self.recorder, entry.config, labels, _ignore,
                 data_source=self.prepared.dataset.source, device_label=str(self.prepared.device), uid=entry.uid,
             )
         recording(tagged.event)
         self.on_event(tagged)
 
-    def result(self, run: int, finished: Finished) -> RecordedRun:
+    def result(self, run: int, finished: Finished) -> RunOutcome:
         return self.recordings[run].result(finished)
 
 

@@ -22,13 +22,12 @@ AUTO = "auto"
 WORKER_INDEX_ENV = "TUNER_TUI_WORKER_INDEX"
 PR_SET_PDEATHSIG = 1  # prctl(2)
 STOP_GRACE_S = 60.0  # a worker stops within a step; this only bounds a stuck one
-# Measured (benchmarks/README.md, "Packed training"): on a CPU a pack gains per core only where its
-# deferred layer-1 blocks apply (batches under 80 samples: 1.2x at F10, 1.5x at C10, packs of 8);
-# at batch 100 it is slower (0.74-0.85x). On a GPU one process with large packs.
+# On a CPU a pack gains per core only where its deferred layer-1 blocks apply (batches under 80
+# samples), and loses at larger batches; on a GPU one process with large packs keeps the device busy
+# (benchmarks/README.md, "Packed training", has the figures).
 CPU_PACK = 8
 CPU_PACK_BATCH_LIMIT = 80
 GPU_PACK = 16
-PackSize = Callable[[int], int]  # runs per pack, for a pack of this batch size
 
 
 def cpu_cores() -> int:
@@ -57,7 +56,7 @@ def resolve_workers(requested: int | str, device: str) -> int:
     return 1 if on_gpu(device) else cpu_cores()
 
 
-def resolve_pack(requested: int | str, device: str) -> PackSize:
+def resolve_pack(requested: int | str, device: str) -> Callable[[int], int]:
     """`--pack`: runs per pack, or auto (the measured best for the device and batch size)."""
     if requested != AUTO:
         fixed = int(requested)
@@ -67,7 +66,7 @@ def resolve_pack(requested: int | str, device: str) -> PackSize:
     return lambda batch_size: CPU_PACK if batch_size < CPU_PACK_BATCH_LIMIT else 1
 
 
-def resolve_sweep_pack(requested: int | str, device: str) -> PackSize:
+def resolve_sweep_pack(requested: int | str, device: str) -> Callable[[int], int]:
     """`sweep --pack`: as `resolve_pack`, except that auto trains one trial at a time on a CPU.
 
     Measured (benchmarks/README.md, "Sweeps"): on a CPU a sweep's packs finished no more trials

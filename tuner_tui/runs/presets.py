@@ -104,7 +104,7 @@ def load_preset(name_or_path: str) -> Preset:
     """A preset by name, or by path when the argument ends in `.toml` or contains a `/`."""
     if is_path_argument(name_or_path):
         path = Path(name_or_path).expanduser()
-        return _read(path, shipped=path.resolve().parent == SHIPPED_PRESETS_DIR)
+        return _read(path, shipped=path.resolve().parent == SHIPPED_PRESETS_DIR.resolve())
     files = _preset_files()
     if name_or_path not in files:
         raise UnknownPresetError(name_or_path, difflib.get_close_matches(name_or_path, files))

@@ -1,6 +1,6 @@
 """The training path the CLI, the app, sweeps and packs share: run, and record what happens.
 
-A `RunRecording` is an event sink that writes a run to a recorder (the SQLite results store, or a
+A `EventRecorder` is an event sink that writes a run to a recorder (the SQLite results store, or a
 cluster worker's journal) as it goes: a `running` row with a lease at `Started`, each epoch when it
 ends, the outcome at `Finished`, and a heartbeat renewing the lease in between. A recorder that
 fails mid-run (a read-only file, a lock held past the retry budget) does not stop the training: the
@@ -19,10 +19,11 @@ from tuner_tui.engine.datasets import LoadedDataset, load_dataset
 from tuner_tui.engine.events import EpochEnd, Event, Finished, Started
 from tuner_tui.engine.runner import EpochJudge, EventSink, PreparedRun, execute_run, prepare_run
 from tuner_tui.runs.lease import LEASE_SECONDS, Heartbeat
-from tuner_tui.runs.store import EpochRecord, RunLabels, RunRecord, StoreError, new_run_uid
+from tuner_tui.runs.records import EpochRecord, RunLabels, RunRecord, new_run_uid
+from tuner_tui.runs.sqlite_access import StoreError
 
 
-class RunRecorder(Protocol):
+class RunWriter(Protocol):
     """Where runs are written: `ResultsStore`, or a worker's journal on a shared filesystem."""
 
     def start_run(
@@ -60,7 +61,7 @@ class CachedLoader:
 
 
 @dataclass
-class RecordedRun:
+class RunOutcome:
     """How a run ended and where it was stored. When the store failed, `run_id` is None,
     `store_error` says why in one line and `unsaved` holds the record built from the events."""
 
@@ -72,10 +73,10 @@ class RecordedRun:
 
 
 @dataclass
-class RunRecording:
+class EventRecorder:
     """Records one run's events into `recorder`, then forwards each event to `on_event`."""
 
-    recorder: RunRecorder
+    recorder: RunWriter
     config: RunConfig
     labels: RunLabels
     on_event: EventSink
@@ -132,25 +133,25 @@ class RunRecording:
         except StoreError as error:
             self.store_error = str(error)
 
-    def result(self, finished: Finished) -> RecordedRun:
+    def result(self, finished: Finished) -> RunOutcome:
         if self.store_error is None:
-            return RecordedRun(self.run_id, finished, uid=self.uid)
-        return RecordedRun(None, finished, self.store_error, unsaved_record(self, finished), uid=self.uid)
+            return RunOutcome(self.run_id, finished, uid=self.uid)
+        return RunOutcome(None, finished, self.store_error, unsaved_record(self, finished), uid=self.uid)
 
 
 def execute_and_record(
     prepared: PreparedRun,
-    recorder: RunRecorder,
+    recorder: RunWriter,
     on_event: EventSink,
     *,
     cancel: threading.Event | None = None,
     labels: RunLabels | None = None,
     judge: EpochJudge | None = None,
     uid: str | None = None,
-) -> RecordedRun:
+) -> RunOutcome:
     """Run `prepared`, recording it (under `uid`, or a new one), and forward every event to
     `on_event` after the recorder saw it."""
-    recording = RunRecording(
+    recording = EventRecorder(
         recorder, prepared.config, labels or RunLabels(), on_event,
         data_source=prepared.dataset.source, device_label=str(prepared.device), uid=uid or new_run_uid(),
     )
@@ -158,26 +159,26 @@ def execute_and_record(
     return recording.result(finished)
 
 
-def run_recorded(
+def prepare_and_record(
     config: RunConfig,
-    recorder: RunRecorder,
+    recorder: RunWriter,
     on_event: EventSink,
     *,
     cancel: threading.Event | None = None,
     labels: RunLabels | None = None,
     force: bool = False,
-) -> RecordedRun:
+) -> RunOutcome:
     """Prepare and run `config`, recording it. Bad input raises (ConfigError, DatasetError) before
     anything is recorded."""
     return execute_and_record(prepare_run(config, force=force), recorder, on_event, cancel=cancel, labels=labels)
 
 
-def unsaved_record(recording: RunRecording, finished: Finished) -> RunRecord:
+def unsaved_record(recording: EventRecorder, finished: Finished) -> RunRecord:
     """A run's record built from its events, for showing a run that the store could not keep."""
     started, config, labels = recording.started, recording.config, recording.labels
     resources = finished.resources
     return RunRecord(
-        id=0, status=finished.status.value, config=config,
+        id=0, status=finished.status, config=config,
         device_name=started.device_name if started else "", data_source=started.data_source if started else None,
         started_at=0.0, finished_at=None, hostname="", pid=0, params=finished.params,
         estimated_memory_bytes=started.memory_estimate.total if started else None,

@@ -8,23 +8,22 @@ gone from this host, as `interrupted` without writing; the next writer records i
 
 Readers open with `open_existing`, which changes nothing on disk (a missing file is an error, a
 read-only file is fine). Writers take the lock up front (`BEGIN IMMEDIATE`) and wait for it, so a
-job array on one node can share one file. SQLite's locks do not work across a network filesystem:
-nodes never share one file (see `tuner_tui.sweeps` for how cluster workers report their runs).
+job array on one node can share one file. A file that is not a tuner-tui store is refused before
+anything in it is written (`tuner_tui.runs.store_schema.identify`). SQLite's locks do not work
+across a network filesystem: nodes never share one file; they journal their runs
+(`tuner_tui.runs.journal`), and a writer here imports those journals.
 """
 
 from __future__ import annotations
 
-import itertools
 import json
 import math
 import os
-import random
 import socket
 import sqlite3
 import statistics
 import threading
 import time
-import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from functools import partial
@@ -33,23 +32,50 @@ from typing import Any, TypeVar
 
 import platformdirs
 
-from tuner_tui.engine.chance import at_chance
 from tuner_tui.engine.config import ConfigError, RunConfig
 from tuner_tui.engine.dataset_specs import DATASET_SPECS
 from tuner_tui.engine.events import EpochEnd, Finished, RunStatus
+from tuner_tui.runs import store_schema
+from tuner_tui.runs.journal import (
+    JOURNAL_SUFFIX,
+    EpochEntry,
+    FinishEntry,
+    JournalEntry,
+    JournalProblem,
+    LeaseEntry,
+    StartEntry,
+    read_entries,
+)
 from tuner_tui.runs.lease import LEASE_SECONDS, holder_gone
+from tuner_tui.runs.records import (
+    EPOCH_COLUMNS,
+    FINISHED_COLUMNS,
+    EpochRecord,
+    FinishedColumns,
+    RunLabels,
+    RunRecord,
+    UnreadableRun,
+    new_run_uid,
+)
+from tuner_tui.runs.sqlite_access import (
+    LockPatience,
+    StoreError,
+    connect,
+    connect_read_only,
+    retry_busy,
+)
 
 ENV_VAR = "TUNER_TUI_STORE"
-MAX_CURVE_POINTS = 512
-JOURNAL_SUFFIX = ".jsonl"  # run journals of cluster workers (see tuner_tui.runs.journal)
-
-_BUSY_TIMEOUT_S = 30.0
-_ATTEMPTS = 6
 _T = TypeVar("_T")
-
-
-class StoreError(Exception):
-    """The store cannot be used; `str()` is one line naming the path and the reason."""
+_RUN_COLUMNS = tuple(f for f in RunRecord.__dataclass_fields__ if f != "epochs")
+_SELECT_RUNS = f"SELECT {', '.join(_RUN_COLUMNS)} FROM runs"
+_INSERT_EPOCH = (
+    f"INSERT OR REPLACE INTO run_epochs (run_id, {', '.join(EPOCH_COLUMNS)}) "
+    f"VALUES ({', '.join('?' * (len(EPOCH_COLUMNS) + 1))})"
+)
+_FINISH_RUN = (
+    f"UPDATE runs SET {', '.join(f'{c} = ?' for c in FINISHED_COLUMNS)}, lease_expires_at = NULL WHERE id = ?"
+)
 
 
 def default_store_path() -> Path:
@@ -61,236 +87,11 @@ def default_store_path() -> Path:
 
 
 @dataclass(frozen=True)
-class RunLabels:
-    """What a run belongs to: the preset it came from, its sweep and trial, its pack, its cluster task."""
+class JournalImport:
+    """What an import of the cluster journals did: lines applied, and lines skipped with why."""
 
-    preset: str | None = None
-    sweep: str | None = None
-    trial: int | None = None
-    pack_size: int = 1
-    array_task: str | None = None
-
-
-@dataclass(frozen=True)
-class EpochRecord:
-    """One finished epoch of a stored run; accuracies in percent."""
-
-    epoch: int
-    train_loss: float | None
-    train_accuracy: float | None
-    test_accuracy: float | None
-    seconds: float
-    train_ce: float | None = None
-    val_loss: float | None = None
-    val_accuracy: float | None = None
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "epoch": self.epoch,
-            "train_loss": self.train_loss,
-            "train_ce": self.train_ce,
-            "train_accuracy": self.train_accuracy,
-            "test_accuracy": self.test_accuracy,
-            "val_loss": self.val_loss,
-            "val_accuracy": self.val_accuracy,
-            "seconds": self.seconds,
-        }
-
-
-@dataclass(frozen=True)
-class RunRecord:
-    """One stored run; figures that do not apply (or not yet) are None."""
-
-    id: int
-    status: str
-    config: RunConfig
-    device_name: str
-    data_source: str | None
-    started_at: float
-    finished_at: float | None
-    hostname: str
-    pid: int
-    params: int
-    estimated_memory_bytes: int | None
-    estimated_time_s: float | None
-    train_loss: float | None
-    train_accuracy: float | None
-    test_accuracy: float | None
-    peak_memory_bytes: int | None
-    gpu_memory_bytes: int | None
-    train_time_s: float | None
-    total_time_s: float | None
-    message: str
-    diverged_step: int | None
-    epochs: tuple[EpochRecord, ...]
-    loss_curve: tuple[float, ...]
-    preset: str | None = None  # the preset the run's config came from, unedited
-    uid: str = ""
-    sweep: str | None = None
-    trial: int | None = None
-    pack_size: int = 1
-    array_task: str | None = None
-    tags: tuple[str, ...] = ()
-    note: str = ""
-    lease_expires_at: float | None = None
-
-    @property
-    def label(self) -> str:
-        """The run's name in the lab's tables: its preset, its sweep trial, else `run N`."""
-        if self.preset:
-            return self.preset
-        if self.sweep is not None and self.trial is not None:
-            return f"{self.sweep} #{self.trial}"
-        return f"run {self.id}"
-
-    @property
-    def train_ce(self) -> float | None:
-        """Mean cross-entropy of the last epoch (comparable across batch sizes, unlike the lab's loss)."""
-        return self.epochs[-1].train_ce if self.epochs else None
-
-    @property
-    def at_chance(self) -> bool:
-        """Whether the run ended with test accuracy no better than guessing."""
-        return self.status != RunStatus.RUNNING.value and at_chance(
-            self.test_accuracy, DATASET_SPECS[self.config.dataset].classes
-        )
-
-    def to_json(self) -> dict[str, Any]:
-        """The run as the CLI's `--json` output writes it."""
-        return {
-            "run_id": self.id or None,  # None: a run the store could not keep (see session.unsaved_record)
-            "uid": self.uid or None,
-            "preset": self.preset,
-            "sweep": self.sweep,
-            "trial": self.trial,
-            "status": self.status,
-            "at_chance": self.at_chance,
-            "config": self.config.to_dict(),
-            "device": self.device_name,
-            "node": self.hostname,
-            "array_task": self.array_task,
-            "pack_size": self.pack_size,
-            "data_source": self.data_source,
-            "started_at": self.started_at,
-            "finished_at": self.finished_at,
-            "message": self.message,
-            "diverged_step": self.diverged_step,
-            "tags": list(self.tags),
-            "note": self.note,
-            "metrics": {
-                "train_accuracy": self.train_accuracy,
-                "train_loss": self.train_loss,
-                "train_ce": self.train_ce,
-                "test_accuracy": self.test_accuracy,
-                "params": self.params,
-                "estimated_memory_bytes": self.estimated_memory_bytes,
-                "peak_memory_bytes": self.peak_memory_bytes,
-                "gpu_memory_bytes": self.gpu_memory_bytes,
-                "estimated_time_s": self.estimated_time_s,
-                "train_time_s": self.train_time_s,
-                "total_time_s": self.total_time_s,
-            },
-            "epochs": [epoch.to_json() for epoch in self.epochs],
-        }
-
-
-@dataclass(frozen=True)
-class UnreadableRun:
-    """A stored row this version cannot read (a newer config, a damaged value): shown, never dropped."""
-
-    id: int
-    status: str
-    started_at: float | None
-    reason: str
-
-
-def _migrate_to_v1(conn: sqlite3.Connection) -> None:
-    conn.execute(
-        """CREATE TABLE runs (
-            id INTEGER PRIMARY KEY AUTOINCREMENT,
-            status TEXT NOT NULL,
-            config TEXT NOT NULL,
-            dataset TEXT NOT NULL,
-            device_name TEXT NOT NULL,
-            data_source TEXT,
-            started_at REAL NOT NULL,
-            finished_at REAL,
-            hostname TEXT NOT NULL,
-            pid INTEGER NOT NULL,
-            params INTEGER NOT NULL,
-            estimated_memory_bytes INTEGER,
-            estimated_time_s REAL,
-            train_loss REAL,
-            train_accuracy REAL,
-            test_accuracy REAL,
-            peak_memory_bytes INTEGER,
-            gpu_memory_bytes INTEGER,
-            train_time_s REAL,
-            total_time_s REAL,
-            message TEXT NOT NULL DEFAULT '',
-            diverged_step INTEGER,
-            loss_curve TEXT NOT NULL DEFAULT '[]'
-        )"""
-    )
-    conn.execute(
-        """CREATE TABLE run_epochs (
-            run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
-            epoch INTEGER NOT NULL,
-            train_loss REAL,
-            train_accuracy REAL,
-            test_accuracy REAL,
-            seconds REAL NOT NULL,
-            PRIMARY KEY (run_id, epoch)
-        )"""
-    )
-    conn.execute("CREATE INDEX runs_by_dataset ON runs(dataset, started_at)")
-    conn.execute("CREATE INDEX runs_by_status ON runs(status, hostname)")
-
-
-def _migrate_to_v2(conn: sqlite3.Connection) -> None:
-    conn.execute("ALTER TABLE runs ADD COLUMN preset TEXT")
-
-
-def _migrate_to_v3(conn: sqlite3.Connection) -> None:
-    """Run ids that survive import, leases, sweep/pack/cluster links, tags and notes, tombstones."""
-    for column in (
-        "uid TEXT", "lease_expires_at REAL", "sweep TEXT", "trial INTEGER",
-        "pack_size INTEGER NOT NULL DEFAULT 1", "array_task TEXT",
-        "tags TEXT NOT NULL DEFAULT '[]'", "note TEXT NOT NULL DEFAULT ''",
-    ):
-        conn.execute(f"ALTER TABLE runs ADD COLUMN {column}")
-    for column in ("train_ce REAL", "val_loss REAL", "val_accuracy REAL"):
-        conn.execute(f"ALTER TABLE run_epochs ADD COLUMN {column}")
-    conn.execute("UPDATE runs SET uid = lower(hex(randomblob(16))) WHERE uid IS NULL")
-    conn.execute("CREATE UNIQUE INDEX runs_by_uid ON runs(uid)")
-    conn.execute("CREATE INDEX runs_by_sweep ON runs(sweep, trial)")
-    conn.execute("CREATE TABLE deleted_runs (uid TEXT PRIMARY KEY, deleted_at REAL NOT NULL)")
-    conn.execute("CREATE TABLE imported_files (path TEXT PRIMARY KEY, offset INTEGER NOT NULL)")
-    conn.execute(
-        """CREATE TABLE sweeps (
-            name TEXT PRIMARY KEY,
-            storage TEXT NOT NULL,
-            journal_dir TEXT,
-            registered_at REAL NOT NULL
-        )"""
-    )
-
-
-# Schema version N means MIGRATIONS[:N] have run; add a version by appending one function.
-MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_migrate_to_v1, _migrate_to_v2, _migrate_to_v3]
-
-_RUN_COLUMNS = tuple(f.name for f in RunRecord.__dataclass_fields__.values() if f.name != "epochs")
-_SELECT_RUNS = f"SELECT {', '.join(_RUN_COLUMNS)} FROM runs"
-_EPOCH_COLUMNS = tuple(EpochRecord.__dataclass_fields__)
-
-
-def downsample(values: Sequence[float], max_points: int = MAX_CURVE_POINTS) -> tuple[float, ...]:
-    """At most `max_points` values: the means of consecutive, near-equal buckets."""
-    n = len(values)
-    if n <= max_points:
-        return tuple(float(v) for v in values)
-    bounds = [i * n // max_points for i in range(max_points + 1)]
-    return tuple(math.fsum(values[lo:hi]) / (hi - lo) for lo, hi in itertools.pairwise(bounds))
+    applied: int = 0
+    problems: tuple[JournalProblem, ...] = ()
 
 
 @dataclass
@@ -304,33 +105,45 @@ class ResultsStore:
     """One SQLite results file; thread-safe, and safe to share between processes on one host.
 
     `ResultsStore(path)` opens for writing (creating the file and its folder); `open_existing(path)`
-    opens for reading only. `clock` (seconds since the epoch) can be injected in tests.
+    opens for reading only. `clock` (seconds since the epoch) can be injected in tests; `patience`
+    is how long to wait for another writer's lock (default: `$TUNER_TUI_LOCK_WAIT_S`, else 30 s).
     """
 
     def __init__(
-        self, path: str | Path | None = None, *, clock: Callable[[], float] = time.time, _read_only: bool = False
+        self,
+        path: str | Path | None = None,
+        *,
+        clock: Callable[[], float] = time.time,
+        patience: LockPatience | None = None,
+        _read_only: bool = False,
     ) -> None:
         self.path = _checked_path(path)
         self.clock = clock
+        self.patience = patience or LockPatience.from_environment()
         self.read_only = _read_only
         self._lock = threading.RLock()
-        self._conn = _connect_read_only(self.path) if _read_only else _connect(self.path)
+        self._conn = (
+            connect_read_only(self.path, self.patience) if _read_only else connect(self.path, self.patience)
+        )
         try:
-            self._check_schema()
+            version = self._identify()
             if not _read_only:
-                self._migrate()
+                self._migrate(version)
                 self.recover_interrupted()
         except BaseException:
             self._conn.close()
             raise
 
     @classmethod
-    def open_existing(cls, path: str | Path | None = None, *, clock: Callable[[], float] = time.time) -> ResultsStore:
+    def open_existing(
+        cls, path: str | Path | None = None, *, clock: Callable[[], float] = time.time,
+        patience: LockPatience | None = None,
+    ) -> ResultsStore:
         """Open an existing store for reading: nothing is created or changed; StoreError if there is none."""
         checked = _checked_path(path)
         if not checked.is_file():
             raise StoreError(f"no store at {checked}")
-        return cls(checked, clock=clock, _read_only=True)
+        return cls(checked, clock=clock, patience=patience, _read_only=True)
 
     def __enter__(self) -> ResultsStore:
         return self
@@ -369,18 +182,13 @@ class ResultsStore:
             "trial": labels.trial, "pack_size": labels.pack_size, "array_task": labels.array_task,
             "lease_expires_at": now + lease_s,
         }
-        sql = f"INSERT INTO runs ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})"
-        return self._transaction(lambda conn: int(conn.execute(sql, tuple(row.values())).lastrowid or 0), write=True)
+        return self._transaction(lambda conn: _insert_run(conn, row), write=True)
 
     def record_epoch(self, run_id: int, epoch: EpochEnd, *, lease_s: float = LEASE_SECONDS) -> None:
         """Commit one finished epoch of a running run and renew its lease."""
 
         def write(conn: sqlite3.Connection) -> None:
-            conn.execute(
-                f"INSERT OR REPLACE INTO run_epochs (run_id, {', '.join(_EPOCH_COLUMNS)}) "
-                f"VALUES ({', '.join('?' * (len(_EPOCH_COLUMNS) + 1))})",
-                _epoch_row(run_id, epoch),
-            )
+            conn.execute(_INSERT_EPOCH, _epoch_row(run_id, epoch))
             conn.execute(
                 "UPDATE runs SET lease_expires_at = ?, train_loss = ?, train_accuracy = ?, test_accuracy = ? "
                 "WHERE id = ? AND status = ?",
@@ -405,31 +213,12 @@ class ResultsStore:
 
         KeyError if there is no run with this id.
         """
-        resources = finished.resources
-        values = (
-            RunStatus(finished.status).value, self.clock(), finished.params, finished.train_loss,
-            finished.train_accuracy, finished.test_accuracy, resources.peak_memory_bytes,
-            resources.gpu_process_memory_bytes, resources.train_time_s, resources.total_time_s,
-            finished.message, finished.diverged_step, json.dumps(downsample(finished.loss_curve)), run_id,
-        )
+        columns = FinishedColumns.of(finished, self.clock())
+        epochs = [EpochRecord(**vars(e)) for e in finished.epochs]
 
         def update(conn: sqlite3.Connection) -> None:
-            cursor = conn.execute(
-                """UPDATE runs SET status = ?, finished_at = ?, params = ?, train_loss = ?,
-                    train_accuracy = ?, test_accuracy = ?, peak_memory_bytes = ?,
-                    gpu_memory_bytes = ?, train_time_s = ?, total_time_s = ?, message = ?,
-                    diverged_step = ?, loss_curve = ?, lease_expires_at = NULL
-                WHERE id = ?""",
-                values,
-            )
-            if cursor.rowcount == 0:
+            if not _finish(conn, run_id, columns, epochs):
                 raise KeyError(run_id)
-            conn.execute("DELETE FROM run_epochs WHERE run_id = ?", (run_id,))
-            conn.executemany(
-                f"INSERT INTO run_epochs (run_id, {', '.join(_EPOCH_COLUMNS)}) "
-                f"VALUES ({', '.join('?' * (len(_EPOCH_COLUMNS) + 1))})",
-                (_epoch_row(run_id, e) for e in finished.epochs),
-            )
 
         self._transaction(update, write=True)
 
@@ -487,50 +276,60 @@ class ResultsStore:
 
     def pending_journal_bytes(self) -> int:
         """How much of the registered run journals has not been imported yet (0: nothing to do)."""
-        offsets = self._imported_offsets()
+        imported = self._imported()
         pending = 0
         for path in self._journal_files():
             try:
-                pending += max(0, path.stat().st_size - offsets.get(str(path), 0))
+                pending += max(0, path.stat().st_size - imported.get(str(path), (0, 0))[0])
             except OSError:
                 continue
         return pending
 
-    def import_journals(self) -> int:
-        """Import the complete new lines of every registered run journal; returns the lines applied.
+    def import_journals(self) -> JournalImport:
+        """Import the complete new lines of every registered run journal, each line checked.
 
         Idempotent: runs are matched by uid, a deleted run's uid is never imported again, and each
-        file's offset advances only past whole lines.
+        file's offset advances only past whole lines. A journal creates only runs the store does not
+        have, and advances only the runs it created that have not ended: a line naming any other run
+        is skipped, as is a line that is not a valid journal line; each skip is a `JournalProblem`.
         """
         applied = 0
-        offsets = self._imported_offsets()
+        problems: list[JournalProblem] = []
+        imported = self._imported()
         for path in self._journal_files():
-            start = offsets.get(str(path), 0)
+            offset, lines = imported.get(str(path), (0, 0))
             try:
-                records, end = _complete_lines(path, start)
-            except OSError:
+                read = read_entries(path, offset, lines)
+            except OSError as error:
+                problems.append(JournalProblem(path, lines + 1, f"cannot read: {error.strerror or error}"))
                 continue
-            if end == start:
+            if read.offset == offset:
                 continue
 
-            def apply(conn: sqlite3.Connection, records: list[dict[str, Any]] = records, path: Path = path,
-                      end: int = end) -> None:
-                for record in records:
-                    _apply_journal_record(conn, record)
+            def apply(conn: sqlite3.Connection, path: Path = path, read: Any = read) -> list[JournalProblem]:
+                skipped = []
+                for line, entry in read.entries:
+                    why = _apply_journal_entry(conn, entry, str(path))
+                    if why is not None:
+                        skipped.append(JournalProblem(path, line, why))
                 conn.execute(
-                    "INSERT INTO imported_files (path, offset) VALUES (?, ?) "
-                    "ON CONFLICT(path) DO UPDATE SET offset = excluded.offset",
-                    (str(path), end),
+                    "INSERT INTO imported_files (path, offset, lines) VALUES (?, ?, ?) "
+                    "ON CONFLICT(path) DO UPDATE SET offset = excluded.offset, lines = excluded.lines",
+                    (str(path), read.offset, read.lines),
                 )
+                return skipped
 
-            self._transaction(apply, write=True)
-            applied += len(records)
-        return applied
+            skipped = self._transaction(apply, write=True)
+            applied += len(read.entries) - len(skipped)
+            problems += [*read.problems, *skipped]
+        return JournalImport(applied, tuple(sorted(problems, key=lambda p: (str(p.path), p.line))))
 
-    def _imported_offsets(self) -> dict[str, int]:
-        rows = self._transaction(lambda conn: conn.execute("SELECT path, offset FROM imported_files").fetchall(),
-                                 write=False)
-        return {row["path"]: int(row["offset"]) for row in rows}
+    def _imported(self) -> dict[str, tuple[int, int]]:
+        """Journal path → (bytes imported, lines imported)."""
+        rows = self._transaction(
+            lambda conn: conn.execute("SELECT path, offset, lines FROM imported_files").fetchall(), write=False
+        )
+        return {row["path"]: (int(row["offset"]), int(row["lines"])) for row in rows}
 
     def _journal_files(self) -> list[Path]:
         files: list[Path] = []
@@ -647,63 +446,57 @@ class ResultsStore:
                     return work(self._conn)
 
         try:
-            return _retry_busy(attempt)
+            return retry_busy(attempt, self.patience)
         except sqlite3.Error as exc:
             raise StoreError(f"results store {self.path}: {exc}") from None
 
-    def _check_schema(self) -> None:
-        """Refuse a file that is not ours, or is newer than this version, before changing anything."""
-        # Version and tables in one read: another process may be creating the schema meanwhile.
-        version, tables = self._transaction(lambda conn: (_schema_version(conn), _table_count(conn)), write=False)
-        if version > len(MIGRATIONS):
-            raise StoreError(
-                f"results store {self.path}: schema version {version} is newer than this "
-                f"tuner-tui understands ({len(MIGRATIONS)}); upgrade tuner-tui"
-            )
-        if version == 0 and tables:
-            raise StoreError(f"results store {self.path}: not a tuner-tui results store")
-        if self.read_only and version < len(MIGRATIONS):
+    def _identify(self) -> int:
+        """The file's schema version, once it is known to be a tuner-tui store; StoreError for any
+        other file (nothing in it has been written). An older store opened for reading is refused
+        with the way to upgrade it."""
+        try:
+            version = self._transaction(store_schema.identify, write=False)
+        except store_schema.ForeignFile as error:
+            raise StoreError(f"results store {self.path}: {error}") from None
+        if self.read_only and version < len(store_schema.MIGRATIONS):
             raise StoreError(
                 f"results store {self.path}: written by an older tuner-tui (schema {version}); "
                 "open it once for writing (run anything) to upgrade it"
             )
+        return version
 
-    def _migrate(self) -> None:
-        """Switch to WAL, then bring the schema to `len(MIGRATIONS)`, one transaction per version."""
+    def _migrate(self, version: int) -> None:
+        """Switch to WAL, then bring the schema to the latest, one transaction per version."""
         try:
-            _retry_busy(lambda: self._conn.execute("PRAGMA journal_mode = WAL"))
+            retry_busy(lambda: self._conn.execute("PRAGMA journal_mode = WAL"), self.patience)
         except sqlite3.Error as exc:
             raise StoreError(f"results store {self.path}: {exc}") from None
-        version = self._transaction(_schema_version, write=False)
-        for target in range(version + 1, len(MIGRATIONS) + 1):
+        for target in range(version + 1, len(store_schema.MIGRATIONS) + 1):
             self._transaction(partial(self._migrate_to, target), write=True)
 
     def _migrate_to(self, target: int, conn: sqlite3.Connection) -> None:
-        """Apply migration `target` unless another process got there first."""
-        version = _schema_version(conn)
-        if version == 0 and _table_count(conn):
-            raise StoreError(f"results store {self.path}: not a tuner-tui results store")
+        """Apply migration `target` unless another process got there first (identified again under
+        the write lock: another process may have changed the file since)."""
+        try:
+            version = store_schema.identify(conn)
+        except store_schema.ForeignFile as error:
+            raise StoreError(f"results store {self.path}: {error}") from None
         if version == target - 1:
-            MIGRATIONS[target - 1](conn)
+            store_schema.MIGRATIONS[target - 1](conn)
             conn.execute(f"PRAGMA user_version = {target}")
 
 
-def import_pending_journals(path: str | Path | None) -> int:
+def import_pending_journals(path: str | Path | None) -> JournalImport:
     """Before a read: import what cluster workers journaled (skipped when the store is absent or
-    cannot be written: the read then shows what was imported before). Returns the lines applied."""
+    cannot be written: the read then shows what was imported before)."""
     checked = _checked_path(path)
     if not checked.is_file() or not os.access(checked, os.W_OK):
-        return 0
+        return JournalImport()
     with ResultsStore.open_existing(checked) as reader:
         if reader.pending_journal_bytes() == 0:
-            return 0
+            return JournalImport()
     with ResultsStore(checked) as writer:
         return writer.import_journals()
-
-
-def new_run_uid() -> str:
-    """A run id unique across hosts and stores (it survives import from a cluster worker)."""
-    return uuid.uuid4().hex
 
 
 def _checked_path(path: str | Path | None) -> Path:
@@ -718,72 +511,20 @@ def _checked_path(path: str | Path | None) -> Path:
     return checked
 
 
-def _connect(path: Path) -> sqlite3.Connection:
-    """Open `path` for writing with a busy timeout (creating its folder), or raise StoreError."""
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise StoreError(f"results store {path}: cannot create its folder ({exc.strerror})") from None
-    try:
-        conn = sqlite3.connect(path, timeout=_BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False)
-    except sqlite3.Error as exc:
-        raise StoreError(f"results store {path}: {exc}") from None
-    return _configure(conn, path, "PRAGMA synchronous = NORMAL", "PRAGMA foreign_keys = ON")
+def _insert_run(conn: sqlite3.Connection, row: dict[str, Any]) -> int:
+    sql = f"INSERT INTO runs ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})"
+    return int(conn.execute(sql, tuple(row.values())).lastrowid or 0)
 
 
-def _connect_read_only(path: Path) -> sqlite3.Connection:
-    """Open `path` for reading only; a file we cannot write (or whose folder we cannot) is read as is."""
-    uri = f"{path.resolve().as_uri()}?mode=ro"
-    for suffix in ("", "&immutable=1"):
-        try:
-            conn = sqlite3.connect(
-                uri + suffix, uri=True, timeout=_BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False
-            )
-            conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
-        except sqlite3.Error as exc:
-            error = exc
-            continue
-        return _configure(conn, path)
-    raise StoreError(f"results store {path}: {error}")
-
-
-def _configure(conn: sqlite3.Connection, path: Path, *pragmas: str) -> sqlite3.Connection:
-    try:
-        conn.row_factory = sqlite3.Row
-        for pragma in pragmas:
-            conn.execute(pragma)
-    except sqlite3.Error as exc:
-        conn.close()
-        raise StoreError(f"results store {path}: {exc}") from None
-    return conn
-
-
-def _retry_busy(action: Callable[[], _T]) -> _T:
-    """Run `action`, retrying with short backoff while SQLite reports the file locked or busy.
-
-    The busy timeout already waits for other writers; this covers the cases SQLite does not wait in.
-    """
-    for attempt in range(_ATTEMPTS - 1):
-        try:
-            return action()
-        except sqlite3.OperationalError as exc:
-            if not _is_busy(exc):
-                raise
-        time.sleep(0.05 * 2**attempt * (1 + random.random()))
-    return action()
-
-
-def _schema_version(conn: sqlite3.Connection) -> int:
-    return int(conn.execute("PRAGMA user_version").fetchone()[0])
-
-
-def _table_count(conn: sqlite3.Connection) -> int:
-    return int(conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0])
-
-
-def _is_busy(exc: sqlite3.OperationalError) -> bool:
-    text = str(exc).lower()
-    return "locked" in text or "busy" in text
+def _finish(conn: sqlite3.Connection, run_id: int, columns: FinishedColumns, epochs: Sequence[EpochRecord]) -> bool:
+    """Write a run's end and replace its epochs; False when there is no such run."""
+    values = columns.values()
+    values["loss_curve"] = json.dumps(values["loss_curve"])
+    if conn.execute(_FINISH_RUN, (*values.values(), run_id)).rowcount == 0:
+        return False
+    conn.execute("DELETE FROM run_epochs WHERE run_id = ?", (run_id,))
+    conn.executemany(_INSERT_EPOCH, (_epoch_row(run_id, e) for e in epochs))
+    return True
 
 
 def _death(row: sqlite3.Row, reading: _Reading) -> str | None:
@@ -792,7 +533,7 @@ def _death(row: sqlite3.Row, reading: _Reading) -> str | None:
 
 
 def _epoch_row(run_id: int, epoch: EpochEnd | EpochRecord) -> tuple[Any, ...]:
-    return (run_id, *(getattr(epoch, name) for name in _EPOCH_COLUMNS))
+    return (run_id, *(getattr(epoch, name) for name in EPOCH_COLUMNS))
 
 
 def _load_runs(
@@ -811,101 +552,55 @@ def _load_runs(
 
 def _load_epochs(conn: sqlite3.Connection, run_id: int) -> tuple[EpochRecord, ...]:
     rows = conn.execute(
-        f"SELECT {', '.join(_EPOCH_COLUMNS)} FROM run_epochs WHERE run_id = ? ORDER BY epoch", (run_id,)
+        f"SELECT {', '.join(EPOCH_COLUMNS)} FROM run_epochs WHERE run_id = ? ORDER BY epoch", (run_id,)
     ).fetchall()
     return tuple(EpochRecord(**dict(row)) for row in rows)
 
 
 def _record(row: sqlite3.Row, epochs: tuple[EpochRecord, ...], reading: _Reading) -> RunRecord:
     values = dict(row)
+    values["status"] = RunStatus(values["status"])
     values["config"] = RunConfig.from_mapping(json.loads(values["config"]))
     values["loss_curve"] = tuple(float(x) for x in json.loads(values["loss_curve"]))
     values["tags"] = tuple(str(tag) for tag in json.loads(values["tags"]))
-    if values["status"] == RunStatus.RUNNING.value:
+    if values["status"] is RunStatus.RUNNING:
         why = _death(row, reading)
         if why is not None:  # shown as interrupted; the next writer records it
-            values.update(status=RunStatus.INTERRUPTED.value, message=why)
+            values.update(status=RunStatus.INTERRUPTED, message=why)
     return RunRecord(**values, epochs=epochs)
 
 
-def _complete_lines(path: Path, offset: int) -> tuple[list[dict[str, Any]], int]:
-    """The whole JSON lines of `path` after byte `offset`, and the offset after the last of them.
+_ADVANCING = (RunStatus.RUNNING.value, RunStatus.INTERRUPTED.value)
 
-    A last line without its newline (a writer killed mid-line) is left for the next read; a line
-    that is not JSON is skipped (the rest of the journal is still read).
+
+def _apply_journal_entry(conn: sqlite3.Connection, entry: JournalEntry, journal: str) -> str | None:
+    """Apply one checked journal line to the store, by the run's uid; why it was skipped, or None.
+
+    A start creates its run unless the store has that uid (or deleted it); the other lines advance
+    only a run that this journal created and that has not ended (an interrupted run may still end:
+    interrupted is a reader's guess from an expired lease).
     """
-    with path.open("rb") as handle:
-        handle.seek(offset)
-        data = handle.read()
-    end = data.rfind(b"\n") + 1
-    records = []
-    for line in data[:end].splitlines():
-        try:
-            record = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(record, dict) and isinstance(record.get("uid"), str):
-            records.append(record)
-    return records, offset + end
-
-
-_FINISH_COLUMNS = (
-    "status", "finished_at", "params", "train_loss", "train_accuracy", "test_accuracy", "peak_memory_bytes",
-    "gpu_memory_bytes", "train_time_s", "total_time_s", "message", "diverged_step",
-)
-
-
-def _apply_journal_record(conn: sqlite3.Connection, record: dict[str, Any]) -> None:
-    """Apply one journal line to the store, by the run's uid (a deleted run stays deleted)."""
-    uid = record["uid"]
+    uid = entry.uid
     if conn.execute("SELECT 1 FROM deleted_runs WHERE uid = ?", (uid,)).fetchone():
-        return
-    row = conn.execute("SELECT id FROM runs WHERE uid = ?", (uid,)).fetchone()
-    kind = record.get("kind")
-    if kind == "start":
+        return None  # deleted in the browser: stays deleted
+    row = conn.execute("SELECT id, status, journal FROM runs WHERE uid = ?", (uid,)).fetchone()
+    if isinstance(entry, StartEntry):
         if row is None:
-            labels = record.get("labels") or {}
-            config = record["config"]
-            values = {
-                "uid": uid, "status": RunStatus.RUNNING.value, "config": json.dumps(config),
-                "dataset": config.get("dataset", ""), "device_name": record.get("device_name", ""),
-                "data_source": record.get("data_source"), "started_at": record.get("started_at", 0.0),
-                "hostname": record.get("hostname", ""), "pid": record.get("pid", 0),
-                "params": record.get("params", 0), "estimated_memory_bytes": record.get("estimated_memory_bytes"),
-                "estimated_time_s": record.get("estimated_time_s"), "lease_expires_at": record.get("lease_expires_at"),
-                **{key: labels.get(key) for key in ("preset", "sweep", "trial", "array_task")},
-                "pack_size": labels.get("pack_size") or 1,
-            }
-            conn.execute(
-                f"INSERT INTO runs ({', '.join(values)}) VALUES ({', '.join('?' * len(values))})",
-                tuple(values.values()),
-            )
-        return
+            _insert_run(conn, {**entry.row, "journal": journal})
+            return None
+        return None if row["journal"] == journal else f"run {uid} is already in the store; not this journal's"
     if row is None:
-        return  # its start line was damaged or its run deleted: nothing to attach it to
+        return f"run {uid} has no start line before it"
+    if row["journal"] != journal:
+        return f"run {uid} was not started by this journal"
+    if row["status"] not in _ADVANCING:
+        return f"run {uid} has ended ({row['status']}); an import never changes an ended run"
     run_id = row["id"]
-    running = RunStatus.RUNNING.value
-    if kind == "epoch":
-        epoch = record["epoch"]
-        conn.execute(
-            f"INSERT OR REPLACE INTO run_epochs (run_id, {', '.join(_EPOCH_COLUMNS)}) "
-            f"VALUES ({', '.join('?' * (len(_EPOCH_COLUMNS) + 1))})",
-            (run_id, *(epoch.get(name) for name in _EPOCH_COLUMNS)),
-        )
-        conn.execute("UPDATE runs SET lease_expires_at = ? WHERE id = ? AND status = ?",
-                     (record.get("lease_expires_at"), run_id, running))
-    elif kind == "lease":
-        conn.execute("UPDATE runs SET lease_expires_at = ? WHERE id = ? AND status = ?",
-                     (record.get("lease_expires_at"), run_id, running))
-    elif kind == "finish":
-        conn.execute(
-            f"UPDATE runs SET {', '.join(f'{c} = ?' for c in _FINISH_COLUMNS)}, loss_curve = ?, "
-            "lease_expires_at = NULL WHERE id = ?",
-            (*(record.get(c) for c in _FINISH_COLUMNS), json.dumps(record.get("loss_curve", [])), run_id),
-        )
-        conn.execute("DELETE FROM run_epochs WHERE run_id = ?", (run_id,))
-        conn.executemany(
-            f"INSERT INTO run_epochs (run_id, {', '.join(_EPOCH_COLUMNS)}) "
-            f"VALUES ({', '.join('?' * (len(_EPOCH_COLUMNS) + 1))})",
-            ((run_id, *(e.get(name) for name in _EPOCH_COLUMNS)) for e in record.get("epochs", [])),
-        )
+    if isinstance(entry, EpochEntry):
+        conn.execute(_INSERT_EPOCH, _epoch_row(run_id, entry.epoch))
+        conn.execute("UPDATE runs SET lease_expires_at = ? WHERE id = ?", (entry.lease_expires_at, run_id))
+    elif isinstance(entry, LeaseEntry):
+        conn.execute("UPDATE runs SET lease_expires_at = ? WHERE id = ?", (entry.lease_expires_at, run_id))
+    elif isinstance(entry, FinishEntry):
+        _finish(conn, run_id, entry.columns, entry.epochs)
+    return None

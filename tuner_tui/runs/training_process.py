@@ -1,7 +1,7 @@
 """Training in a child process, so that the app's drawing and the training loop share no GIL.
 
-The child (`python -m tuner_tui.runs.training_process`) runs the same path as `--no-ui`
-(`run_recorded`, writing the same store itself) and sends every event back, pickled, on its
+The child (`tuner_tui.runs.training_child`) runs the same path as `--no-ui`
+(`prepare_and_record`, writing the same store itself) and sends every event back, pickled, on its
 stdout; the parent relays them and forwards a stop request on the child's stdin. A child is
 started ahead of time as a standby that has already imported torch (`warm_up()`, and again after
 each run), so a run does not wait for that import.
@@ -21,9 +21,7 @@ import atexit
 import contextlib
 import os
 import pickle
-import signal
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -34,13 +32,14 @@ from typing import IO, Any, Protocol
 
 from tuner_tui.engine.config import RunConfig
 from tuner_tui.engine.events import EpochEnd, Event, Finished, Progress, Resources, RunStatus, Started
-from tuner_tui.runs.store import ResultsStore, RunLabels, RunRecord
+from tuner_tui.runs.child_commands import TRAINING_CHILD
+from tuner_tui.runs.records import RunLabels, RunRecord
+from tuner_tui.runs.store import ResultsStore
 
 CANCEL = "cancel"
 READY = "ready"
 POLL_S = 0.05
 STOP_GRACE_S = 5.0  # a run asked to stop (or orphaned) that has not ended after this is killed
-CHILD_COMMAND = (sys.executable, "-P", "-m", "tuner_tui.runs.training_process")
 Clock = Callable[[], float]
 
 
@@ -81,13 +80,13 @@ class TrainingProcessError(Exception):
 
 
 @dataclass(frozen=True)
-class _Rejected:
+class Rejected:
     reason: str
     field: str | None = None
 
 
 @dataclass(frozen=True)
-class _Job:
+class TrainingJob:
     config: RunConfig
     store_path: str
     labels: RunLabels
@@ -140,7 +139,7 @@ class _Child:
         pickle.dump(message, self.commands)
         self.commands.flush()
 
-    def send_job(self, job: _Job) -> None:
+    def send_job(self, job: TrainingJob) -> None:
         self.has_job = True
         self.send(job)
 
@@ -212,7 +211,7 @@ class _Standby:
                 self.child.close()
                 self.child = None
             if self.child is None:
-                self.child = _Child(CHILD_COMMAND)
+                self.child = _Child(TRAINING_CHILD)
             if wait:
                 self.child.wait_ready()
 
@@ -225,7 +224,7 @@ class _Standby:
             if child is not None and child.process.poll() is not None:
                 child.close()  # a standby that died waiting
                 child = None
-            return child or _Child(CHILD_COMMAND)
+            return child or _Child(TRAINING_CHILD)
         except BaseException:
             self.run_ended()
             raise
@@ -302,7 +301,7 @@ def record_stopped_run(store_path: str | Path, pid: int, since: float, trace: Ru
     with ResultsStore(store_path) as store:
         # A killed child's row is already marked interrupted by opening the store: it is ours to finish.
         row = next((r for r in store.list_runs(limit=100) if r.pid == pid and r.started_at >= since), None)
-        if row is not None and row.status not in (RunStatus.RUNNING.value, RunStatus.INTERRUPTED.value):
+        if row is not None and row.status not in (RunStatus.RUNNING, RunStatus.INTERRUPTED):
             return _finished_from(row)
         finished = trace.cancelled(why, row)
         if row is None:
@@ -321,7 +320,7 @@ def record_stopped_run(store_path: str | Path, pid: int, since: float, trace: Ru
 def _finished_from(record: RunRecord) -> Finished:
     """The Finished of a run the store has already seen end."""
     return Finished(
-        status=RunStatus(record.status), message=record.message, train_loss=record.train_loss,
+        status=record.status, message=record.message, train_loss=record.train_loss,
         train_accuracy=record.train_accuracy, test_accuracy=record.test_accuracy, params=record.params,
         resources=Resources(train_time_s=record.train_time_s or 0.0, total_time_s=record.total_time_s or 0.0),
         epochs=tuple(EpochEnd(**vars(e)) for e in record.epochs), loss_curve=record.loss_curve,
@@ -347,7 +346,7 @@ class _Stopper(threading.Thread):
         self.lock = threading.Lock()
         self.killed = False
 
-    def send_job(self, job: _Job) -> bool:
+    def send_job(self, job: TrainingJob) -> bool:
         """Send the job unless the run was stopped before; whether it was sent."""
         with self.lock:
             if self.cancel.is_set():
@@ -404,10 +403,10 @@ def run_in_child_process(
     since = time.time()
     try:
         stopper.start()
-        job = _Job(config, str(store_path), labels, force, dict(os.environ), os.getcwd(), since, threads)
+        job = TrainingJob(config, str(store_path), labels, force, dict(os.environ), os.getcwd(), since, threads)
         if child.wait_ready() and _sent(stopper, job):
             while (message := child.receive()) is not None:
-                if isinstance(message, _Rejected):
+                if isinstance(message, Rejected):
                     raise RunRejectedError(message.reason, message.field)
                 trace.add(message)
                 on_event(message)
@@ -432,7 +431,7 @@ def run_in_child_process(
             warm_up()
 
 
-def _sent(stopper: _Stopper, job: _Job) -> bool:
+def _sent(stopper: _Stopper, job: TrainingJob) -> bool:
     try:
         return stopper.send_job(job)
     except OSError:
@@ -441,99 +440,3 @@ def _sent(stopper: _Stopper, job: _Job) -> bool:
 
 def _mark_interrupted(store_path: str | Path) -> None:
     ResultsStore(store_path).close()  # opening a store marks the rows of dead processes interrupted
-
-
-# --- the child --------------------------------------------------------------------------
-
-
-def _send(stream: IO[bytes], message: object) -> None:
-    pickle.dump(message, stream)
-    stream.flush()
-
-
-def watch_parent(
-    commands: IO[bytes],
-    cancel: threading.Event,
-    run_over: threading.Event,
-    on_abandoned: Callable[[], None],
-    *,
-    grace_s: float = STOP_GRACE_S,
-    clock: Clock = time.monotonic,
-) -> None:
-    """Set `cancel` when the parent asks. When the parent has gone (stdin closed), set it too, give
-    the run `grace_s` to end, and call `on_abandoned` if it has not (an orphan must not run on)."""
-    while True:
-        try:
-            message = pickle.load(commands)
-        except (EOFError, OSError, ValueError, pickle.UnpicklingError):  # ValueError: stdin closed under us
-            break
-        if message == CANCEL:
-            cancel.set()
-    cancel.set()
-    if not wait_on_clock(run_over, grace_s, clock):
-        on_abandoned()
-
-
-def child_main() -> int:
-    """Import the engine, say ready, take one job from stdin, run it, report on stdout."""
-    events = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
-    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())  # stray prints must not corrupt the events
-    commands = sys.stdin.buffer
-    # A closed terminal or a Ctrl+C reaches the whole process group; the child ends through its
-    # parent instead (stdin closes), so that its run is stored as cancelled, not cut off.
-    for name in ("SIGINT", "SIGHUP"):
-        if hasattr(signal, name):
-            signal.signal(getattr(signal, name), signal.SIG_IGN)
-
-    from tuner_tui.runs.session import run_recorded
-
-    _send(events, READY)
-    try:
-        job = pickle.load(commands)
-    except (EOFError, OSError, pickle.UnpicklingError):
-        return 0  # the app went away before it needed this standby
-    if not isinstance(job, _Job):
-        return 0
-    os.environ.clear()
-    os.environ.update(job.environ)
-    os.chdir(job.cwd)  # a relative data root means the same folder as in the app
-    if job.threads is not None:  # several runs side by side: one thread each (torch is imported by now)
-        import torch
-
-        torch.set_num_threads(job.threads)
-    cancel, run_over = threading.Event(), threading.Event()
-    trace = RunTrace(job.config, job.labels)
-
-    def abandoned() -> None:
-        with contextlib.suppress(Exception):  # nothing can be reported any more: store what we can
-            record_stopped_run(
-                job.store_path, os.getpid(), job.since, trace,
-                f"the app went away and the run did not stop within {STOP_GRACE_S:g} s",
-            )
-        os._exit(0)
-
-    threading.Thread(target=watch_parent, args=(commands, cancel, run_over, abandoned), daemon=True).start()
-
-    def report(event: Event) -> None:
-        trace.add(event)
-        try:
-            _send(events, event)
-        except OSError:  # the app has gone: stop the run (it is stored as cancelled)
-            cancel.set()
-
-    try:
-        with ResultsStore(job.store_path) as store:
-            run_recorded(job.config, store, report, cancel=cancel, labels=job.labels, force=job.force)
-    except Exception as error:
-        with contextlib.suppress(OSError):  # nobody may be listening any more
-            _send(events, _Rejected(str(error), getattr(error, "field", None)))
-    finally:
-        run_over.set()
-    return 0
-
-
-if __name__ == "__main__":
-    # Run the package's copy of this module, so what the child pickles names `tuner_tui.…`, not `__main__`.
-    from tuner_tui.runs.training_process import child_main as package_child_main
-
-    raise SystemExit(package_child_main())

@@ -26,10 +26,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from tuner_tui.runs.child_commands import WorkerArgs
 from tuner_tui.runs.parallel import WORKER_INDEX_ENV
-from tuner_tui.sweeps.workers import WorkerArgs
-
-ARRAY_MAX = 10_000
 
 
 class ClusterError(Exception):

@@ -37,12 +37,12 @@ from optuna.trial import Trial, TrialState
 
 from tuner_tui.engine.config import RunConfig
 from tuner_tui.engine.events import EpochEnd, Event, Finished, RunStatus
-from tuner_tui.engine.pack_runner import PackKey, SlotEvent
+from tuner_tui.engine.pack_runner import PackEvent, PackKey
 from tuner_tui.engine.runner import prepare_run
 from tuner_tui.runs.lease import Heartbeat
 from tuner_tui.runs.pack_session import PackEntry, run_pack
-from tuner_tui.runs.session import CachedLoader, RunRecorder, execute_and_record
-from tuner_tui.runs.store import RunLabels, new_run_uid
+from tuner_tui.runs.records import RunLabels, new_run_uid
+from tuner_tui.runs.session import CachedLoader, RunWriter, execute_and_record
 from tuner_tui.sweeps.study import (
     FAULT_ATTR,
     OUTCOME_ATTR,
@@ -113,7 +113,7 @@ class _Context:
     """What every trial of this worker's sweep needs."""
 
     sweep: SweepStudy
-    recorder: RunRecorder
+    recorder: RunWriter
     on_event: Callable[[SweepEvent], None]
     cancel: threading.Event
     worker: WorkerInfo
@@ -127,8 +127,8 @@ class _HeldTrial:
 
     def __init__(self, ctx: _Context, trial: Trial) -> None:
         self.ctx, self.trial = ctx, trial
-        self.heartbeat = Heartbeat(lambda expiry: ctx.sweep.renew_lease(trial._trial_id, expiry))
-        ctx.sweep.hold(trial._trial_id, ctx.worker.name, self.heartbeat.expiry())  # before anything can fail
+        self.heartbeat = Heartbeat(lambda expiry: ctx.sweep.renew_lease(trial, expiry))
+        ctx.sweep.hold(trial, ctx.worker.name, self.heartbeat.expiry())  # before anything can fail
         self.heartbeat.start()
         self.params = ctx.sweep.params_of(trial)
         self.config = ctx.sweep.spec.trial_config(self.params)
@@ -144,7 +144,7 @@ class _HeldTrial:
 
     def start(self) -> None:
         """Its run is about to train: say so, and link the trial to the run before it can end."""
-        self.ctx.sweep.study._storage.set_trial_system_attr(self.trial._trial_id, RUN_UID_ATTR, self.uid)
+        self.ctx.sweep.set_trial_attr(self.trial, RUN_UID_ATTR, self.uid)
         self.ctx.on_event(
             TrialStarted(self.number, self.params, self.config, self.trial.user_attrs.get(REQUEUED_FROM))
         )
@@ -162,23 +162,23 @@ class _HeldTrial:
         value = objective_of(self.ctx.sweep, finished.epochs[-1]) if finished.epochs else None
         if finished.status is RunStatus.CANCELLED:
             fault = (self.ctx.fault() if self.ctx.fault else None) or "stopped"
-            self.ctx.sweep.study._storage.set_trial_system_attr(self.trial._trial_id, FAULT_ATTR, fault)
+            self.ctx.sweep.set_trial_attr(self.trial, FAULT_ATTR, fault)
         return self.tell(finished.status, value, len(finished.epochs), run_id, finished.message)
 
     def tell(self, status: RunStatus, value: float | None, epochs: int, run_id: int | None, message: str) -> TrialEnded:
         self.heartbeat.stop()
         sweep, trial = self.ctx.sweep, self.trial
-        study, storage = sweep.study, sweep.study._storage
+        study = sweep.study
         if status is RunStatus.COMPLETED and value is not None:
             study.tell(trial, value)
         elif status is RunStatus.PRUNED:
             study.tell(trial, state=TrialState.PRUNED)
         elif status is RunStatus.DIVERGED:
             trial.report(worst_value(sweep.spec), epochs + 1)
-            storage.set_trial_system_attr(trial._trial_id, OUTCOME_ATTR, status.value)
+            sweep.set_trial_attr(trial, OUTCOME_ATTR, status.value)
             study.tell(trial, state=TrialState.PRUNED)
         else:
-            storage.set_trial_system_attr(trial._trial_id, OUTCOME_ATTR, status.value)
+            sweep.set_trial_attr(trial, OUTCOME_ATTR, status.value)
             frozen = study.tell(trial, state=TrialState.FAIL)
             if status is RunStatus.CANCELLED:
                 sweep.ask_again(frozen)
@@ -189,13 +189,13 @@ class _HeldTrial:
 
     def give_back(self, why: str) -> None:
         """A held trial that never trained (the worker stops): failed, and asked again."""
-        self.ctx.sweep.study._storage.set_trial_system_attr(self.trial._trial_id, FAULT_ATTR, why)
+        self.ctx.sweep.set_trial_attr(self.trial, FAULT_ATTR, why)
         self.tell(RunStatus.CANCELLED, None, 0, None, why)
 
 
 def run_sweep(
     sweep: SweepStudy,
-    recorder: RunRecorder,
+    recorder: RunWriter,
     on_event: Callable[[SweepEvent], None],
     *,
     cancel: threading.Event,
@@ -267,7 +267,7 @@ def _ask(ctx: _Context) -> _HeldTrial | None:
     """Ask and hold one trial; None when the budget turned out to be covered already."""
     trial = ctx.sweep.study.ask()
     if ctx.sweep.surplus(trial.number):  # another worker asked the budget's last trial at the same time
-        ctx.sweep.study._storage.set_trial_system_attr(trial._trial_id, OUTCOME_ATTR, SURPLUS)
+        ctx.sweep.set_trial_attr(trial, OUTCOME_ATTR, SURPLUS)
         ctx.sweep.study.tell(trial, state=TrialState.FAIL)
         return None
     try:
@@ -345,7 +345,7 @@ def _run_pack(
         held.start()
         return PackEntry(held.config, held.labels, held.uid)
 
-    def on_slot(tagged: SlotEvent) -> None:
+    def on_slot(tagged: PackEvent) -> None:
         held = members[tagged.run]
         ctx.on_event(TrialRunEvent(held.number, tagged.event))
         if isinstance(tagged.event, Finished):

@@ -26,6 +26,7 @@ from optuna.storages.journal import JournalFileBackend, JournalFileOpenLock
 from optuna.trial import FrozenTrial, Trial, TrialState
 
 from tuner_tui.engine.events import RunStatus
+from tuner_tui.formatting import error_line
 from tuner_tui.runs.lease import holder_gone, this_host, this_process
 from tuner_tui.sweeps.spec import Distribution, SweepSpec
 
@@ -57,11 +58,6 @@ class StudyError(Exception):
     """The study cannot be opened or does not match; `str()` is one line."""
 
 
-def default_storage_url(store_path: Path) -> str:
-    """The SQLite study file beside a results store: `runs.sqlite3` → `runs.optuna.sqlite3`."""
-    return f"sqlite:///{store_path.with_name(store_path.stem + '.optuna.sqlite3')}"
-
-
 def open_storage(url: str) -> optuna.storages.BaseStorage:
     """An Optuna storage from `journal:PATH` (file journal with its lock) or an RDB URL."""
     try:
@@ -74,7 +70,7 @@ def open_storage(url: str) -> optuna.storages.BaseStorage:
             Path(url.removeprefix("sqlite:///")).expanduser().parent.mkdir(parents=True, exist_ok=True)
         return optuna.storages.RDBStorage(with_driver(url), engine_kwargs=_engine_options(url))
     except Exception as error:  # any storage failure is one line for the user
-        raise StudyError(f"study storage {url}: {_one_line(error)}") from None
+        raise StudyError(f"study storage {url}: {error_line(error)}") from None
 
 
 def with_driver(url: str) -> str:
@@ -163,16 +159,29 @@ class SweepStudy:
         """Ask every field of the space; the values a config takes."""
         return {field: suggest(trial, field, d) for field, d in self.spec.space.items()}
 
-    def hold(self, trial_id: int, worker: str, expires_at: float) -> None:
-        """Mark a trial as held by this process, with a lease until `expires_at`."""
-        storage = self.study._storage
-        storage.set_trial_system_attr(trial_id, WORKER_ATTR, worker)
-        storage.set_trial_system_attr(trial_id, HOST_ATTR, this_host())
-        storage.set_trial_system_attr(trial_id, PID_ATTR, this_process())
-        storage.set_trial_system_attr(trial_id, LEASE_ATTR, expires_at)
+    # Optuna's public API sets a trial's system attributes only through `Trial.set_system_attr`,
+    # deprecated since 3.1, and not at all for the FrozenTrial of another process's trial (a dead
+    # worker's, recovered here), so they are written through the study's storage by trial id: the
+    # two private attributes below (`study._storage`, `trial._trial_id`) are the only ones tuner-tui
+    # touches, and only in these methods.
 
-    def renew_lease(self, trial_id: int, expires_at: float) -> None:
-        self.study._storage.set_trial_system_attr(trial_id, LEASE_ATTR, expires_at)
+    def set_trial_attr(self, trial: Trial | FrozenTrial, key: str, value: Any) -> None:
+        """Set one of tuner-tui's system attributes on a trial (its lease, run, outcome, fault)."""
+        self.study._storage.set_trial_system_attr(trial._trial_id, key, value)
+
+    def fail_trial(self, trial: FrozenTrial) -> None:
+        """Mark another process's running trial failed (RuntimeError or UpdateFinishedTrialError when
+        another worker did so first)."""
+        self.study._storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
+
+    def hold(self, trial: Trial, worker: str, expires_at: float) -> None:
+        """Mark a trial as held by this process, with a lease until `expires_at`."""
+        for key, value in ((WORKER_ATTR, worker), (HOST_ATTR, this_host()), (PID_ATTR, this_process()),
+                           (LEASE_ATTR, expires_at)):
+            self.set_trial_attr(trial, key, value)
+
+    def renew_lease(self, trial: Trial, expires_at: float) -> None:
+        self.set_trial_attr(trial, LEASE_ATTR, expires_at)
 
     def recover_stale(self, now: float) -> list[int]:
         """Fail the running trials whose holder is gone and ask their parameters again; their numbers."""
@@ -181,11 +190,10 @@ class SweepStudy:
             why = trial_holder_gone(trial, now)
             if why is None:
                 continue
-            storage = self.study._storage
             try:
-                storage.set_trial_system_attr(trial._trial_id, FAULT_ATTR, why)
-                storage.set_trial_system_attr(trial._trial_id, OUTCOME_ATTR, RunStatus.INTERRUPTED.value)
-                storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
+                self.set_trial_attr(trial, FAULT_ATTR, why)
+                self.set_trial_attr(trial, OUTCOME_ATTR, RunStatus.INTERRUPTED.value)
+                self.fail_trial(trial)
             except (RuntimeError, optuna.exceptions.UpdateFinishedTrialError):
                 continue  # another worker recovered it first
             self.ask_again(trial)
@@ -246,7 +254,7 @@ def open_study(
             sampler=make_sampler(spec, reseed=reseed), pruner=make_pruner(spec),
         )
     except Exception as error:  # storage failures are one line for the user
-        raise StudyError(f"study storage {storage_url}: {_one_line(error)}") from None
+        raise StudyError(f"study storage {storage_url}: {error_line(error)}") from None
     fingerprint = study.user_attrs.get(FINGERPRINT_ATTR)
     if fingerprint is not None and fingerprint != spec.fingerprint():
         raise StudyError(
@@ -277,7 +285,7 @@ def list_study_names(storage_url: str) -> list[str]:
     except StudyError:
         raise
     except Exception as error:
-        raise StudyError(f"study storage {storage_url}: {_one_line(error)}") from None
+        raise StudyError(f"study storage {storage_url}: {error_line(error)}") from None
 
 
 def trial_status(trial: FrozenTrial) -> RunStatus:
@@ -306,11 +314,6 @@ def _load(storage: optuna.storages.BaseStorage, name: str) -> optuna.Study | Non
         return optuna.load_study(study_name=name, storage=storage)
     except KeyError:
         return None
-
-
-def _one_line(error: BaseException) -> str:
-    text = str(error).strip().splitlines()
-    return f"{type(error).__name__}: {text[0]}" if text else type(error).__name__
 
 
 def spec_of(study: optuna.Study) -> Mapping[str, Any] | None:

@@ -24,9 +24,10 @@ from tuner_tui.app.components.run_columns import duration, status_text
 from tuner_tui.app.components.run_detail import NAME_WIDTH, run_name
 from tuner_tui.app.field_words import field_label
 from tuner_tui.engine.config import FIELD_NAMES
-from tuner_tui.formatting import format_bytes, format_number, format_percent, format_seconds
+from tuner_tui.engine.units import format_bytes
+from tuner_tui.formatting import format_number, format_percent, format_seconds
 from tuner_tui.runs.lab_table import actual_memory
-from tuner_tui.runs.store import RunRecord
+from tuner_tui.runs.records import RunRecord
 
 HIDDEN_FIELDS = ("data_root",)  # where a run found its data says nothing about the run
 RESULT_ROWS: tuple[tuple[str, Callable[[RunRecord], str]], ...] = (

@@ -21,7 +21,8 @@ from tuner_tui.engine.config import RunConfig
 from tuner_tui.engine.dataset_specs import DATASET_SPECS
 from tuner_tui.engine.events import TimeEstimate
 from tuner_tui.engine.memory_model import estimate_memory
-from tuner_tui.formatting import format_bytes, format_seconds, time_estimate_text
+from tuner_tui.engine.units import format_bytes
+from tuner_tui.formatting import format_seconds, time_estimate_text
 
 SHORT_PART_NAMES = {
     "dataset": "data",

@@ -8,7 +8,7 @@ from textual.containers import Horizontal, Vertical
 from textual.widgets import Label, ProgressBar, Sparkline
 
 from tuner_tui.app.components.epoch_plot import EpochPlot, Series
-from tuner_tui.engine.events import EpochEnd, Finished, Progress, Started
+from tuner_tui.engine.events import EpochEnd, Finished, Progress, RunStatus, Started
 from tuner_tui.engine.gpu import GpuSnapshot
 from tuner_tui.formatting import format_seconds, gpu_memory_text
 
@@ -105,7 +105,7 @@ class LiveView(Vertical):
 
     def show_finished(self, event: Finished) -> None:
         self.draw()
-        if self.total_steps is not None and event.status.value == "completed":
+        if self.total_steps is not None and event.status is RunStatus.COMPLETED:
             self.query_one(ProgressBar).update(progress=self.total_steps)
         summary = f"{event.status.value} · {event.message}"
         if event.test_accuracy is not None:

@@ -20,10 +20,11 @@ from textual.widgets import DataTable, Footer, Header, Label
 from textual.worker import Worker, WorkerState
 
 from tuner_tui.app.components.record_table import RecordTable, TableColumn
-from tuner_tui.app.messages import SlotEvent, SlotRejected, SlotsEnded
+from tuner_tui.app.messages import SlotRejected, SlotReported, SlotsEnded
 from tuner_tui.app.slots import LabLaunch, Slot
 from tuner_tui.app.slots_controller import SlotsController
 from tuner_tui.engine.config import ConfigError, RunConfig
+from tuner_tui.engine.events import RunStatus
 from tuner_tui.formatting import format_number, format_percent, format_seconds, plural
 from tuner_tui.runs.presets import Preset, list_presets
 from tuner_tui.runs.store import ResultsStore
@@ -58,7 +59,7 @@ def slot_cells(slot: Slot) -> list[str]:
     """One run's compact row: preset, state, epoch, progress, loss, test acc, time left."""
     epoch = f"{slot.epoch}/{slot.epochs}" if slot.epoch else f"–/{slot.epochs}"
     left = format_seconds(slot.eta_s) if slot.eta_s is not None else ""
-    told = slot.message and slot.ended and slot.status != "completed"  # why it did not complete
+    told = slot.message and slot.ended and slot.status is not RunStatus.COMPLETED  # why it did not complete
     state = f"{slot.status} · {slot.message}" if told else slot.status
     loss = format_number(slot.loss) if slot.loss is not None else ""
     accuracy = format_percent(slot.test_accuracy) if slot.test_accuracy is not None else ""
@@ -165,7 +166,7 @@ class PresetsScreen(Screen):
         """Stop every run (F6): each is stored as cancelled; the queued ones do not start."""
         self.controller.stop()
 
-    def on_slot_event(self, message: SlotEvent) -> None:
+    def on_slot_reported(self, message: SlotReported) -> None:
         self.controller.on_event(message.index, message.event)
 
     def on_slot_rejected(self, message: SlotRejected) -> None:
@@ -173,7 +174,7 @@ class PresetsScreen(Screen):
 
     def on_slots_ended(self, message: SlotsEnded) -> None:
         slots = self.controller.slots
-        completed = sum(slot.status == "completed" for slot in slots)
+        completed = sum(slot.status is RunStatus.COMPLETED for slot in slots)
         self.notify(f"{completed} of {plural(len(slots), 'run')} completed", markup=False)
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:

@@ -13,9 +13,11 @@ from collections.abc import Callable
 from typing import Any, Literal
 
 from tuner_tui.app.components.record_table import TableColumn
-from tuner_tui.formatting import format_bytes, format_number, format_percent, format_seconds
+from tuner_tui.engine.events import RunStatus
+from tuner_tui.engine.units import format_bytes
+from tuner_tui.formatting import format_number, format_percent, format_seconds
 from tuner_tui.runs.lab_table import actual_memory
-from tuner_tui.runs.store import RunRecord, UnreadableRun
+from tuner_tui.runs.records import RunRecord, UnreadableRun
 
 Row = RunRecord | UnreadableRun
 
@@ -106,6 +108,6 @@ COLUMN_HELP = {
 def best_run(rows: list[Row]) -> RunRecord | None:
     """The completed run with the highest test accuracy (the first of equals), or None."""
     completed = [
-        r for r in rows if isinstance(r, RunRecord) and r.status == "completed" and r.test_accuracy is not None
+        r for r in rows if isinstance(r, RunRecord) and r.status is RunStatus.COMPLETED and r.test_accuracy is not None
     ]
     return max(completed, key=lambda r: r.test_accuracy or 0.0, default=None)

@@ -20,7 +20,7 @@ from tuner_tui.app.components.epoch_plot import EpochPlot, Series
 from tuner_tui.app.components.run_columns import duration, format_date, status_text
 from tuner_tui.app.messages import LoadConfig
 from tuner_tui.formatting import config_summary, format_number, format_percent, format_seconds
-from tuner_tui.runs.store import RunRecord
+from tuner_tui.runs.records import RunRecord
 
 NAME_WIDTH = 20  # a legend or a column holds several names side by side
 
@@ -30,10 +30,6 @@ def run_name(record: RunRecord, width: int | None = None) -> str:
     to `width` characters with an ellipsis when given."""
     name = record.label if record.label == f"run {record.id}" else f"#{record.id} {record.label}"
     return name if width is None or len(name) <= width else name[: width - 1] + "…"
-
-
-def epochs_of(record: RunRecord) -> list[int]:
-    return [e.epoch for e in record.epochs]
 
 
 def loss_series(record: RunRecord) -> list[Series]:

@@ -26,8 +26,11 @@ from tuner_tui.app.components.run_columns import COLUMN_HELP, RUN_COLUMNS, Row, 
 from tuner_tui.app.components.run_detail import RunDetailScreen, run_summary
 from tuner_tui.app.messages import LoadConfig
 from tuner_tui.app.run_filter import FILTER_HELP, FilterError, RunFilter, parse_filter
+from tuner_tui.engine.events import RunStatus
 from tuner_tui.formatting import plural
-from tuner_tui.runs.store import ResultsStore, RunRecord, StoreError, UnreadableRun
+from tuner_tui.runs.records import RunRecord, UnreadableRun
+from tuner_tui.runs.sqlite_access import StoreError
+from tuner_tui.runs.store import ResultsStore
 
 KEY_COLUMNS = 3  # the marks, id and run stay put while the other columns scroll sideways
 BEST_COLUMN = "test acc"
@@ -256,7 +259,7 @@ class RunsScreen(Screen):
         row = self.table.current()
         if row is None:
             return
-        if row.status == "running":
+        if row.status is RunStatus.RUNNING:
             self.notify(f"run {row.id} is still running: stop it first", severity="warning")
             return
         name = row.label if isinstance(row, RunRecord) else "unreadable run"

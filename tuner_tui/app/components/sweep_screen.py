@@ -29,16 +29,17 @@ from tuner_tui.app.components.spec_form import SpecFormScreen
 from tuner_tui.app.components.sweep_plots import BestSoFarPlot, LadderPlot, ParamPlot, ladder_text
 from tuner_tui.app.components.trial_columns import KEY_COLUMNS, columns_signature, trial_columns, trial_key
 from tuner_tui.app.messages import LoadConfig, SweepChildEnded, SweepRead
-from tuner_tui.app.sweep_process import SweepExit, SweepLaunch, run_sweep_child
+from tuner_tui.app.sweep_process import SweepExit, run_sweep_child
 from tuner_tui.app.sweep_reading import (
-    SweepLocation,
     SweepReader,
     SweepView,
     import_cluster_journals,
-    known_sweeps,
-    storage_of,
 )
-from tuner_tui.runs.store import ResultsStore, RunRecord
+from tuner_tui.formatting import error_line
+from tuner_tui.runs.child_commands import SweepLaunch
+from tuner_tui.runs.records import RunRecord
+from tuner_tui.runs.store import ResultsStore
+from tuner_tui.sweeps.locations import SweepLocation, known_sweeps, storage_of
 from tuner_tui.sweeps.spec import SpecError, list_specs, load_spec, user_specs_dir
 
 if TYPE_CHECKING:
@@ -227,7 +228,9 @@ class SweepScreen(Screen):
             self._say("; ".join(problem.removeprefix(f"{error.source}: ") for problem in error.problems), error=True)
             return
         name = launch.name or spec.name
-        location = SweepLocation(name, storage_of(name, self.store, launch.storage))
+        location = SweepLocation(name, storage_of(
+            name, storage=launch.storage, registered=self.store.registered_sweeps(), store_path=self.store.path
+        ))
         self.cancel = threading.Event()
         self.child = location
         self.last_exit = None
@@ -322,18 +325,22 @@ class SweepScreen(Screen):
         from tuner_tui.sweeps.study import StudyError
 
         locations = None
-        if with_list:
-            try:
-                locations = known_sweeps(self.store, self.storage)
-            except StudyError:
-                locations = None
         view, error = None, None
-        if reader is not None:
-            try:
+        try:
+            if with_list:
+                try:
+                    locations = known_sweeps(
+                        storage=self.storage, registered=self.store.registered_sweeps(), store_path=self.store.path
+                    )
+                except StudyError:
+                    locations = None
+            if reader is not None:
                 import_cluster_journals(self.store)
                 view = reader.read()
-            except StudyError as problem:
-                error = str(problem)
+        except StudyError as problem:
+            error = str(problem)
+        except Exception as problem:  # a storage busy or failing mid-read: say so, read again next time
+            error = error_line(problem)
         self.post_message(SweepRead(reader.location if reader else None, view, locations, error))
 
     async def on_sweep_read(self, message: SweepRead) -> None:

@@ -31,7 +31,8 @@ from tuner_tui.engine.config import RunConfig
 from tuner_tui.engine.events import Started
 from tuner_tui.engine.gpu import GpuSnapshot
 from tuner_tui.runs.presets import preset_label
-from tuner_tui.runs.store import ResultsStore, RunLabels
+from tuner_tui.runs.records import RunLabels
+from tuner_tui.runs.store import ResultsStore
 from tuner_tui.runs.system_info import SystemInfo
 from tuner_tui.runs.training_process import TrainingRunner
 

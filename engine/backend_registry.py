@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tuner_tui.engine.backend import Backend
+from tuner_tui.engine.backend_base import Backend
 from tuner_tui.engine.batching import DeviceData
 from tuner_tui.engine.config import Conventions, EngineName
 from tuner_tui.engine.fused import FusedMLPBackend

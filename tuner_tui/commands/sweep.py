@@ -1,21 +1,23 @@
-"""The sweep commands: `tuner-tui sweep SPEC`, `tuner-tui sweep show NAME`, `tuner-tui sweeps`."""
+"""The sweep commands: `tuner-tui sweep SPEC --no-ui` (and `--slurm`), `sweep show NAME`, `sweeps`.
+
+`sweep SPEC` without `--no-ui` opens the app on the sweep: the CLI decides that, with
+`sweep_launch` checking the spec first, so a bad spec is refused before the app opens.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from rich import box
 from rich.console import Console
-from rich.table import Table
 from rich.text import Text
 
-from tuner_tui.cli import (
+from tuner_tui.commands.common import (
     EXIT_BAD_INPUT,
     EXIT_OK,
     EXIT_RUN_FAILED,
@@ -23,16 +25,18 @@ from tuner_tui.cli import (
     open_store,
     parse_overrides,
     plain_console,
+    store_location,
+    with_location,
 )
 from tuner_tui.engine.config import ConfigError
 from tuner_tui.engine.datasets import DatasetError
 from tuner_tui.engine.events import RunStatus
-from tuner_tui.formatting import format_seconds, plural
-from tuner_tui.runs.journal import JournalError, JournalRecorder, journal_path
+from tuner_tui.reports.sweeps import SweepReporter, show_renderables, sweeps_table
+from tuner_tui.runs.child_commands import SweepLaunch, WorkerArgs
+from tuner_tui.runs.journal import JournalError, JournalWriter, journal_path
 from tuner_tui.runs.parallel import resolve_sweep_pack, resolve_workers, run_local_workers, worker_index
-from tuner_tui.runs.session import RunRecorder
+from tuner_tui.runs.session import RunWriter
 from tuner_tui.runs.stop_signals import StopSignals
-from tuner_tui.runs.store import default_store_path
 from tuner_tui.sweeps.cluster import (
     ArrayRequest,
     ClusterError,
@@ -44,81 +48,60 @@ from tuner_tui.sweeps.cluster import (
     sweep_folder,
     worker_name,
 )
-from tuner_tui.sweeps.scheduler import SweepEvent, TrialEnded, TrialStarted, WorkerInfo, run_sweep
-from tuner_tui.sweeps.spec import SpecError, SweepSpec, list_specs, load_spec
-from tuner_tui.sweeps.study import (
-    StudyError,
-    SweepStudy,
-    default_storage_url,
-    list_study_names,
-    load_study,
-    open_study,
-)
+from tuner_tui.sweeps.locations import Registered, known_sweeps, storage_of
+from tuner_tui.sweeps.scheduler import WorkerInfo, run_sweep
+from tuner_tui.sweeps.spec import SpecError, SweepSpec, load_spec
+from tuner_tui.sweeps.study import StudyError, SweepStudy, load_study, open_study
 from tuner_tui.sweeps.summary import SweepSummary, TrialRow, importances, load_summary
-from tuner_tui.sweeps.workers import WorkerArgs
-
-
-def store_path(args: argparse.Namespace) -> Path:
-    return Path(args.store).expanduser() if args.store else default_store_path()
-
-
-def storage_url(args: argparse.Namespace, name: str | None = None) -> str:
-    """`--storage`; else where the results store says sweep `name` lives; else the SQLite study
-    file beside the results store."""
-    if getattr(args, "storage", None):
-        return str(args.storage)
-    if name is not None:
-        registered = registered_sweeps(args)
-        if name in registered:
-            return registered[name][0]
-    return default_storage_url(store_path(args))
-
-
-def registered_sweeps(args: argparse.Namespace) -> dict[str, tuple[str, Path | None]]:
-    if not store_path(args).is_file():
-        return {}
-    with open_store(args.store, create=False) as store:
-        return store.registered_sweeps()
 
 
 def sweep_command(args: argparse.Namespace) -> int:
-    """`tuner-tui sweep SPEC ...` or `tuner-tui sweep show NAME`."""
+    """`tuner-tui sweep SPEC --no-ui`, `sweep SPEC --slurm ...` or `tuner-tui sweep show NAME`."""
     target = list(args.target)
     if target[0] == "show":
         if len(target) != 2:
             raise BadInput("sweep show: expected one sweep name: tuner-tui sweep show NAME")
         return show_command(target[1], args)
-    if len(target) != 1:
-        raise BadInput(f"sweep: expected one spec, got {' '.join(target)}")
+    spec_name = single_spec(args)
     if args.slurm:
-        return submit_array(target[0], args)
-    if not args.no_ui:
-        return open_app_on_sweep(target[0], args)
-    return run_headless_sweep(target[0], args)
+        return submit_array(spec_name, args)
+    return run_headless_sweep(spec_name, args)
 
 
-def open_app_on_sweep(spec_name: str, args: argparse.Namespace) -> int:
-    """`sweep SPEC` without `--no-ui`: the app's sweeps screen, the sweep started there as it would be
-    headless (a bad spec is refused before the app opens)."""
-    from tuner_tui.app.sweep_process import SweepLaunch
-    from tuner_tui.cli import run_app
+def single_spec(args: argparse.Namespace) -> str:
+    if len(args.target) != 1:
+        raise BadInput(f"sweep: expected one spec, got {' '.join(args.target)}")
+    return str(args.target[0])
 
+
+def sweep_launch(args: argparse.Namespace) -> SweepLaunch:
+    """`sweep SPEC` without `--no-ui`: the sweep the app starts, as it would run headless (a bad spec
+    is refused here, before the app opens)."""
+    spec_name = single_spec(args)
     _load_spec(args, spec_name)
     options = [("--timeout", args.timeout), ("--workers", args.workers), ("--pack", args.pack)]
-    launch = SweepLaunch(
+    return SweepLaunch(
         spec_name, name=args.name, trials=args.trials, overrides=tuple(args.overrides), data_root=args.data_root,
         device=args.device, storage=args.storage,
         options=tuple(item for flag, value in options if value not in (None, "auto") for item in (flag, str(value))),
     )
-    return run_app(args, sweep=launch)
+
+
+def registered_sweeps(args: argparse.Namespace) -> Registered:
+    """The sweeps the results store registered (none when there is no store yet)."""
+    if not store_location(args.store).is_file():
+        return {}
+    with open_store(args.store, create=False) as store:
+        return store.registered_sweeps()
+
+
+def storage_url(args: argparse.Namespace, name: str) -> str:
+    return storage_of(name, storage=args.storage, registered=registered_sweeps(args),
+                      store_path=store_location(args.store))
 
 
 def _load_spec(args: argparse.Namespace, spec_name: str) -> SweepSpec:
-    overrides = parse_overrides(args.overrides)
-    if args.data_root is not None:
-        overrides["data_root"] = args.data_root
-    if args.device is not None:
-        overrides["device"] = args.device
+    overrides = with_location(parse_overrides(args.overrides), data_root=args.data_root, device=args.device)
     try:
         return load_spec(spec_name, overrides=overrides)
     except SpecError as error:
@@ -143,12 +126,12 @@ def run_headless_sweep(spec_name: str, args: argparse.Namespace) -> int:
         return _run_workers(args, sweep, workers)
     deadline = time.time() + args.timeout if args.timeout else None
     reporter = SweepReporter(Console(stderr=True), sweep.budget)
-    with StopSignals() as stop, _recorder(args, name, url) as (recorder, worker):
+    with StopSignals() as stop, _writer(args, name, url) as (writer, worker):
         if not args.worker:
             reporter.header(sweep.name, sweep.finished_count())
         try:
             outcome = run_sweep(
-                sweep, recorder, reporter, cancel=stop.cancel, deadline=deadline, worker=worker,
+                sweep, writer, reporter, cancel=stop.cancel, deadline=deadline, worker=worker,
                 stop_reason=stop.describe, pack=resolve_sweep_pack(args.pack, spec.base.device),
             )
         except (ConfigError, DatasetError) as error:
@@ -165,7 +148,7 @@ def _run_workers(args: argparse.Namespace, sweep: SweepStudy, count: int) -> int
     worker = WorkerArgs(
         spec_source=Path(sweep.spec.source), name=sweep.name, storage=sweep.storage_url, trials=sweep.budget,
         overrides=tuple(args.overrides), data_root=args.data_root, device=args.device,
-        store=str(store_path(args)), timeout=args.timeout, pack=args.pack,
+        store=str(store_location(args.store)), timeout=args.timeout, pack=args.pack,
     )
     reporter = SweepReporter(Console(stderr=True), sweep.budget)
     reporter.header(sweep.name, sweep.finished_count())
@@ -201,13 +184,13 @@ def _finish(
 
 
 @contextmanager
-def _recorder(args: argparse.Namespace, name: str, url: str) -> Iterator[tuple[RunRecorder, WorkerInfo]]:
-    """Where this process records its trials' runs: the results store, or (a cluster worker) its
+def _writer(args: argparse.Namespace, name: str, url: str) -> Iterator[tuple[RunWriter, WorkerInfo]]:
+    """Where this process writes its trials' runs: the results store, or (a cluster worker) its
     own journal in the sweep's shared folder."""
     worker_label, array_task = worker_name()
     if args.journal_dir:
         try:
-            journal = JournalRecorder(journal_path(Path(args.journal_dir), worker_label))
+            journal = JournalWriter(journal_path(Path(args.journal_dir), worker_label))
         except JournalError as error:
             raise BadInput(str(error)) from None
         try:
@@ -225,7 +208,7 @@ def submit_array(spec_name: str, args: argparse.Namespace) -> int:
     """`--slurm`: create the study, write the batch script, `sbatch` it, say how to watch."""
     spec = _load_spec(args, spec_name)
     name = args.name or spec.name
-    folder = sweep_folder(store_path(args), name)
+    folder = sweep_folder(store_location(args.store), name)
     url = args.storage or journal_storage_url(folder)
     budget = args.trials or spec.search.trials
     request = ArrayRequest(
@@ -245,7 +228,7 @@ def submit_array(spec_name: str, args: argparse.Namespace) -> int:
         raise BadInput(str(error)) from None
     with open_store(args.store, create=True) as store:
         store.register_sweep(name, url, request.journal_dir)
-    global_args = ["--store", str(store_path(args))] if args.store else []
+    global_args = ["--store", str(store_location(args.store))] if args.store else []
     print(describe_submission(job_id, request, global_args))
     return EXIT_OK
 
@@ -275,42 +258,6 @@ def _run_id(trial: TrialRow, store_path: str | None) -> int | None:
     with open_store(store_path, create=False) as store:
         run = store.find_run(trial.run_uid)
     return run.id if run is not None else None
-
-
-class SweepReporter:
-    """One line per trial on stderr: its parameters when it starts, its outcome when it ends."""
-
-    def __init__(self, console: Console, budget: int) -> None:
-        self.console = console
-        self.budget = budget
-        self.started = time.monotonic()
-
-    def __call__(self, event: SweepEvent) -> None:
-        if isinstance(event, TrialStarted):
-            again = f" (again, for trial {event.requeued_from})" if event.requeued_from is not None else ""
-            self._print(f"trial {event.number}{again}: {params_text(event.params)}")
-        elif isinstance(event, TrialEnded):
-            value = f" · value {event.value:.4g}" if event.value is not None else ""
-            self._print(f"trial {event.number}: {event.status.value} after {plural(event.epochs, 'epoch')}{value}")
-
-    def header(self, name: str, finished: int) -> None:
-        self._print(f"sweep {name}: {finished} of {self.budget} trials finished before this run")
-
-    def footer(self, summary: SweepSummary, stopped_by: str) -> None:
-        best = summary.best()
-        best_text = f"best trial {best.number}: {best.value:.4g} ({params_text(best.params)})" if best else "no best"
-        self._print(
-            f"sweep {summary.name}: {summary.finished} of {summary.budget} trials finished "
-            f"({stopped_by}) in {format_seconds(time.monotonic() - self.started)}; {best_text}"
-        )
-
-    def _print(self, text: str) -> None:
-        self.console.print(Text(text), soft_wrap=True)
-
-
-def params_text(params: Mapping[str, Any]) -> str:
-    return " · ".join(f"{key} {value:.4g}" if isinstance(value, float) else f"{key} {value}"
-                      for key, value in params.items())
 
 
 def show_command(name: str, args: argparse.Namespace) -> int:
@@ -343,72 +290,12 @@ def _trial_json(trial: TrialRow) -> dict[str, Any]:
             "requeued_from": trial.requeued_from}
 
 
-def show_renderables(summary: SweepSummary, weights: Mapping[str, float] | None) -> list[Any]:
-    best = summary.best()
-    head = (
-        f"sweep {summary.name} ({summary.state}): {summary.finished} of {summary.budget} trials finished · "
-        f"{summary.count(RunStatus.COMPLETED)} completed · {summary.count(RunStatus.PRUNED, RunStatus.DIVERGED)} "
-        f"pruned · {summary.count(RunStatus.FAILED, RunStatus.CANCELLED, RunStatus.INTERRUPTED)} failed · "
-        f"objective {summary.objective} ({summary.direction})"
-        + (f" · {summary.waiting} to be asked again" if summary.waiting else "")
-    )
-    out: list[Any] = [Text(head)]
-    if best is not None:
-        shown = f"best: trial {best.number}, {summary.objective} {best.value:.4g} · {params_text(best.params)}"
-        out.append(Text(shown))
-    top = Table(title="top trials", title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
-    top.add_column("trial", justify="right")
-    top.add_column(summary.objective, justify="right")
-    names = sorted({key for t in summary.trials for key in t.params})
-    for key in names:
-        top.add_column(key, justify="right")
-    for trial in summary.top():
-        top.add_row(str(trial.number), f"{trial.value:.4g}", *(_cell(trial.params.get(key)) for key in names))
-    out.append(top)
-    if weights:
-        table = Table(title="parameter importances (fANOVA)", title_justify="left", box=box.SIMPLE_HEAD)
-        table.add_column("parameter")
-        table.add_column("importance", justify="right")
-        for key, weight in weights.items():
-            table.add_row(Text(key), f"{weight:.3f}")
-        out.append(table)
-    if summary.workers:
-        table = Table(title="workers", title_justify="left", box=box.SIMPLE_HEAD)
-        for title in ("worker", "trials", "current trial", "state"):
-            table.add_column(title)
-        for worker in summary.workers:
-            current = "" if worker.current_trial is None else str(worker.current_trial)
-            table.add_row(Text(worker.name), str(worker.trials), current, worker.state)
-        out.append(table)
-    faults = summary.interruptions()
-    if faults:
-        table = Table(title="interrupted trials", title_justify="left", box=box.SIMPLE_HEAD)
-        for title in ("trial", "status", "fault", "worker", "epochs", "asked again"):
-            table.add_column(title)
-        again = {t.requeued_from: t.number for t in summary.trials if t.requeued_from is not None}
-        for trial in faults:
-            table.add_row(
-                str(trial.number), trial.status.value, Text(trial.fault or ""), Text(trial.worker or ""),
-                str(trial.epochs), f"as trial {again[trial.number]}" if trial.number in again else "",
-            )
-        out.append(table)
-    return out
-
-
-def _cell(value: Any) -> Text:
-    if isinstance(value, float):
-        return Text(f"{value:.4g}")
-    return Text("" if value is None else str(value))
-
-
 def sweeps_command(args: argparse.Namespace) -> int:
     """`tuner-tui sweeps`: every sweep in the storage with its spec, progress, best and state."""
-    locations = {name: url for name, (url, _) in registered_sweeps(args).items()}
-    default = storage_url(args)
     try:
-        if args.storage or Path(default.removeprefix("sqlite:///")).is_file():
-            locations.update({name: default for name in list_study_names(default) if name not in locations})
-        summaries = [load_summary(load_study(name, url)) for name, url in sorted(locations.items())]
+        locations = known_sweeps(storage=args.storage, registered=registered_sweeps(args),
+                                 store_path=store_location(args.store))
+        summaries = [load_summary(load_study(location.name, location.storage)) for location in locations]
     except StudyError as error:
         raise BadInput(str(error)) from None
     if args.json:
@@ -416,30 +303,5 @@ def sweeps_command(args: argparse.Namespace) -> int:
             print(json.dumps({**sweep_json(summary, store_path=None), "state": summary.state,
                               "budget": summary.budget, "spec": summary.spec_name}))
         return EXIT_OK
-    table = Table(title="sweeps", title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
-    for title in ("name", "spec", "trials", "best", "state"):
-        table.add_column(title, justify="right" if title in ("trials", "best") else "left")
-    for summary in summaries:
-        best = summary.best()
-        table.add_row(
-            Text(summary.name), Text(summary.spec_name or ""), f"{summary.finished}/{summary.budget}",
-            f"{best.value:.4g}" if best is not None and best.value is not None else "–", summary.state,
-        )
-    plain_console().print(table)
+    plain_console().print(sweeps_table(summaries))
     return EXIT_OK
-
-
-def specs_table() -> tuple[Table, list[str]]:
-    """The shipped and user sweep specs, for `tuner-tui presets`; and the unreadable ones."""
-    specs, errors = list_specs()
-    table = Table(title="sweep specs", title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
-    for title in ("name", "base", "searches", "sampler", "pruner", "epochs", "trials", "source"):
-        table.add_column(title, overflow="fold")
-    for spec in specs:
-        search = spec.search
-        table.add_row(
-            Text(spec.name), Text(spec.base_preset or spec.base.dataset), Text(", ".join(spec.space)),
-            search.sampler, search.pruner, str(search.epochs), str(search.trials),
-            Text("shipped" if spec.shipped else spec.source),
-        )
-    return table, [problem for error in errors for problem in error.problems]

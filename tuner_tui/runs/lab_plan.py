@@ -1,40 +1,32 @@
-"""`tuner-tui lab`: the lab's experiments run together, each stored as its own run under its preset.
+"""The lab's plan: its experiments cut into units that worker processes claim, each run once.
 
 The experiments (the shipped `fmnist_exp*` and `cifar_exp*` presets) are cut into units: runs that
 can share a pack (same dataset, batch size, conventions and depth) are packed up to `--pack` at a
 time, the others run alone. Worker processes (`--workers`, one torch thread each) take units from a
 plan written to a folder, each claiming a unit by creating its claim file (an atomic create, so no
 unit runs twice), until none is left. Every run's id in the store is chosen in the plan, so the
-parent finds each experiment's record when the workers are done and prints the lab's tables.
+parent finds each experiment's record when the workers are done.
 """
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import os
-import sys
-import tempfile
 import threading
-import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
-from rich.console import Console
-from rich.text import Text
-
-from tuner_tui.cli import EXIT_BAD_INPUT, EXIT_OK, EXIT_RUN_FAILED, BadInput, open_store, parse_overrides
-from tuner_tui.engine.config import ConfigError, RunConfig
-from tuner_tui.engine.events import EpochEnd, Event, Finished
-from tuner_tui.formatting import epoch_line, format_seconds, plural, printable
-from tuner_tui.runs.lab_table import lab_report
-from tuner_tui.runs.parallel import resolve_pack, resolve_workers, run_local_workers
+from tuner_tui.engine.config import RunConfig
+from tuner_tui.engine.events import Event
+from tuner_tui.formatting import format_seconds, plural
 from tuner_tui.runs.presets import Preset, list_presets
-from tuner_tui.runs.stop_signals import StopSignals
-from tuner_tui.runs.store import RunLabels, RunRecord, new_run_uid
+from tuner_tui.runs.records import RunLabels, new_run_uid
+
+if TYPE_CHECKING:
+    from tuner_tui.runs.session import RunWriter
 
 LAB_SETS = {"fmnist": ("fmnist_exp",), "cifar10": ("cifar_exp",), "all": ("fmnist_exp", "cifar_exp")}
 PLAN_FILE = "plan.json"
@@ -110,7 +102,7 @@ def claimed_units(plan_path: Path) -> Iterator[list[Experiment]]:
 
 def run_unit(
     unit: Sequence[Experiment],
-    recorder: Any,
+    writer: RunWriter,
     on_event: Callable[[str, Event], None],
     cancel: threading.Event,
     *,
@@ -123,97 +115,23 @@ def run_unit(
 
         [experiment] = unit
         execute_and_record(
-            prepare_run(experiment.config, force=force), recorder, lambda event: on_event(experiment.preset, event),
+            prepare_run(experiment.config, force=force), writer, lambda event: on_event(experiment.preset, event),
             cancel=cancel, labels=RunLabels(preset=experiment.preset), uid=experiment.uid,
         )
         return
     from tuner_tui.runs.pack_session import PackEntry, run_pack
 
     entries = [PackEntry(e.config, RunLabels(preset=e.preset), e.uid) for e in unit]
-    run_pack(entries, recorder, lambda tagged: on_event(unit[tagged.run].preset, tagged.event), cancel=cancel,
+    run_pack(entries, writer, lambda tagged: on_event(unit[tagged.run].preset, tagged.event), cancel=cancel,
              force=force)
 
 
-def experiments_of(
-    which: str, overrides: dict[str, str], *, data_root: str | None, device: str | None
-) -> list[Experiment]:
+def experiments_of(which: str, values: dict[str, str]) -> list[Experiment]:
     """The lab's experiments with the `--set` values, each with the uid its run will be stored under."""
-    values = dict(overrides)
-    if data_root is not None:
-        values["data_root"] = data_root
-    if device is not None:
-        values["device"] = device
     return [
         Experiment(preset.name, RunConfig.from_mapping(values, base=preset.config), new_run_uid())
         for preset in lab_presets(which)
     ]
-
-
-class LabReporter:
-    """One line per epoch and per outcome on stderr, each named by its experiment."""
-
-    def __init__(self, console: Console) -> None:
-        self.console = console
-
-    def __call__(self, preset: str, event: Event) -> None:
-        if isinstance(event, EpochEnd):
-            self._print(f"{preset}: {epoch_line(event)}")
-        elif isinstance(event, Finished):
-            self._print(f"{preset}: {event.status.value}: {event.message}")
-
-    def _print(self, text: str) -> None:
-        self.console.print(Text(printable(text)), soft_wrap=True)
-
-
-def lab_command(args: argparse.Namespace) -> int:
-    """`tuner-tui lab [fmnist|cifar10|all]`: run the experiments, print the lab's tables."""
-    from tuner_tui.engine.datasets import (
-        DatasetError,  # torch: only once training is near (the app lists presets from here)
-    )
-
-    if args.plan:
-        return _work(args)
-    try:
-        experiments = experiments_of(
-            args.which, parse_overrides(args.overrides), data_root=args.data_root, device=args.device
-        )
-        device = experiments[0].config.device
-        solo_seconds = solo_estimate(experiments, force=args.force)  # bad input surfaces here
-    except (ConfigError, DatasetError) as error:
-        raise BadInput(str(error)) from None
-    pack = resolve_pack(args.pack, device)
-    workers = resolve_workers(args.workers, device)
-    units = plan_units(experiments, pack, workers)
-    workers = min(workers, len(units))
-    started = time.monotonic()
-    with tempfile.TemporaryDirectory(prefix="tuner-tui-lab-") as folder, StopSignals() as stop:
-        plan = write_plan(Path(folder), units)
-        open_store(args.store, create=True).close()
-        argv = [sys.executable, "-P", "-m", "tuner_tui", "lab", args.which, "--no-ui", "--plan", str(plan)]
-        argv += ["--store", str(args.store)] if args.store else []
-        argv += ["--force"] if args.force else []
-        codes = run_local_workers(argv, workers, stop.cancel)
-    wall = time.monotonic() - started
-    with open_store(args.store, create=False) as store:
-        records = [record for e in experiments if (record := store.find_run(e.uid)) is not None]
-    timing = Timing(wall, solo_seconds, workers, max(len(unit) for unit in units))
-    return _report(args, records, timing, stop.exit_code(), codes)
-
-
-def _work(args: argparse.Namespace) -> int:
-    """A lab worker: claim units of the plan and train them until none is left."""
-    from tuner_tui.engine.datasets import DatasetError
-
-    reporter = LabReporter(Console(stderr=True))
-    with StopSignals() as stop, open_store(args.store, create=True) as store:
-        for unit in claimed_units(Path(args.plan)):
-            if stop.cancel.is_set():
-                break
-            try:
-                run_unit(unit, store, reporter, stop.cancel, force=args.force)
-            except (ConfigError, DatasetError) as error:
-                raise BadInput(f"{', '.join(e.preset for e in unit)}: {error}") from None
-    return stop.exit_code() or EXIT_OK
 
 
 @dataclass(frozen=True)
@@ -253,20 +171,3 @@ def solo_estimate(experiments: Sequence[Experiment], *, force: bool) -> float:
             seconds[shape] = estimate_solo_time(prepared).total_seconds
         total += seconds[shape] * config.epochs
     return total
-
-
-def _report(
-    args: argparse.Namespace, records: Sequence[RunRecord], timing: Timing, signalled: int | None,
-    codes: Sequence[int],
-) -> int:
-    if args.json:
-        for record in records:
-            print(json.dumps(record.to_json()))
-    else:
-        sys.stdout.write(lab_report([r for r in records if r.status == "completed"], "markdown"))
-        print("\n" + timing.line(len(records)))
-    if signalled is not None:
-        return signalled
-    if any(code == EXIT_BAD_INPUT for code in codes):
-        return EXIT_BAD_INPUT
-    return EXIT_OK if records and all(r.status == "completed" for r in records) else EXIT_RUN_FAILED

@@ -1,0 +1,1 @@
+"""What the commands print: Rich tables and progress lines (no Textual)."""

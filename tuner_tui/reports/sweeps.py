@@ -1,0 +1,146 @@
+"""What the sweep commands print: a sweep's trials as they start and end (stderr), `sweep show`'s
+tables, `sweeps` and the spec list (Rich, no Textual). User text (names, parameters, faults) is
+printed as text: never markup, control characters shown as `\ufffd`."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from rich import box
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from tuner_tui.engine.events import RunStatus
+from tuner_tui.formatting import format_seconds, plural
+from tuner_tui.reports.run_tables import plain
+from tuner_tui.sweeps.scheduler import SweepEvent, TrialEnded, TrialStarted
+from tuner_tui.sweeps.spec import SweepSpec
+from tuner_tui.sweeps.summary import SweepSummary
+
+
+class SweepReporter:
+    """One line per trial on stderr: its parameters when it starts, its outcome when it ends."""
+
+    def __init__(self, console: Console, budget: int) -> None:
+        self.console = console
+        self.budget = budget
+        self.started = time.monotonic()
+
+    def __call__(self, event: SweepEvent) -> None:
+        if isinstance(event, TrialStarted):
+            again = f" (again, for trial {event.requeued_from})" if event.requeued_from is not None else ""
+            self._print(f"trial {event.number}{again}: {params_text(event.params)}")
+        elif isinstance(event, TrialEnded):
+            value = f" · value {event.value:.4g}" if event.value is not None else ""
+            self._print(f"trial {event.number}: {event.status.value} after {plural(event.epochs, 'epoch')}{value}")
+
+    def header(self, name: str, finished: int) -> None:
+        self._print(f"sweep {name}: {finished} of {self.budget} trials finished before this run")
+
+    def footer(self, summary: SweepSummary, stopped_by: str) -> None:
+        best = summary.best()
+        best_text = f"best trial {best.number}: {best.value:.4g} ({params_text(best.params)})" if best else "no best"
+        self._print(
+            f"sweep {summary.name}: {summary.finished} of {summary.budget} trials finished "
+            f"({stopped_by}) in {format_seconds(time.monotonic() - self.started)}; {best_text}"
+        )
+
+    def _print(self, text: str) -> None:
+        self.console.print(plain(text), soft_wrap=True)
+
+
+def params_text(params: Mapping[str, Any]) -> str:
+    return " · ".join(f"{key} {value:.4g}" if isinstance(value, float) else f"{key} {value}"
+                      for key, value in params.items())
+
+
+def show_renderables(summary: SweepSummary, weights: Mapping[str, float] | None) -> list[Any]:
+    best = summary.best()
+    head = (
+        f"sweep {summary.name} ({summary.state}): {summary.finished} of {summary.budget} trials finished · "
+        f"{summary.count(RunStatus.COMPLETED)} completed · {summary.count(RunStatus.PRUNED, RunStatus.DIVERGED)} "
+        f"pruned · {summary.count(RunStatus.FAILED, RunStatus.CANCELLED, RunStatus.INTERRUPTED)} failed · "
+        f"objective {summary.objective} ({summary.direction})"
+        + (f" · {summary.waiting} to be asked again" if summary.waiting else "")
+    )
+    out: list[Any] = [plain(head)]
+    if best is not None:
+        shown = f"best: trial {best.number}, {summary.objective} {best.value:.4g} · {params_text(best.params)}"
+        out.append(plain(shown))
+    top = Table(title="top trials", title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
+    top.add_column("trial", justify="right")
+    top.add_column(summary.objective, justify="right")
+    names = sorted({key for t in summary.trials for key in t.params})
+    for key in names:
+        top.add_column(key, justify="right")
+    for trial in summary.top():
+        top.add_row(str(trial.number), f"{trial.value:.4g}", *(_cell(trial.params.get(key)) for key in names))
+    out.append(top)
+    if weights:
+        table = Table(title="parameter importances (fANOVA)", title_justify="left", box=box.SIMPLE_HEAD)
+        table.add_column("parameter")
+        table.add_column("importance", justify="right")
+        for key, weight in weights.items():
+            table.add_row(plain(key), f"{weight:.3f}")
+        out.append(table)
+    if summary.workers:
+        table = Table(title="workers", title_justify="left", box=box.SIMPLE_HEAD)
+        for title in ("worker", "trials", "current trial", "state"):
+            table.add_column(title)
+        for worker in summary.workers:
+            current = "" if worker.current_trial is None else str(worker.current_trial)
+            table.add_row(plain(worker.name), str(worker.trials), current, worker.state)
+        out.append(table)
+    faults = summary.interruptions()
+    if faults:
+        table = Table(title="interrupted trials", title_justify="left", box=box.SIMPLE_HEAD)
+        for title in ("trial", "status", "fault", "worker", "epochs", "asked again"):
+            table.add_column(title)
+        again = {t.requeued_from: t.number for t in summary.trials if t.requeued_from is not None}
+        for trial in faults:
+            table.add_row(
+                str(trial.number), trial.status.value, plain(trial.fault or ""), plain(trial.worker or ""),
+                str(trial.epochs), f"as trial {again[trial.number]}" if trial.number in again else "",
+            )
+        out.append(table)
+    return out
+
+
+def _cell(value: Any) -> Text:
+    if isinstance(value, float):
+        return plain(f"{value:.4g}")
+    return plain("" if value is None else str(value))
+
+
+
+
+def sweeps_table(summaries: Sequence[SweepSummary]) -> Table:
+    """`tuner-tui sweeps`: a line per sweep with its spec, progress, best and state."""
+    table = Table(title="sweeps", title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
+    for title in ("name", "spec", "trials", "best", "state"):
+        table.add_column(title, justify="right" if title in ("trials", "best") else "left")
+    for summary in summaries:
+        best = summary.best()
+        table.add_row(
+            plain(summary.name), plain(summary.spec_name or ""), f"{summary.finished}/{summary.budget}",
+            f"{best.value:.4g}" if best is not None and best.value is not None else "–", summary.state,
+        )
+    return table
+
+
+def specs_table(specs: Sequence[SweepSpec]) -> Table:
+    """The shipped and user sweep specs, for `tuner-tui presets`."""
+    table = Table(title="sweep specs", title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
+    for title in ("name", "base", "searches", "sampler", "pruner", "epochs", "trials", "source"):
+        table.add_column(title, overflow="fold")
+    for spec in specs:
+        search = spec.search
+        table.add_row(
+            plain(spec.name), plain(spec.base_preset or spec.base.dataset), plain(", ".join(spec.space)),
+            search.sampler, search.pruner, str(search.epochs), str(search.trials),
+            plain("shipped" if spec.shipped else spec.source),
+        )
+    return table
