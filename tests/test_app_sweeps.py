@@ -27,7 +27,7 @@ from tuner_tui.app.components.confirm import ConfirmScreen
 from tuner_tui.app.components.run_detail import RunDetailScreen
 from tuner_tui.app.components.spec_form import SpecFormScreen
 from tuner_tui.app.components.sweep_plots import ParamPlot, ladder_text
-from tuner_tui.app.components.sweep_screen import SweepScreen
+from tuner_tui.app.components.sweep_screen import LIST_EVERY, SweepScreen
 from tuner_tui.app.components.tuning_screen import TuningScreen
 from tuner_tui.cli import main
 from tuner_tui.engine.events import RunStatus
@@ -390,3 +390,70 @@ def test_the_launch_runs_the_headless_command(spec_path):
     ]
 
 
+
+
+# --- coming back to the screen ------------------------------------------------------------------
+
+
+def test_f4_esc_f4_returns_to_the_sweep_being_watched(store_path, spec_path):
+    write_scripted_sweep(store_path, spec_path)
+    with ResultsStore(store_path) as store:
+        app = make_app(store)
+
+        async def scenario(pilot: Pilot, screen: SweepScreen) -> None:
+            await wait_until(pilot, lambda: screen.view is not None and screen.table.row_count == 5)
+            watched = screen.location
+            await pilot.press("escape")
+            await wait_until(pilot, lambda: isinstance(app.screen, TuningScreen))
+            await pilot.press("f4")
+            await wait_until(pilot, lambda: app.screen is screen)
+            reads = screen.reads
+            for _ in range(LIST_EVERY + 1):  # the list of sweeps is read again meanwhile
+                screen.poll()
+                await wait_until(pilot, lambda: not screen.reading)
+            assert screen.reads > reads + LIST_EVERY
+            assert screen.table.row_count == 5
+            assert screen.location == watched
+
+        run(app, scenario)
+
+
+def test_f2_l_f4_returns_to_the_sweep_being_watched(store_path, spec_path):
+    write_scripted_sweep(store_path, spec_path)
+    with ResultsStore(store_path) as store:
+        app = make_app(store)
+
+        async def scenario(pilot: Pilot, screen: SweepScreen) -> None:
+            await wait_until(pilot, lambda: screen.view is not None and screen.table.row_count == 5)
+            watched = screen.location
+            await pilot.press("f2")
+            await wait_until(pilot, lambda: type(app.screen).__name__ == "RunsScreen")
+            await pilot.pause(0.2)
+            await pilot.press("l")  # load a run's config into the form: back on the tuning screen
+            await wait_until(pilot, lambda: isinstance(app.screen, TuningScreen))
+            await pilot.press("f4")
+            await wait_until(pilot, lambda: app.screen is screen)
+            for _ in range(LIST_EVERY + 1):
+                screen.poll()
+                await wait_until(pilot, lambda: not screen.reading)
+            assert screen.table.row_count == 5
+            assert screen.location == watched
+
+        run(app, scenario)
+
+
+def test_a_sweep_opened_by_the_cli_is_started_once_however_often_the_screen_is_shown(store_path, spec_path):
+    starts: list[SweepLaunch] = []
+    with ResultsStore(store_path) as store:
+        app = make_app(store, sweep=SweepLaunch("tiny", trials=1))
+
+        async def scenario(pilot: Pilot, screen: SweepScreen) -> None:
+            screen.start = lambda launch: starts.append(launch)  # type: ignore[method-assign]
+            for _ in range(2):
+                await pilot.press("escape")
+                await wait_until(pilot, lambda: isinstance(app.screen, TuningScreen))
+                await pilot.press("f4")
+                await wait_until(pilot, lambda: app.screen is screen)
+
+        run(app, scenario, open_screen=False)
+    assert starts == []  # started once, on opening (before the scenario replaced `start`)

@@ -186,6 +186,9 @@ class TunerApp(App):
                 self.store, storage=self.storage, data_root=config.data_root,
                 device=config.device if config.device != "auto" else None, launch=self.sweep_launch,
             )
+            # Installed: popping it keeps it mounted, so coming back shows the same sweep and
+            # never mounts (or starts) it again.
+            self.install_screen(self.sweeps, name="sweeps")
         self.switch_to_tuning()
         self.push_screen(self.sweeps)
 
@@ -202,6 +205,7 @@ class TunerApp(App):
 
             parallel = resolve_workers(AUTO, self.initial_config.device)
             self.presets = PresetsScreen(self.store, self.slot_runner, parallel=parallel, lab=self.lab_launch)
+            self.install_screen(self.presets, name="presets")  # kept mounted while its runs go on
         self.switch_to_tuning()
         self.push_screen(self.presets)
 
