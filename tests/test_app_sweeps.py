@@ -448,7 +448,7 @@ def test_a_sweep_opened_by_the_cli_is_started_once_however_often_the_screen_is_s
         app = make_app(store, sweep=SweepLaunch("tiny", trials=1))
 
         async def scenario(pilot: Pilot, screen: SweepScreen) -> None:
-            screen.start = lambda launch: starts.append(launch)  # type: ignore[method-assign]
+            screen.start = starts.append  # type: ignore[method-assign]
             for _ in range(2):
                 await pilot.press("escape")
                 await wait_until(pilot, lambda: isinstance(app.screen, TuningScreen))
@@ -457,3 +457,22 @@ def test_a_sweep_opened_by_the_cli_is_started_once_however_often_the_screen_is_s
 
         run(app, scenario, open_screen=False)
     assert starts == []  # started once, on opening (before the scenario replaced `start`)
+
+
+def test_a_bad_journal_line_is_a_notification_not_a_crash(store_path, spec_path):
+    url = write_scripted_sweep(store_path, spec_path)
+    journals = store_path.parent / "sweeps" / SCRIPTED_NAME / "runs"
+    journals.mkdir(parents=True)
+    (journals / "node-1.jsonl").write_text('{"kind": "start", "uid": "x", "config": []}\n')
+    with ResultsStore(store_path) as store:
+        store.register_sweep(SCRIPTED_NAME, url, journals)
+        app = make_app(store)
+
+        async def scenario(pilot: Pilot, screen: SweepScreen) -> None:
+            def warned() -> bool:
+                return any("line 1" in str(n.message) for n in app._notifications)
+
+            await wait_until(pilot, lambda: screen.view is not None and screen.table.row_count == 5)
+            await wait_until(pilot, warned)
+
+        run(app, scenario)

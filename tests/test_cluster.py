@@ -25,7 +25,8 @@ from optuna.trial import TrialState
 
 from tests.conftest import require, require_path
 from tuner_tui.sweeps.spec import load_spec
-from tuner_tui.sweeps.study import open_storage, open_study
+from tuner_tui.sweeps.storages import open_storage
+from tuner_tui.sweeps.study import open_study
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 TUNER_TUI = [sys.executable, "-m", "tuner_tui"]

@@ -56,17 +56,19 @@ class LoadConfig(Message):
 
 class SweepRead(Message):
     """The sweep screen has read the sweep at `location`: `view`, or `error` (one line) while it cannot
-    be read; every few reads also which sweeps there are (`locations`, else None)."""
+    be read; every few reads also which sweeps there are (`locations`, else None); and the lines of
+    cluster workers' journals that the read skipped (`skipped`, one line each)."""
 
     def __init__(
         self, location: SweepLocation | None, view: SweepView | None, locations: list[SweepLocation] | None,
-        error: str | None,
+        error: str | None, skipped: tuple[str, ...] = (),
     ) -> None:
         super().__init__()
         self.location = location
         self.view = view
         self.locations = locations
         self.error = error
+        self.skipped = skipped
 
 
 class SweepChildEnded(Message):

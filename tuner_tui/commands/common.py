@@ -8,7 +8,7 @@ Exit codes: 0 completed; 1 diverged or failed; 2 bad input (one line on stderr, 
 from __future__ import annotations
 
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -88,7 +88,7 @@ def open_store(path: str | Path | None, *, create: bool) -> ResultsStore:
     try:
         if create:
             return ResultsStore(path)
-        import_pending_journals(path)
+        warn(str(problem) for problem in import_pending_journals(path).problems)
         return ResultsStore.open_existing(path)
     except StoreError as error:
         raise BadInput(str(error)) from None
@@ -100,9 +100,16 @@ def plain_console() -> Console:
     return console if console.is_terminal else Console(width=100_000)
 
 
+def warn(lines: Iterable[str]) -> None:
+    """A `tuner-tui: warning:` line on stderr for each of `lines`, shown as text."""
+    from tuner_tui.formatting import printable
+
+    for line in lines:
+        print(f"tuner-tui: warning: {printable(line)}", file=sys.stderr)
+
+
 def warn_unreadable(unreadable: Sequence[UnreadableRun]) -> None:
-    """A `tuner-tui: warning:` line on stderr per stored run this version cannot read."""
+    """A warning per stored run this version cannot read."""
     from tuner_tui.runs.lab_table import unreadable_note
 
-    for run in unreadable:
-        print(f"tuner-tui: warning: {unreadable_note(run)}", file=sys.stderr)
+    warn(unreadable_note(run) for run in unreadable)

@@ -26,6 +26,7 @@ from tuner_tui.commands.common import (
     parse_overrides,
     plain_console,
     store_location,
+    warn,
     with_location,
 )
 from tuner_tui.engine.config import ConfigError
@@ -51,7 +52,8 @@ from tuner_tui.sweeps.cluster import (
 from tuner_tui.sweeps.locations import Registered, known_sweeps, storage_of
 from tuner_tui.sweeps.scheduler import WorkerInfo, run_sweep
 from tuner_tui.sweeps.spec import SpecError, SweepSpec, load_spec
-from tuner_tui.sweeps.study import StudyError, SweepStudy, load_study, open_study
+from tuner_tui.sweeps.storages import StudyError
+from tuner_tui.sweeps.study import SweepStudy, load_study, open_study
 from tuner_tui.sweeps.summary import SweepSummary, TrialRow, importances, load_summary
 
 
@@ -295,9 +297,14 @@ def sweeps_command(args: argparse.Namespace) -> int:
     try:
         locations = known_sweeps(storage=args.storage, registered=registered_sweeps(args),
                                  store_path=store_location(args.store))
-        summaries = [load_summary(load_study(location.name, location.storage)) for location in locations]
     except StudyError as error:
         raise BadInput(str(error)) from None
+    summaries = []
+    for location in locations:  # a sweep whose study cannot be read is named, and the rest listed
+        try:
+            summaries.append(load_summary(load_study(location.name, location.storage)))
+        except StudyError as error:
+            warn([f"sweep {location.name}: {error}"])
     if args.json:
         for summary in summaries:
             print(json.dumps({**sweep_json(summary, store_path=None), "state": summary.state,

@@ -201,7 +201,6 @@ def read_entries(path: Path, offset: int = 0, lines: int = 0, *, max_bytes: int 
     """
     data = read_regular(path, limit=max_bytes, offset=offset)
     end = data.rfind(b"\n") + 1
-    tail = len(data) - end
     entries: list[tuple[int, JournalEntry]] = []
     problems: list[JournalProblem] = []
     for raw in data[:end].splitlines():
@@ -210,7 +209,7 @@ def read_entries(path: Path, offset: int = 0, lines: int = 0, *, max_bytes: int 
             entries.append((lines, parse_line(raw)))
         except _BadLine as error:
             problems.append(JournalProblem(path, lines, str(error)))
-    if end == 0 and tail >= min(MAX_LINE_BYTES, max_bytes):
+    if len(data) - end > MAX_LINE_BYTES:  # an unended line already too long: skipped, not kept in memory
         lines += 1
         problems.append(JournalProblem(path, lines, f"a line longer than {MAX_LINE_BYTES // 1024} KiB"))
         end = len(data)

@@ -12,23 +12,20 @@ are asked again, so a killed worker loses only its unfinished epoch.
 
 from __future__ import annotations
 
-import importlib.util
 import math
 import time
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import optuna
-from optuna.storages.journal import JournalFileBackend, JournalFileOpenLock
 from optuna.trial import FrozenTrial, Trial, TrialState
 
 from tuner_tui.engine.events import RunStatus
-from tuner_tui.formatting import error_line
 from tuner_tui.runs.lease import holder_gone, this_host, this_process
 from tuner_tui.sweeps.spec import Distribution, SweepSpec
+from tuner_tui.sweeps.storages import NoStorage, StudyError, open_storage, shown_url, storage_problem
 
 SPEC_ATTR = "tuner_tui.spec"
 FINGERPRINT_ATTR = "tuner_tui.fingerprint"
@@ -52,39 +49,6 @@ TRIAL_STATUS: dict[TrialState, RunStatus] = {
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
-
-
-class StudyError(Exception):
-    """The study cannot be opened or does not match; `str()` is one line."""
-
-
-def open_storage(url: str) -> optuna.storages.BaseStorage:
-    """An Optuna storage from `journal:PATH` (file journal with its lock) or an RDB URL."""
-    try:
-        if url.startswith("journal:"):
-            path = str(Path(url.removeprefix("journal:")).expanduser())
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
-            backend = JournalFileBackend(path, lock_obj=JournalFileOpenLock(path))
-            return optuna.storages.JournalStorage(backend)
-        if url.startswith("sqlite:///"):
-            Path(url.removeprefix("sqlite:///")).expanduser().parent.mkdir(parents=True, exist_ok=True)
-        return optuna.storages.RDBStorage(with_driver(url), engine_kwargs=_engine_options(url))
-    except Exception as error:  # any storage failure is one line for the user
-        raise StudyError(f"study storage {url}: {error_line(error)}") from None
-
-
-def with_driver(url: str) -> str:
-    """A plain `postgresql://` URL names the psycopg2 driver to SQLAlchemy; tuner-tui's postgres
-    extra installs psycopg 3, so such a URL is given that driver when psycopg2 is absent."""
-    if url.startswith(("postgresql://", "postgres://")) and importlib.util.find_spec("psycopg2") is None:
-        return "postgresql+psycopg://" + url.split("://", 1)[1]
-    return url
-
-
-def _engine_options(url: str) -> dict[str, Any]:
-    if url.startswith("sqlite"):
-        return {"connect_args": {"timeout": 60}}
-    return {"pool_pre_ping": True}
 
 
 def make_sampler(spec: SweepSpec, *, reseed: int = 0) -> optuna.samplers.BaseSampler:
@@ -246,7 +210,7 @@ def open_study(
     storage = open_storage(storage_url)
     existing = _load(storage, name)
     if existing is None and not create:
-        raise StudyError(f"no sweep named {name!r} in {storage_url}")
+        raise StudyError(f"no sweep named {name!r} in {shown_url(storage_url)}")
     reseed = (len(existing.trials) if existing is not None else 0) + WORKER_SEED_STRIDE * worker_index
     try:
         study = optuna.create_study(
@@ -254,7 +218,7 @@ def open_study(
             sampler=make_sampler(spec, reseed=reseed), pruner=make_pruner(spec),
         )
     except Exception as error:  # storage failures are one line for the user
-        raise StudyError(f"study storage {storage_url}: {error_line(error)}") from None
+        raise storage_problem(storage_url, error) from None
     fingerprint = study.user_attrs.get(FINGERPRINT_ATTR)
     if fingerprint is not None and fingerprint != spec.fingerprint():
         raise StudyError(
@@ -271,21 +235,28 @@ def open_study(
 
 
 def load_study(name: str, storage_url: str) -> optuna.Study:
-    """An existing study, read-only use (readers: `sweep show`, the app)."""
-    storage = open_storage(storage_url)
-    study = _load(storage, name)
+    """An existing study, opened read-only (readers: `sweep show`, `sweeps`, the app): nothing in
+    its storage is created or written."""
+    try:
+        storage = open_storage(storage_url, read_only=True)
+    except NoStorage as missing:
+        raise StudyError(f"no sweep named {name!r} ({missing})") from None
+    try:
+        study = _load(storage, name)
+    except Exception as error:
+        raise storage_problem(storage_url, error) from None
     if study is None:
-        raise StudyError(f"no sweep named {name!r} in {storage_url}")
+        raise StudyError(f"no sweep named {name!r} in {shown_url(storage_url)}")
     return study
 
 
 def list_study_names(storage_url: str) -> list[str]:
+    """The studies in a storage, read-only."""
+    storage = open_storage(storage_url, read_only=True)
     try:
-        return optuna.study.get_all_study_names(open_storage(storage_url))
-    except StudyError:
-        raise
+        return optuna.study.get_all_study_names(storage)
     except Exception as error:
-        raise StudyError(f"study storage {storage_url}: {error_line(error)}") from None
+        raise storage_problem(storage_url, error) from None
 
 
 def trial_status(trial: FrozenTrial) -> RunStatus:

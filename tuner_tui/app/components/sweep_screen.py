@@ -35,7 +35,7 @@ from tuner_tui.app.sweep_reading import (
     SweepView,
     import_cluster_journals,
 )
-from tuner_tui.formatting import error_line
+from tuner_tui.formatting import error_line, printable
 from tuner_tui.runs.child_commands import SweepLaunch
 from tuner_tui.runs.records import RunRecord
 from tuner_tui.runs.store import ResultsStore
@@ -322,10 +322,11 @@ class SweepScreen(Screen):
 
     def _read(self, reader: SweepReader | None, with_list: bool) -> None:
         """The worker: the list of sweeps (every few reads) and the watched sweep."""
-        from tuner_tui.sweeps.study import StudyError
+        from tuner_tui.sweeps.storages import StudyError
 
         locations = None
         view, error = None, None
+        skipped: tuple[str, ...] = ()
         try:
             if with_list:
                 try:
@@ -335,16 +336,18 @@ class SweepScreen(Screen):
                 except StudyError:
                     locations = None
             if reader is not None:
-                import_cluster_journals(self.store)
+                skipped = tuple(str(problem) for problem in import_cluster_journals(self.store).problems)
                 view = reader.read()
         except StudyError as problem:
             error = str(problem)
         except Exception as problem:  # a storage busy or failing mid-read: say so, read again next time
             error = error_line(problem)
-        self.post_message(SweepRead(reader.location if reader else None, view, locations, error))
+        self.post_message(SweepRead(reader.location if reader else None, view, locations, error, skipped))
 
     async def on_sweep_read(self, message: SweepRead) -> None:
         self.reading = False
+        for line in message.skipped:
+            self.notify(printable(line), title="journal line skipped", severity="warning", markup=False)
         if message.locations is not None:
             self.locations = message.locations
             if self.location is None and self.locations:
