@@ -600,3 +600,62 @@ def test_an_unreadable_row_is_listed_apart_and_the_rest_are_read(path: Path, con
         with pytest.raises(KeyError):
             reader.get_run(bad)
     assert unreadable.id == bad and reason in unreadable.reason and "\n" not in unreadable.reason
+
+
+FOREIGN_RUNS_TABLES = {
+    1: "CREATE TABLE runs (id INTEGER PRIMARY KEY, name TEXT, started_at REAL)",
+    2: "CREATE TABLE runs (id INTEGER PRIMARY KEY, status TEXT, config TEXT)",
+}
+
+
+@pytest.mark.parametrize("version", [1, 2])
+@pytest.mark.parametrize("opener", ["writer", "reader"])
+def test_a_foreign_file_with_a_runs_table_and_our_version_number_is_refused_untouched(
+    tmp_path: Path, version: int, opener: str
+) -> None:
+    """Another program's database that happens to have a `runs` table and user_version 1 or 2."""
+    foreign = tmp_path / "experiments.db"
+    with _raw(foreign) as conn:
+        conn.execute(FOREIGN_RUNS_TABLES[version])
+        conn.execute("INSERT INTO runs (id) VALUES (1)")
+        conn.execute(f"PRAGMA user_version = {version}")
+    before = foreign.read_bytes()
+    with pytest.raises(StoreError) as refused:
+        ResultsStore(foreign) if opener == "writer" else ResultsStore.open_existing(foreign)
+    assert "not a tuner-tui results store" in str(refused.value)
+    assert "open it" not in str(refused.value) and "upgrade" not in str(refused.value)
+    assert foreign.read_bytes() == before
+    assert not Path(f"{foreign}-wal").exists()
+    with _raw(foreign) as conn:
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "delete"
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == version
+
+
+def test_the_cli_refuses_a_foreign_file_as_a_store_in_one_line(tmp_path: Path, capsys) -> None:
+    from tuner_tui.cli import main
+
+    foreign = tmp_path / "experiments.db"
+    with _raw(foreign) as conn:
+        conn.execute(FOREIGN_RUNS_TABLES[1])
+        conn.execute("PRAGMA user_version = 1")
+    before = foreign.read_bytes()
+    for command in (["runs"], ["report"], ["sweeps"]):
+        assert main([*command, "--store", str(foreign)]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "not a tuner-tui results store" in err
+    assert foreign.read_bytes() == before
+
+
+def test_an_older_store_of_ours_is_still_upgraded_by_a_writer(path: Path) -> None:
+    path.parent.mkdir(parents=True)
+    with _raw(path) as conn:
+        for migration in store_schema.MIGRATIONS[:2]:
+            migration(conn)
+        conn.execute("PRAGMA user_version = 2")
+        conn.execute(
+            "INSERT INTO runs (status, config, dataset, device_name, started_at, hostname, pid, params) "
+            "VALUES ('completed', '{}', 'fmnist', 'CPU', 1.0, 'h', 1, 10)"
+        )
+    with ResultsStore(path) as upgraded:
+        assert len(upgraded.list_runs()) == 1
+    assert _raw(path).execute("PRAGMA user_version").fetchone()[0] == len(store_schema.MIGRATIONS)
