@@ -30,6 +30,7 @@ MAX_EPOCHS = 1000
 MAX_REG = 10.0
 MAX_SEED = 2**32 - 1
 MAX_VALIDATION = 0.5
+MIN_VALIDATION_ROWS = 100  # fewer held-out images than this measure nothing (1 % steps of accuracy)
 # Epochs at chance-level accuracy before a run is stopped as hopeless (0: never). The lab's
 # cifar_exp8 sits at chance for three epochs with its own seed and then learns; five lets it.
 DEFAULT_CHANCE_PATIENCE = 5
@@ -76,6 +77,7 @@ class RunConfig:
         _check_choice("engine", self.engine, ENGINES)
         _check_int("chance_patience", self.chance_patience, 0, MAX_EPOCHS)
         _check_number("validation", self.validation, 0.0, MAX_VALIDATION)
+        check_validation_rows(self.dataset, self.validation)
         if not isinstance(self.device, str) or not _DEVICE_PATTERN.match(self.device):
             raise ConfigError("device", f"must be auto, cpu, cuda or cuda:N, got {self.device!r}")
 
@@ -162,6 +164,18 @@ def _parse_float(name: str, value: Any) -> float:
         return float(value)
     except (TypeError, ValueError):
         raise ConfigError(name, f"must be a number, got {value!r}") from None
+
+
+def check_validation_rows(dataset: DatasetName, validation: float) -> None:
+    """ConfigError unless a validation share is 0 or holds out enough images to measure something."""
+    train_size = DATASET_SPECS[dataset].train_size
+    if validation and round(train_size * validation) < MIN_VALIDATION_ROWS:
+        least = MIN_VALIDATION_ROWS / train_size
+        raise ConfigError(
+            "validation",
+            f"must be 0 or hold out at least {MIN_VALIDATION_ROWS} of {dataset}'s {train_size} training images "
+            f"(a share of at least {least:.3g}), got {shown(validation)}",
+        )
 
 
 def check_batch_size(batch_size: int, train_size: int, dataset_title: str) -> None:

@@ -74,14 +74,25 @@ def _auto_or_count(text: str) -> int | str:
     return text if text == "auto" else _positive_int(text)
 
 
-def _positive_int(text: str) -> int:
+def _whole_number(text: str, high: int) -> int:
     try:
         value = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a whole number in [1, {MAX_LIMIT}], got {text}") from None
-    if not 1 <= value <= MAX_LIMIT:
-        raise argparse.ArgumentTypeError(f"must be a whole number in [1, {MAX_LIMIT}], got {text}")
+        raise argparse.ArgumentTypeError(f"must be a whole number in [1, {high}], got {text}") from None
+    if not 1 <= value <= high:
+        raise argparse.ArgumentTypeError(f"must be a whole number in [1, {high}], got {text}")
     return value
+
+
+def _positive_int(text: str) -> int:
+    return _whole_number(text, MAX_LIMIT)
+
+
+def _trials(text: str) -> int:
+    """`--trials`: within the limit a spec's own `trials` has."""
+    from tuner_tui.sweeps.spec import MAX_TRIALS
+
+    return _whole_number(text, MAX_TRIALS)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -108,7 +119,7 @@ def build_parser() -> argparse.ArgumentParser:
     sweep = command("sweep", "run a sweep (Optuna search with pruning), or `sweep show NAME`")
     sweep.add_argument("target", nargs="+", metavar="SPEC", help="a spec's name or TOML path; or: show NAME")
     sweep.add_argument("--name", help="the sweep's name (default: the spec's)")
-    sweep.add_argument("--trials", type=_positive_int, metavar="N", help="the study's total budget of finished trials")
+    sweep.add_argument("--trials", type=_trials, metavar="N", help="the study's total budget of finished trials")
     sweep.add_argument("--timeout", type=_positive_int, metavar="S", help="ask no new trial after S seconds")
     sweep.add_argument(
         "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -45,15 +46,17 @@ from tuner_tui.sweeps.cluster import (
     copy_spec,
     describe_submission,
     journal_storage_url,
+    request_problems,
+    sbatch_command,
     submit,
     sweep_folder,
     worker_name,
 )
 from tuner_tui.sweeps.locations import Registered, known_sweeps, storage_of
 from tuner_tui.sweeps.scheduler import WorkerInfo, run_sweep
-from tuner_tui.sweeps.spec import SpecError, SweepSpec, load_spec
+from tuner_tui.sweeps.spec import SpecError, SweepSpec, load_spec, sweep_name_problem
 from tuner_tui.sweeps.storages import StudyError
-from tuner_tui.sweeps.study import SweepStudy, load_study, open_study
+from tuner_tui.sweeps.study import SweepStudy, delete_study, list_study_names, load_study, open_study
 from tuner_tui.sweeps.summary import SweepSummary, TrialRow, importances, load_summary
 
 
@@ -80,7 +83,7 @@ def sweep_launch(args: argparse.Namespace) -> SweepLaunch:
     """`sweep SPEC` without `--no-ui`: the sweep the app starts, as it would run headless (a bad spec
     is refused here, before the app opens)."""
     spec_name = single_spec(args)
-    _load_spec(args, spec_name)
+    sweep_name(args, _load_spec(args, spec_name))
     options = [("--timeout", args.timeout), ("--workers", args.workers), ("--pack", args.pack)]
     return SweepLaunch(
         spec_name, name=args.name, trials=args.trials, overrides=tuple(args.overrides), data_root=args.data_root,
@@ -119,7 +122,7 @@ def _open(spec: SweepSpec, name: str, url: str, budget: int | None, worker_index
 
 def run_headless_sweep(spec_name: str, args: argparse.Namespace) -> int:
     spec = _load_spec(args, spec_name)
-    name = args.name or spec.name
+    name = sweep_name(args, spec)
     url = storage_url(args, name)
     sweep = _open(spec, name, url, args.trials, worker_index() + 1 if args.worker else 0)
     workers = 1 if args.worker else resolve_workers(args.workers, spec.base.device)
@@ -207,9 +210,10 @@ def _writer(args: argparse.Namespace, name: str, url: str) -> Iterator[tuple[Run
 
 
 def submit_array(spec_name: str, args: argparse.Namespace) -> int:
-    """`--slurm`: create the study, write the batch script, `sbatch` it, say how to watch."""
+    """`--slurm`: create the study, write the batch script, `sbatch` it, say how to watch. A
+    submission that fails leaves nothing behind: no study, no spec copy, no script."""
     spec = _load_spec(args, spec_name)
-    name = args.name or spec.name
+    name = sweep_name(args, spec)
     folder = sweep_folder(store_location(args.store), name)
     url = args.storage or journal_storage_url(folder)
     budget = args.trials or spec.search.trials
@@ -218,21 +222,61 @@ def submit_array(spec_name: str, args: argparse.Namespace) -> int:
         overrides=tuple(args.overrides), data_root=args.data_root, device=args.device, partition=args.partition,
         gres=args.gres, time=args.time, sbatch_args=tuple(args.sbatch_args), pack=args.pack,
     )
+    problems = request_problems(request)
+    if problems:
+        raise BadInput(*problems)
     if args.dry_run:
         print(f"# would submit with: sbatch --parsable {folder / 'array.sbatch'}")
         print(batch_script(request), end="")
         return EXIT_OK
-    _open(spec, name, url, budget)  # the spec and storage are checked here, before anything is submitted
-    copy_spec(Path(spec.source), folder)
     try:
-        job_id = submit(request)
+        sbatch_command()
     except ClusterError as error:
         raise BadInput(str(error)) from None
+    with _undone_on_failure(folder, url, name):
+        _open(spec, name, url, budget)  # the spec and storage are checked here, before anything is submitted
+        copy_spec(Path(spec.source), folder)
+        try:
+            job_id = submit(request)
+        except ClusterError as error:
+            raise BadInput(str(error)) from None
     with open_store(args.store, create=True) as store:
         store.register_sweep(name, url, request.journal_dir)
     global_args = ["--store", str(store_location(args.store))] if args.store else []
     print(describe_submission(job_id, request, global_args))
     return EXIT_OK
+
+
+@contextmanager
+def _undone_on_failure(folder: Path, url: str, name: str) -> Iterator[None]:
+    """Remove what a failed submission made: the sweep's folder if it made it (else the files it
+    added), and the study if it created it."""
+    made_folder = not folder.exists()
+    existing = set(folder.iterdir()) if not made_folder else set()
+    try:
+        had_study = name in list_study_names(url)
+    except StudyError:
+        had_study = False
+    try:
+        yield
+    except BaseException:
+        if not had_study:
+            delete_study(name, url)
+        if made_folder:
+            shutil.rmtree(folder, ignore_errors=True)
+        elif folder.is_dir():
+            for path in set(folder.iterdir()) - existing:
+                shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
+        raise
+
+
+def sweep_name(args: argparse.Namespace, spec: SweepSpec) -> str:
+    """`--name`, else the spec's; checked as spec names are (it names a folder and a SLURM job)."""
+    name = args.name or spec.name
+    problem = sweep_name_problem(name)
+    if problem is not None:
+        raise BadInput(f"--{problem}" if args.name else problem)
+    return str(name)
 
 
 def sweep_json(summary: SweepSummary, *, store_path: str | None) -> dict[str, Any]:

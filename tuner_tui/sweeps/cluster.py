@@ -18,6 +18,7 @@ node) and SLURM's output files. No node ever writes the login node's SQLite resu
 from __future__ import annotations
 
 import os
+import re
 import shlex
 import shutil
 import socket
@@ -58,6 +59,32 @@ class ArrayRequest:
         return self.folder / "runs"
 
 
+# What each `#SBATCH` value may hold: sbatch reads these lines itself, so a newline would start a
+# new line of the script and a quote would end a quoted value. Values are checked, not escaped.
+_OPTION_PATTERNS = {
+    "--partition": re.compile(r"[A-Za-z0-9_.,-]{1,256}"),
+    "--gres": re.compile(r"[A-Za-z0-9_.,:=-]{1,256}"),
+    "--time": re.compile(r"[0-9:-]{1,32}|infinite|UNLIMITED"),
+}
+_UNSAFE_IN_SCRIPT = re.compile(r'[\x00-\x1f\x7f"]')
+
+
+def request_problems(request: ArrayRequest) -> list[str]:
+    """Why the array's options cannot go into a batch script: one line each, naming the option."""
+    problems = []
+    for option, value in (("--partition", request.partition), ("--gres", request.gres), ("--time", request.time)):
+        if value is not None and not _OPTION_PATTERNS[option].fullmatch(value):
+            problems.append(f"{option} {value!r}: not a SLURM {option.removeprefix('--')} value")
+    for arg in request.sbatch_args:
+        if not arg.startswith("-") or _UNSAFE_IN_SCRIPT.search(arg):
+            problems.append(
+                f"--sbatch-arg {arg!r}: an sbatch option (starting with -), with no quote or control character"
+            )
+    if _UNSAFE_IN_SCRIPT.search(str(request.folder)):
+        problems.append(f"sweep folder {str(request.folder)!r}: a path with a quote or control character")
+    return problems
+
+
 def sweep_folder(store_path: Path, name: str) -> Path:
     """The default shared folder of sweep `name`: beside the results store."""
     return store_path.parent / "sweeps" / name
@@ -90,7 +117,7 @@ def batch_script(request: ArrayRequest) -> str:
     directives = [
         f"--job-name=tuner-tui-{request.name}",
         f"--array=0-{request.array - 1}",
-        f"--output={request.folder / 'slurm-%A_%a.out'}",
+        f'--output="{request.folder / "slurm-%A_%a.out"}"',
     ]
     if request.partition:
         directives.append(f"--partition={request.partition}")
@@ -113,11 +140,17 @@ def batch_script(request: ArrayRequest) -> str:
     return "\n".join(lines)
 
 
-def submit(request: ArrayRequest) -> str:
-    """Write the script into the sweep's folder and `sbatch` it; the job id."""
+def sbatch_command() -> str:
+    """Where `sbatch` is; ClusterError when this is not a SLURM login node."""
     sbatch = shutil.which("sbatch")
     if sbatch is None:
         raise ClusterError("sbatch not found: --slurm runs on a SLURM login node (or use --dry-run)")
+    return sbatch
+
+
+def submit(request: ArrayRequest) -> str:
+    """Write the script into the sweep's folder and `sbatch` it; the job id."""
+    sbatch = sbatch_command()
     request.journal_dir.mkdir(parents=True, exist_ok=True)
     script = request.folder / "array.sbatch"
     script.write_text(batch_script(request))

@@ -26,6 +26,7 @@ trial is told as soon as its run ends, so the sampler and the budget see it whil
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections import deque
@@ -248,7 +249,7 @@ def run_sweep(
 
 def _reason_to_stop(
     cancel: threading.Event, deadline: float | None, clock: Callable[[], float], finished: int, budget: int,
-    grid_size: int | None, failures: int,
+    grid_size: float | None, failures: int,
 ) -> str | None:
     if cancel.is_set():
         return "signal"
@@ -365,10 +366,7 @@ def _run_pack(
     return ended
 
 
-def _grid_size(sweep: SweepStudy) -> int | None:
+def _grid_size(sweep: SweepStudy) -> float | None:
     if sweep.spec.search.sampler != "grid":
         return None
-    size = 1
-    for distribution in sweep.spec.space.values():
-        size *= len(distribution.grid() or [])
-    return size
+    return math.prod(d.grid_size() or 0 for d in sweep.spec.space.values())

@@ -60,6 +60,7 @@ SEARCHABLE = ("hidden", "lr", "batch_size", "reg", "seed", "conventions")
 SEARCH_KEYS = ("objective", "validation", "sampler", "pruner", "epochs", "trials", "seed")
 TOP_KEYS = ("base", "config", "space", "search")
 MAX_TRIALS = 100_000
+MAX_GRID_POINTS = MAX_TRIALS  # a grid is tried point by point, within a study's budget
 MAX_SEARCH_EPOCHS = 1000
 RESERVED_NAMES = ("show",)  # `tuner-tui sweep show NAME` reads a sweep
 _NAME_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,64}")
@@ -88,18 +89,32 @@ class Distribution:
             out["step"] = self.step
         return out
 
+    def grid_size(self) -> float | None:
+        """How many values `grid()` has (counted, not listed; inf when beyond counting), or None
+        when the distribution is not finite."""
+        if self.kind == "choice":
+            return len(self.values)
+        if self.kind == "int":
+            low, high = self.values
+            return (high - low) // int(self.step or 1) + 1
+        if self.kind == "uniform" and self.step is not None:
+            low, high = self.values
+            count = (high - low) / self.step
+            return math.floor(count + 1e-9) + 1 if math.isfinite(count) else math.inf
+        return None
+
     def grid(self) -> list[Any] | None:
         """Every value, when the distribution is finite (choices, int ranges, stepped ranges)."""
         if self.kind == "choice":
             return list(self.values)
+        size = self.grid_size()
+        if size is None:
+            return None
+        low, high = self.values
+        step = self.step or 1
         if self.kind == "int":
-            low, high = self.values
-            return list(range(low, high + 1, int(self.step or 1)))
-        if self.kind == "uniform" and self.step is not None:
-            low, high = self.values
-            count = math.floor((high - low) / self.step + 1e-9) + 1
-            return [low + i * self.step for i in range(count)]
-        return None
+            return list(range(low, high + 1, int(step)))
+        return [low + i * step for i in range(int(size))]
 
 
 @dataclass(frozen=True)
@@ -216,8 +231,9 @@ def parse_spec(
 ) -> SweepSpec:
     """Validate a spec's table; SpecError lists every problem, one line each."""
     problems: list[str] = []
-    if not _NAME_PATTERN.fullmatch(name) or name in RESERVED_NAMES:
-        problems.append(f"name {name!r}: a sweep name is 1 to 64 letters, digits, _ or -, and not 'show'")
+    name_problem = sweep_name_problem(name)
+    if name_problem:
+        problems.append(name_problem)
     for key in sorted(set(data) - set(TOP_KEYS)):
         problems.append(f"{key}: unknown key; allowed keys are {', '.join(TOP_KEYS)}")
     search = _parse_search(data.get("search", {}), problems)
@@ -230,12 +246,26 @@ def parse_spec(
     base, base_preset = _parse_base(data, search, overrides, problems)
     space = _parse_space(data.get("space"), base, problems)
     if base is not None and search.sampler == "grid":
-        for field, distribution in space.items():
-            if distribution.grid() is None:
+        sizes = {field: distribution.grid_size() for field, distribution in space.items()}
+        for field, size in sizes.items():
+            if size is None:
                 problems.append(f"space.{field}: the grid sampler needs choices, an int range or a step")
+        points = math.prod(size for size in sizes.values() if size is not None)
+        if points > MAX_GRID_POINTS:
+            problems.append(
+                f"space: the grid has {points:.3g} points, more than {MAX_GRID_POINTS:,} a grid sweep may have; "
+                "use fewer values, a larger step, or another sampler"
+            )
     if problems or base is None:
         raise SpecError(source, problems)
     return SweepSpec(name, source, base, space, search, base_preset, shipped)
+
+
+def sweep_name_problem(name: str) -> str | None:
+    """Why `name` cannot name a sweep (it names a folder and a SLURM job), or None."""
+    if _NAME_PATTERN.fullmatch(name) and name not in RESERVED_NAMES:
+        return None
+    return f"name {name!r}: a sweep name is 1 to 64 letters, digits, _ or -, and not 'show'"
 
 
 def _parse_search(raw: Any, problems: list[str]) -> SearchSettings:
@@ -297,7 +327,11 @@ def _parse_base(
     except ConfigError as error:
         problems.append(f"--set {error.field}: {error.reason}")
         return None, base_preset
-    config = dataclasses.replace(config, epochs=search.epochs, validation=search.validation)
+    try:
+        config = dataclasses.replace(config, epochs=search.epochs, validation=search.validation)
+    except ConfigError as error:
+        problems.append(f"search.{error.field}: {error.reason}")
+        return None, base_preset
     return config, base_preset
 
 

@@ -250,6 +250,14 @@ def load_study(name: str, storage_url: str) -> optuna.Study:
     return study
 
 
+def delete_study(name: str, storage_url: str) -> None:
+    """Delete study `name` (a sweep whose submission failed); nothing when it is not there."""
+    try:
+        optuna.delete_study(study_name=name, storage=open_storage(storage_url))
+    except (KeyError, StudyError):
+        return
+
+
 def list_study_names(storage_url: str) -> list[str]:
     """The studies in a storage, read-only."""
     storage = open_storage(storage_url, read_only=True)
