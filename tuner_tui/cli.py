@@ -282,6 +282,15 @@ def _sweeps(args: argparse.Namespace) -> int:
     return sweeps_command(args)
 
 
+def _never_fail_to_encode() -> None:
+    """A terminal or pipe that cannot encode a character (`PYTHONIOENCODING=ascii`, a C locale)
+    shows it escaped, instead of the command dying with UnicodeEncodeError."""
+    for stream in (sys.stdout, sys.stderr):
+        reconfigure = getattr(stream, "reconfigure", None)
+        if reconfigure is not None and (getattr(stream, "encoding", "") or "").lower().replace("-", "") != "utf8":
+            reconfigure(errors="backslashreplace")
+
+
 COMMANDS: dict[str | None, Callable[[argparse.Namespace], int]] = {
     None: _run,
     "runs": _list_runs,
@@ -296,6 +305,7 @@ COMMANDS: dict[str | None, Callable[[argparse.Namespace], int]] = {
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `tuner-tui` console script and `python -m tuner_tui`."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    _never_fail_to_encode()
     try:
         args = parse_arguments(argv)
         return COMMANDS[args.command](args)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
+import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -33,6 +34,7 @@ from tuner_tui.commands.common import (
 from tuner_tui.engine.config import ConfigError
 from tuner_tui.engine.datasets import DatasetError
 from tuner_tui.engine.events import RunStatus
+from tuner_tui.formatting import printable
 from tuner_tui.reports.sweeps import SweepReporter, show_renderables, sweeps_table
 from tuner_tui.runs.child_commands import SweepLaunch, WorkerArgs
 from tuner_tui.runs.journal import JournalError, JournalWriter, journal_path
@@ -55,7 +57,7 @@ from tuner_tui.sweeps.cluster import (
 from tuner_tui.sweeps.locations import Registered, known_sweeps, storage_of
 from tuner_tui.sweeps.scheduler import WorkerInfo, run_sweep
 from tuner_tui.sweeps.spec import SpecError, SweepSpec, load_spec, sweep_name_problem
-from tuner_tui.sweeps.storages import StudyError
+from tuner_tui.sweeps.storages import StudyError, storage_problem
 from tuner_tui.sweeps.study import SweepStudy, delete_study, list_study_names, load_study, open_study
 from tuner_tui.sweeps.summary import SweepSummary, TrialRow, importances, load_summary
 
@@ -141,6 +143,10 @@ def run_headless_sweep(spec_name: str, args: argparse.Namespace) -> int:
             )
         except (ConfigError, DatasetError) as error:
             raise BadInput(str(error)) from None
+        except Exception as error:  # the study's storage failed mid-sweep (disk full, its folder deleted)
+            print(f"tuner-tui: error: {printable(str(storage_problem(url, error)))}; the sweep stopped",
+                  file=sys.stderr)
+            return stop.exit_code() or EXIT_RUN_FAILED
     for problem in outcome.store_errors[:1]:
         Console(stderr=True).print(Text(f"tuner-tui: error: a trial's run was not stored: {problem}"))
     if args.worker:

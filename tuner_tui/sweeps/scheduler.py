@@ -26,6 +26,7 @@ trial is told as soon as its run ends, so the sampler and the budget see it whil
 
 from __future__ import annotations
 
+import contextlib
 import math
 import threading
 import time
@@ -243,7 +244,9 @@ def run_sweep(
     finally:
         for queue in queues.values():
             while queue:
-                queue.popleft().give_back("the worker stopped before this trial trained")
+                held = queue.popleft()
+                with contextlib.suppress(Exception):  # the storage may be what failed; its lease then expires
+                    held.give_back("the worker stopped before this trial trained")
     return outcome
 
 

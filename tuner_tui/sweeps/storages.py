@@ -82,7 +82,7 @@ def open_storage(url: str, *, read_only: bool = False) -> optuna.storages.BaseSt
         if read_only:
             return optuna.storages.RDBStorage(
                 with_driver(url), skip_table_creation=True,
-                engine_kwargs={"pool_pre_ping": True, "connect_args": _read_only_connect_args(url)},
+                engine_kwargs={"pool_pre_ping": True, **_read_only_engine_options(url)},
             )
         return optuna.storages.RDBStorage(with_driver(url), engine_kwargs={"pool_pre_ping": True})
     except StudyError:
@@ -181,10 +181,10 @@ def _existing_regular_file(path: Path, kind: str) -> None:
         raise StudyError(f"study storage {path}: cannot be read (permission denied)")
 
 
-def _read_only_connect_args(url: str) -> dict[str, Any]:
-    """Every transaction read-only, for the PostgreSQL drivers tuner-tui knows."""
+def _read_only_engine_options(url: str) -> dict[str, Any]:
+    """Every transaction read-only (SQLAlchemy's PostgreSQL dialects set the session so)."""
     if url.startswith(("postgresql", "postgres")):
-        return {"options": "-c default_transaction_read_only=on"}
+        return {"execution_options": {"postgresql_readonly": True}}
     return {}
 
 
