@@ -50,7 +50,8 @@ GPU_SAMPLE_INTERVAL_S = 1.0
 
 Clock = Callable[[], float]  # seconds, monotonic (time.perf_counter; a fake one in tests)
 EventSink = Callable[[Event], None]
-# Called with each finished epoch; True stops the run as `pruned` (a sweep's pruner decides).
+# Called with each finished epoch; True stops the run as `pruned` (a sweep's pruner decides),
+# unless it was the last.
 EpochJudge = Callable[[EpochEnd], bool]
 
 
@@ -334,7 +335,9 @@ class TrainingLoop:
                 f"for {patience} epochs in a row",
                 diverged_step=self.steps_done_total,
             )
-        if self.judge is not None and epoch < self.config.epochs and self.judge(end):
+        # The judge hears every epoch, the last too (a sweep's learning curve ends where the run
+        # does), but only an epoch before the last can be pruned.
+        if self.judge is not None and self.judge(end) and epoch < self.config.epochs:
             return Stop(RunStatus.PRUNED, f"pruned after epoch {epoch}")
         return None
 

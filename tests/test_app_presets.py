@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 from textual.pilot import Pilot
-from textual.widgets import DataTable, Label
+from textual.widgets import DataTable, Label, Select
 
 from tests.doubles import FakeGpuProbe, FixedSystemInfo
 from tests.fake_runner import ScriptedRunner, in_progress_events
@@ -26,7 +26,7 @@ from tuner_tui.app.slots import LabLaunch, Slot
 from tuner_tui.cli import main
 from tuner_tui.engine.config import RunConfig
 from tuner_tui.engine.gpu import GpuSnapshot
-from tuner_tui.runs.presets import save_preset
+from tuner_tui.runs.presets import load_preset, save_preset
 from tuner_tui.runs.records import RunLabels
 from tuner_tui.runs.store import ResultsStore
 
@@ -226,3 +226,25 @@ def test_lab_without_no_ui_refuses_a_bad_set_before_the_app_opens(isolated, monk
     monkeypatch.setattr("tuner_tui.cli.run_app", lambda args, **kwargs: opened.append(kwargs) or 0)
     assert main(["lab", "cifar10", "--set", "epochs=many"]) == 2
     assert not opened and "epochs" in capsys.readouterr().err
+
+
+def test_a_preset_with_set_values_opens_the_app_under_the_presets_name_marked_edited(isolated, monkeypatch):
+    opened: list[TunerApp] = []
+
+    def opened_instead(app: TunerApp) -> None:
+        opened.append(app)
+
+    monkeypatch.setattr(TunerApp, "run", opened_instead)
+    assert main(["--preset", "fmnist_exp5", "--set", "epochs=3"]) == 0
+    [app] = opened
+    assert app.initial_preset == "fmnist_exp5" and app.initial_config.epochs == 3
+    assert app.initial_preset_config == load_preset("fmnist_exp5").config
+
+    async def scenario() -> None:
+        async with app.run_test(size=(120, 40)) as pilot:
+            await wait_until(pilot, lambda: app.tuning.form.is_mounted)
+            form = app.tuning.form
+            assert str(form.query_one("#preset", Select).value) == "fmnist_exp5"
+            assert form.state().edited  # the run it starts is stored as "fmnist_exp5 (edited)"
+
+    asyncio.run(scenario())

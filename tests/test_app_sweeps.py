@@ -154,6 +154,10 @@ def test_b_loads_the_best_trials_config_into_the_tuning_form(store_path, spec_pa
             assert form.query_one("#lr", Input).value == "0.05"
             assert form.query_one("#batch_size", Input).value == "20"
             assert form.query_one("#hidden", Input).value == "16"
+            state = form.state()
+            assert state.config is not None and state.config.validation == 0.0  # not the sweep's 0.2, unseen
+            assert any("validation share 0.2" in str(n.message) and "reset to 0" in str(n.message)
+                       for n in app._notifications)
 
         run(app, scenario)
 

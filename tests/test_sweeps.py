@@ -270,14 +270,15 @@ def test_json_reports_the_budget_counts_and_the_best_run(isolated, tmp_path: Pat
     code, out, _ = run_cli(capsys, "sweep", str(spec_path), "--no-ui", "--json")
     assert code == 0
     result = json.loads(out)
-    assert set(result) == {"sweep", "trials", "completed", "pruned", "failed", "best"}
+    assert set(result) == {"sweep", "trials", "completed", "pruned", "failed", "cancelled", "interrupted", "best"}
     assert result["sweep"] == "tiny" and result["trials"] == 3
     assert result["completed"] + result["pruned"] == 3
     best = result["best"]
-    assert set(best) == {"run_id", "trial", "params", "value"}
+    assert set(best) == {"run_id", "trial", "params", "value", "test_accuracy"}
     with ResultsStore(Path(isolated["TUNER_TUI_STORE"])) as store:
         run = store.get_run(best["run_id"])
     assert run.trial == best["trial"] and run.epochs[-1].val_accuracy == pytest.approx(best["value"])
+    assert best["test_accuracy"] == run.test_accuracy is not None
     code, out, _ = run_cli(capsys, "runs", "--json")
     assert best["run_id"] in [json.loads(line)["run_id"] for line in out.splitlines()]
 
@@ -291,8 +292,11 @@ def test_sweep_show_has_the_best_trial_a_top_table_and_importances(isolated, tmp
     assert shown["best"]["trial"] == shown["top"][0]["trial"]
     assert set(shown["importances"]) == {"lr", "batch_size"}
     assert sum(shown["importances"].values()) == pytest.approx(1.0)
+    completed = [t for t in shown["top"] if t["status"] == "completed"]
+    assert completed and all(t["epochs"] == 2 for t in completed)  # every epoch of a 2-epoch trial, the last too
     code, out, _ = run_cli(capsys, "sweep", "show", "tiny")
     assert code == 0 and "parameter importances" in out and "top trials" in out
+    assert f"test accuracy {shown['best']['test_accuracy']:.2f} %" in out
     code, out, _ = run_cli(capsys, "sweeps")
     assert code == 0 and "tiny" in out and "5/5" in out
 
@@ -552,3 +556,17 @@ def test_a_trial_held_for_a_pack_reads_held_not_running(isolated, tmp_path: Path
     assert "1 running · 1 held for a pack" in summary_text(summary)
     [worker] = summary.workers
     assert worker.current_trial == training.number
+
+
+def test_sweep_json_counts_cancelled_and_interrupted_trials_apart_from_failed_ones() -> None:
+    from tuner_tui.commands.sweep import sweep_json
+    from tuner_tui.sweeps.summary import SweepSummary, TrialRow
+
+    def row(number: int, status: RunStatus) -> TrialRow:
+        return TrialRow(number, status, {}, None, 0, {}, None, None, None, None, None, None)
+
+    statuses = [RunStatus.FAILED, RunStatus.CANCELLED, RunStatus.CANCELLED, RunStatus.INTERRUPTED]
+    summary = SweepSummary("s", None, "maximize", "val_accuracy", 4,
+                           tuple(row(n, status) for n, status in enumerate(statuses)), ())
+    counts = sweep_json(summary, store_path=None)
+    assert (counts["failed"], counts["cancelled"], counts["interrupted"]) == (1, 2, 1)

@@ -215,12 +215,16 @@ def run_app(args: argparse.Namespace, *, sweep: SweepLaunch | None = None, lab: 
     """Open the app with the run options' config (a command's own `--set` values are not a run's);
     with `sweep`, on the sweeps screen with that sweep started; with `lab`, on the presets screen."""
     from tuner_tui.app.app import TunerApp
+    from tuner_tui.runs.presets import load_preset
 
     overrides = [] if args.command else args.overrides
-    config, label = resolve_config(args.preset, overrides, data_root=args.data_root, device=args.device)
+    config, _ = resolve_config(args.preset, overrides, data_root=args.data_root, device=args.device)
+    preset = load_preset(args.preset) if args.preset else None  # read fine just above
     store = open_store(args.store, create=True)
-    unedited = label if label and not label.endswith("(edited)") else None
-    app = TunerApp(store=store, config=config, preset_name=unedited, sweep=sweep, storage=args.storage, lab=lab)
+    app = TunerApp(
+        store=store, config=config, preset_name=preset.name if preset else None,
+        preset_config=preset.config if preset else None, sweep=sweep, storage=args.storage, lab=lab,
+    )
     app.run()
     store.close()
     return app.return_code or EXIT_OK

@@ -8,6 +8,7 @@ imports neither, so the first screen never waits for torch.
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from collections.abc import Callable, Iterable
 from pathlib import Path, PurePath
@@ -100,6 +101,7 @@ class TunerApp(App):
         *,
         config: RunConfig | None = None,
         preset_name: str | None = None,
+        preset_config: RunConfig | None = None,
         runner: TrainingRunner | None = None,
         gpu_probe: GpuProbe | None = None,
         system: SystemInfo | None = None,
@@ -109,8 +111,9 @@ class TunerApp(App):
         storage: str | None = None,
         lab: LabLaunch | None = None,
     ) -> None:
-        """`sweep`: open on the sweeps screen and start it; `storage`: where sweeps' studies go (`--storage`);
-        `lab`: open on the presets screen with these presets marked."""
+        """`preset_name`: the preset `config` came from (`preset_config`, its own config, when `config`
+        was edited away from it); `sweep`: open on the sweeps screen and start it; `storage`: where
+        sweeps' studies go (`--storage`); `lab`: open on the presets screen with these presets marked."""
         super().__init__()
         self.store = store
         probe = gpu_probe or NvmlGpuProbe()
@@ -119,6 +122,7 @@ class TunerApp(App):
             list_gpus=list_gpus, watch_gpu=watch_gpu,
         )
         self.initial_config = config or RunConfig()
+        self.initial_preset_config = preset_config
         self.initial_preset = Path(preset_name).stem if preset_name and preset_name.endswith(".toml") else preset_name
         self.quit_after_run = False
         self.tuning: TuningScreen
@@ -133,7 +137,9 @@ class TunerApp(App):
         from tuner_tui.runs.presets import list_presets
 
         names = [p.name for p in list_presets()]
-        self.tuning = TuningScreen(self.initial_config, names, self.initial_preset, self.machine)
+        self.tuning = TuningScreen(
+            self.initial_config, names, self.initial_preset, self.machine, self.initial_preset_config
+        )
         return self.tuning
 
     def on_mount(self) -> None:
@@ -213,9 +219,16 @@ class TunerApp(App):
         self._after_runs_ended()
 
     def on_load_config(self, message: LoadConfig) -> None:
+        """A stored run's config into the form. A sweep trial's validation share is set back to 0
+        (a run from the form trains on the whole training set), and the note says so."""
+        config = message.record.config
+        note = f"loaded the config of run {message.record.id}"
+        if config.validation:
+            note += f"; its validation share {config.validation:g} (held out by its sweep) is reset to 0"
+            config = dataclasses.replace(config, validation=0.0)
         self.switch_to_tuning()
-        self.tuning.form.load(message.record.config)
-        self.notify(f"loaded the config of run {message.record.id}", markup=False)
+        self.tuning.form.load(config)
+        self.notify(note, markup=False)
 
     def load_preset(self, name: str) -> None:
         """Load preset `name` into the tuning screen's form."""

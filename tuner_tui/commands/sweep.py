@@ -39,6 +39,7 @@ from tuner_tui.reports.sweeps import SweepReporter, show_renderables, sweeps_tab
 from tuner_tui.runs.child_commands import SweepLaunch, WorkerArgs
 from tuner_tui.runs.journal import JournalError, JournalWriter, journal_path
 from tuner_tui.runs.parallel import resolve_sweep_pack, resolve_workers, run_local_workers, worker_index
+from tuner_tui.runs.records import RunRecord
 from tuner_tui.runs.session import RunWriter
 from tuner_tui.runs.stop_signals import StopSignals
 from tuner_tui.sweeps.cluster import (
@@ -286,30 +287,34 @@ def sweep_name(args: argparse.Namespace, spec: SweepSpec) -> str:
 
 
 def sweep_json(summary: SweepSummary, *, store_path: str | None) -> dict[str, Any]:
-    """`{"sweep", "trials", "completed", "pruned", "failed", "best": {...}}` for `--json`."""
+    """`{"sweep", "trials", "completed", "pruned", "failed", "cancelled", "interrupted", "best": {...}}`
+    for `--json`; the best trial's run id and test accuracy come from its run in the store."""
     best = summary.best()
     best_json = None
     if best is not None:
+        run = _run_of(best, store_path)
         best_json = {
-            "run_id": _run_id(best, store_path), "trial": best.number, "params": dict(best.params),
-            "value": best.value,
+            "run_id": run.id if run is not None else None, "trial": best.number, "params": dict(best.params),
+            "value": best.value, "test_accuracy": run.test_accuracy if run is not None else None,
         }
     return {
         "sweep": summary.name,
         "trials": summary.finished,
         "completed": summary.count(RunStatus.COMPLETED),
         "pruned": summary.count(RunStatus.PRUNED, RunStatus.DIVERGED),
-        "failed": summary.count(RunStatus.FAILED, RunStatus.CANCELLED, RunStatus.INTERRUPTED),
+        "failed": summary.count(RunStatus.FAILED),
+        "cancelled": summary.count(RunStatus.CANCELLED),
+        "interrupted": summary.count(RunStatus.INTERRUPTED),
         "best": best_json,
     }
 
 
-def _run_id(trial: TrialRow, store_path: str | None) -> int | None:
-    if trial.run_uid is None:
+def _run_of(trial: TrialRow, store_path: str | None) -> RunRecord | None:
+    """The trial's run in the results store, if it has one there (a plain Optuna trial has none)."""
+    if trial.run_uid is None or not store_location(store_path).is_file():
         return None
     with open_store(store_path, create=False) as store:
-        run = store.find_run(trial.run_uid)
-    return run.id if run is not None else None
+        return store.find_run(trial.run_uid)
 
 
 def show_command(name: str, args: argparse.Namespace) -> int:
@@ -320,6 +325,8 @@ def show_command(name: str, args: argparse.Namespace) -> int:
         raise BadInput(str(error)) from None
     summary = load_summary(study)
     weights = importances(study)
+    best = summary.best()
+    best_run = _run_of(best, args.store) if best is not None else None
     if args.json:
         out = sweep_json(summary, store_path=args.store)
         out.update(
@@ -331,7 +338,7 @@ def show_command(name: str, args: argparse.Namespace) -> int:
         print(json.dumps(out))
         return EXIT_OK
     console = plain_console()
-    for renderable in show_renderables(summary, weights):
+    for renderable in show_renderables(summary, weights, best_run):
         console.print(renderable)
     return EXIT_OK
 

@@ -14,8 +14,9 @@ from rich.table import Table
 from rich.text import Text
 
 from tuner_tui.engine.events import RunStatus
-from tuner_tui.formatting import format_seconds, plural
+from tuner_tui.formatting import format_percent, format_seconds, plural
 from tuner_tui.reports.run_tables import plain
+from tuner_tui.runs.records import RunRecord
 from tuner_tui.sweeps.scheduler import SweepEvent, TrialEnded, TrialStarted
 from tuner_tui.sweeps.spec import SweepSpec
 from tuner_tui.sweeps.summary import SweepSummary
@@ -57,19 +58,28 @@ def params_text(params: Mapping[str, Any]) -> str:
                       for key, value in params.items())
 
 
-def show_renderables(summary: SweepSummary, weights: Mapping[str, float] | None) -> list[Any]:
+def show_renderables(
+    summary: SweepSummary, weights: Mapping[str, float] | None, best_run: RunRecord | None = None
+) -> list[Any]:
+    """`sweep show`'s text: the counts, the best trial (with its run's test accuracy), the top
+    trials, the importances, the workers and the interrupted trials."""
     best = summary.best()
+    stopped = [f"{summary.count(status)} {status.value}" for status in (RunStatus.CANCELLED, RunStatus.INTERRUPTED)
+               if summary.count(status)]
     head = (
         f"sweep {summary.name} ({summary.state}): {summary.finished} of {summary.budget} trials finished · "
         f"{summary.count(RunStatus.COMPLETED)} completed · {summary.count(RunStatus.PRUNED, RunStatus.DIVERGED)} "
-        f"pruned · {summary.count(RunStatus.FAILED, RunStatus.CANCELLED, RunStatus.INTERRUPTED)} failed · "
-        f"objective {summary.objective} ({summary.direction})"
+        f"pruned · {summary.count(RunStatus.FAILED)} failed · "
+        + "".join(f"{count} · " for count in stopped)
+        + f"objective {summary.objective} ({summary.direction})"
         + (f" · {summary.waiting} to be asked again" if summary.waiting else "")
     )
     out: list[Any] = [plain(head)]
     if best is not None:
-        shown = f"best: trial {best.number}, {summary.objective} {best.value:.4g} · {params_text(best.params)}"
-        out.append(plain(shown))
+        shown = f"best: trial {best.number}, {summary.objective} {best.value:.4g}"
+        if best_run is not None and best_run.test_accuracy is not None:
+            shown += f" · test accuracy {format_percent(best_run.test_accuracy)} (run {best_run.id})"
+        out.append(plain(f"{shown} · {params_text(best.params)}"))
     top = Table(title="top trials", title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
     top.add_column("trial", justify="right")
     top.add_column(summary.objective, justify="right")

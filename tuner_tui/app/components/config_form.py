@@ -106,12 +106,16 @@ class ConfigForm(Vertical):
             super().__init__()
             self.name = name
 
-    def __init__(self, config: RunConfig, preset_names: list[str], preset_name: str | None = None, **kwargs) -> None:
+    def __init__(
+        self, config: RunConfig, preset_names: list[str], preset_name: str | None = None,
+        preset_config: RunConfig | None = None, **kwargs,
+    ) -> None:
+        """`preset_config`: the preset's own config, when `config` was edited away from it (`--set`)."""
         super().__init__(**kwargs)
         self._initial = config
         self._preset_names = preset_names
         self.preset_name = preset_name
-        self.preset_config: RunConfig | None = config if preset_name else None
+        self.preset_config: RunConfig | None = (preset_config or config) if preset_name else None
         self._loading = False
         self._select_options = {name: list(options) for name, options in SELECT_OPTIONS.items()}
         self._shown_errors: dict[str, str] = {}

@@ -62,10 +62,12 @@ class TuningScreen(Screen):
     running: reactive[bool] = reactive(False, init=False)
 
     def __init__(
-        self, config: RunConfig, preset_names: list[str], preset_name: str | None, machine: Machine
+        self, config: RunConfig, preset_names: list[str], preset_name: str | None, machine: Machine,
+        preset_config: RunConfig | None = None,
     ) -> None:
         super().__init__(id="tuning")
         self._config = config
+        self._preset_config = preset_config
         self._preset_names = preset_names
         self._preset_name = preset_name
         self.machine = machine
@@ -81,7 +83,9 @@ class TuningScreen(Screen):
         with Horizontal(id="tuning-body"):
             with VerticalScroll(id="form-column") as column:
                 column.border_title = "Config"
-                yield ConfigForm(self._config, self._preset_names, self._preset_name, id="config-form")
+                yield ConfigForm(
+                    self._config, self._preset_names, self._preset_name, self._preset_config, id="config-form"
+                )
                 with Horizontal(id="run-buttons"):
                     yield Button("Start F5", id="start", variant="success", compact=True, action="screen.start")
                     yield Button(
