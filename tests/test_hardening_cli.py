@@ -168,3 +168,29 @@ def test_a_postgresql_password_is_never_echoed(isolated: dict[str, str], capsys:
         assert main([*command, "--storage", url]) == 2
         err = capsys.readouterr().err
         assert "s3cret-pa55" not in err and "***" in err and err.count("\n") == 1
+
+
+# --- files that are not files ------------------------------------------------------------------------
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("where", ["preset", "spec"])
+def test_a_fifo_given_as_a_preset_or_spec_is_refused_not_waited_on(
+    isolated: dict[str, str], tmp_path: Path, capsys: pytest.CaptureFixture[str], where: str
+) -> None:
+    fifo = tmp_path / "named-pipe.toml"
+    os.mkfifo(fifo)
+    argv = ["--preset", str(fifo), "--no-ui"] if where == "preset" else ["sweep", str(fifo), "--no-ui"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "not a regular file (a FIFO)" in err
+
+
+@pytest.mark.timeout(60)
+def test_a_link_to_dev_zero_given_as_a_preset_is_refused(
+    isolated: dict[str, str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    link = tmp_path / "zero.toml"
+    link.symlink_to("/dev/zero")
+    assert main(["--preset", str(link), "--no-ui"]) == 2
+    assert "not a regular file (a character device)" in capsys.readouterr().err

@@ -39,22 +39,9 @@ def read_regular(path: Path, *, limit: int, offset: int = 0) -> bytes:
         os.close(fd)
 
 
-def read_regular_whole(path: Path, *, limit: int, what: str) -> bytes:
-    """All of regular file `path`; UnsafeFile when it holds more than `limit` bytes (`what` names
-    the kind of file in that message)."""
-    data = read_regular(path, limit=limit + 1)
-    if len(data) > limit:
-        raise UnsafeFile(f"{path}: larger than {_size(limit)}; not {what}")
-    return data
-
-
 def _kind(mode: int) -> str:
     for test, name in ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"),
                        (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"), (stat.S_ISDIR, "a folder")):
         if test(mode):
             return name
     return "not a plain file"
-
-
-def _size(limit: int) -> str:
-    return f"{limit // (1024 * 1024)} MiB" if limit >= 1024 * 1024 else f"{limit // 1024} KiB"

@@ -22,6 +22,7 @@ import platformdirs
 
 from tuner_tui.engine.config import ConfigError, RunConfig
 from tuner_tui.formatting import config_summary
+from tuner_tui.regular_files import UnsafeFile, read_regular
 
 # The shipped presets are package data (`tuner_tui.presets`: the repository's presets/ folder).
 SHIPPED_PRESETS_DIR: Path = Path(str(resources.files("tuner_tui.presets")))
@@ -153,8 +154,9 @@ def preset_to_toml(config: RunConfig) -> str:
 def read_toml(path: Path) -> dict[str, Any]:
     """A TOML file's table, read through at most MAX_TOML_BYTES; PresetError (one line) if unusable."""
     try:
-        with path.open("rb") as file:
-            raw = file.read(MAX_TOML_BYTES + 1)
+        raw = read_regular(path, limit=MAX_TOML_BYTES + 1)  # a FIFO or a device is refused, never waited on
+    except UnsafeFile as error:
+        raise PresetError(path, str(error).removeprefix(f"{path}: ")) from None
     except OSError as error:
         raise PresetError(path, f"cannot read: {error.strerror or error}") from None
     if len(raw) > MAX_TOML_BYTES:
