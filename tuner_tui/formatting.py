@@ -5,10 +5,15 @@ Bytes are formatted by `tuner_tui.engine.units.format_bytes`, which the engine's
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from tuner_tui.engine.config import RunConfig
 from tuner_tui.engine.events import EpochEnd, Started, TimeEstimate
 from tuner_tui.engine.gpu import GpuSnapshot
 from tuner_tui.engine.units import format_bytes
+
+if TYPE_CHECKING:
+    from tuner_tui.runs.records import RunRecord
 
 
 def format_seconds(seconds: float | None) -> str:
@@ -105,3 +110,17 @@ def error_line(error: BaseException) -> str:
     """An exception as one line: its type and the first line of its text."""
     text = str(error).strip().splitlines()
     return f"{type(error).__name__}: {text[0]}" if text else type(error).__name__
+
+
+def metric_text(name: str, value: float | None) -> str:
+    """A metric a user's code reported: `val_accuracy 0.8521`, `loss 1.2e-05`, `val_accuracy n/a`."""
+    return f"{name} {format_number(value)}"
+
+
+def headline_text(record: RunRecord) -> str:
+    """A run's metric that matters: `test acc 84.10 %` for a built-in run, its headline metric for
+    a run of user code."""
+    if record.model is None:
+        return f"test acc {format_percent(record.test_accuracy)}"
+    name, value, _ = record.headline
+    return metric_text(name, value)

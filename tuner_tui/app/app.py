@@ -223,6 +223,10 @@ class TunerApp(App):
         (a run from the form trains on the whole training set), and the note says so."""
         config = message.record.config
         note = f"loaded the config of run {message.record.id}"
+        if not isinstance(config, RunConfig):
+            self.notify(f"run {message.record.id} ran your own code: open it with --preset {config.model}",
+                        markup=False)
+            return
         if config.validation:
             note += f"; its validation share {config.validation:g} (held out by its sweep) is reset to 0"
             config = dataclasses.replace(config, validation=0.0)

@@ -16,7 +16,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from tuner_tui.runs.records import RunRecord
+from tuner_tui.runs.records import RunRecord, dataset_of, number_of, what_trains
 
 TEXT_KEYS = ("status", "dataset", "preset", "tag")
 _COMPARISON = re.compile(r"^lr(<=|>=|<|>)(.+)$")
@@ -55,7 +55,7 @@ def _term(word: str) -> Callable[[RunRecord], bool]:
     comparison = _COMPARISON.match(word)
     if comparison:
         op, bound = _OPERATORS[comparison.group(1)], _number(comparison.group(2), word)
-        return lambda record: op(record.config.lr, bound)
+        return lambda record: (lr := number_of(record, "lr")) is not None and op(lr, bound)
     key, sep, value = word.partition(":")
     if not sep:
         needle = word.casefold()
@@ -75,12 +75,12 @@ def _lr_range(value: str, word: str) -> Callable[[RunRecord], bool]:
     low_text, dots, high_text = value.partition("..")
     if not dots:
         exact = _number(value, word)
-        return lambda record: math.isclose(record.config.lr, exact, rel_tol=1e-9)
+        return lambda record: (lr := number_of(record, "lr")) is not None and math.isclose(lr, exact, rel_tol=1e-9)
     low = _number(low_text, word) if low_text else -math.inf
     high = _number(high_text, word) if high_text else math.inf
     if low > high:
         raise FilterError(f"{word}: the range is empty ({low:g} > {high:g})")
-    return lambda record: low <= record.config.lr <= high
+    return lambda record: (lr := number_of(record, "lr")) is not None and low <= lr <= high
 
 
 def _number(text: str, word: str) -> float:
@@ -97,11 +97,11 @@ def _field(record: RunRecord, key: str) -> tuple[str, ...]:
     if key == "status":
         return (record.status,)
     if key == "dataset":
-        return (record.config.dataset,)
+        return (dataset_of(record),)
     if key == "preset":
         return (record.label,)
     return record.tags
 
 
 def _words(record: RunRecord) -> tuple[str, ...]:
-    return (record.label, record.status, record.config.dataset, *record.tags, record.note)
+    return (record.label, record.status, dataset_of(record), what_trains(record), *record.tags, record.note)

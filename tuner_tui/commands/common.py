@@ -10,7 +10,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 
@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from tuner_tui.engine.config import RunConfig
     from tuner_tui.runs.records import UnreadableRun
     from tuner_tui.runs.store import ResultsStore
+    from tuner_tui.usercode.model_file import ModelFile
 
 EXIT_OK, EXIT_RUN_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -73,6 +74,19 @@ def resolve_config(
         raise BadInput(str(error)) from None
 
 
+def model_named(preset: str) -> ModelFile | None:
+    """The model file `--preset` names, if it names one (None: a built-in preset); BadInput when the
+    name or file cannot be read."""
+    from tuner_tui.runs.presets import PresetError, load_run_target
+    from tuner_tui.usercode.model_file import ModelFile
+
+    try:
+        target = load_run_target(preset)
+    except PresetError as error:
+        raise BadInput(str(error)) from None
+    return target if isinstance(target, ModelFile) else None
+
+
 def store_location(path: str | None) -> Path:
     """The results store's file: `--store`, else `$TUNER_TUI_STORE`, else the per-user default."""
     from tuner_tui.runs.store import default_store_path
@@ -92,6 +106,32 @@ def open_store(path: str | Path | None, *, create: bool) -> ResultsStore:
         return ResultsStore.open_existing(path)
     except StoreError as error:
         raise BadInput(str(error)) from None
+
+
+class DeferredStore:
+    """The results store, created only when a run first writes to it: bad input found by the run's
+    own process (code that cannot be imported) leaves no store behind. Use as a context manager."""
+
+    def __init__(self, path: str | Path | None) -> None:
+        self.path = path
+        self.opened: ResultsStore | None = None
+
+    def __enter__(self) -> DeferredStore:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self.opened is not None:
+            self.opened.close()
+
+    def __getattr__(self, name: str) -> Any:
+        """The store's writing methods, the store opened on first use."""
+        if name.startswith("_"):
+            raise AttributeError(name)
+        if self.opened is None:
+            from tuner_tui.runs.store import ResultsStore
+
+            self.opened = ResultsStore(self.path)
+        return getattr(self.opened, name)
 
 
 def plain_console() -> Console:

@@ -9,7 +9,7 @@ import sys
 
 from rich.console import Console
 
-from tuner_tui.commands.common import EXIT_OK, EXIT_RUN_FAILED, BadInput, open_store, resolve_config
+from tuner_tui.commands.common import EXIT_OK, EXIT_RUN_FAILED, BadInput, model_named, open_store, resolve_config
 from tuner_tui.reports.progress import HeadlessReporter
 from tuner_tui.reports.run_tables import plain, run_table
 from tuner_tui.runs.records import RunLabels
@@ -25,6 +25,12 @@ def run_headless(args: argparse.Namespace) -> int:
     from tuner_tui.runs.session import execute_and_record
     from tuner_tui.runs.stop_signals import StopSignals
 
+    if args.preset:
+        from tuner_tui.commands.user_run import run_user_headless
+
+        model = model_named(args.preset)
+        if model is not None:
+            return run_user_headless(args, model)
     config, label = resolve_config(args.preset, args.overrides, data_root=args.data_root, device=args.device)
     with StopSignals() as stop:
         try:

@@ -11,7 +11,8 @@ from rich.text import Text
 
 from tuner_tui.engine.events import EpochEnd, Event, Finished, Started
 from tuner_tui.engine.events import Progress as ProgressEvent
-from tuner_tui.formatting import epoch_line, format_seconds, printable, started_lines
+from tuner_tui.formatting import epoch_line, format_seconds, metric_text, printable, started_lines
+from tuner_tui.usercode.events import MetricsReported, UserEvent, UserFinished, UserLogged, UserStarted
 
 PLAIN_PROGRESS_INTERVAL_S = 5.0
 
@@ -100,3 +101,49 @@ class LabReporter:
 
     def _print(self, text: str) -> None:
         self.console.print(Text(printable(text)), soft_wrap=True)
+
+
+class UserRunReporter:
+    """A run of user code on stderr: where it trains, a line per report, its log lines, its end; a
+    bar over its epochs on a terminal when the model has an `epochs` field."""
+
+    def __init__(self, console: Console) -> None:
+        self.console = console
+        self._bar: Progress | None = None
+        self._task: TaskID | None = None
+
+    def __call__(self, event: UserEvent) -> None:
+        if isinstance(event, UserStarted):
+            fields = event.config.summary()
+            where = f"{event.title} ({event.origin.function}) on {event.device_name}"
+            self._print(where + (f" · {fields}" if fields else ""))
+            epochs = event.config.epochs
+            if self.console.is_terminal and epochs:
+                self._bar = Progress(TextColumn("epoch {task.completed}/{task.total}"), BarColumn(),
+                                     console=self.console, transient=True)
+                self._task = self._bar.add_task("train", total=epochs)
+                self._bar.start()
+        elif isinstance(event, MetricsReported):
+            self._print(report_line(event))
+            if self._bar is not None and self._task is not None:
+                self._bar.update(self._task, completed=event.epoch)
+        elif isinstance(event, UserLogged):
+            self._print(event.text)
+        elif isinstance(event, UserFinished):
+            self.stop()
+            self._print(f"{event.status.value}: {event.message}")
+
+    def _print(self, text: str) -> None:
+        target = self._bar.console if self._bar is not None else self.console
+        target.print(printable(text), highlight=False, markup=False, soft_wrap=True)
+
+    def stop(self) -> None:
+        if self._bar is not None:
+            self._bar.stop()
+            self._bar = None
+
+
+def report_line(event: MetricsReported) -> str:
+    """`epoch 3: val_accuracy 0.8521 · loss 0.4123 · 2.1 s`."""
+    metrics = " · ".join(metric_text(name, value) for name, value in event.metrics.items())
+    return f"epoch {event.epoch}: {metrics} · {format_seconds(event.seconds)}"

@@ -8,7 +8,7 @@ from rich import box
 from rich.table import Table
 from rich.text import Text
 
-from tuner_tui.formatting import printable
+from tuner_tui.formatting import format_number, format_seconds, headline_text, printable
 from tuner_tui.runs.lab_table import LAB_COLUMNS, STATUS_COLUMN, rows
 from tuner_tui.runs.presets import Preset
 from tuner_tui.runs.records import RunRecord, UnreadableRun
@@ -31,11 +31,15 @@ def runs_table(records: Sequence[RunRecord], unreadable: Sequence[UnreadableRun]
     table.add_column("run", overflow="fold", min_width=12)
     for title, header in shown.items():
         table.add_column(header, justify="right" if by_title[title].numeric else "left", no_wrap=True)
+    with_models = any(record.model is not None for record in records)
+    if with_models:  # runs of user code: the metric that matters to each run
+        table.add_column("metric", no_wrap=True)
     for record, row in zip(records, rows(records, [by_title[t] for t in shown]), strict=True):
         if record.at_chance:
             row[0] += " (at chance)"
+        extra = [headline_text(record)] if with_models else []
         table.add_row(plain(record.id), plain(record.label if record.preset or record.sweep else ""),
-                      *(plain(cell) for cell in row))
+                      *(plain(cell) for cell in [*row, *extra]))
     for bad in unreadable:
         table.add_row(plain(bad.id), plain(f"unreadable: {bad.reason}"), plain(bad.status))
     return table
@@ -71,4 +75,22 @@ def presets_table(presets: Sequence[Preset]) -> Table:
             plain(preset.name), c.layers_label, f"{c.lr:g}", str(c.batch_size), str(c.epochs), f"{c.reg:g}",
             c.conventions, plain("shipped" if preset.shipped else preset.path),
         )
+    return table
+
+
+def user_run_table(record: RunRecord) -> Table:
+    """A run of user code: its metrics (the headline first), one per line, and its time."""
+    status = record.status.value
+    name = f"run {record.id}" if record.id else "run (not stored)"
+    title = f"{name} · {record.label}: {status}" if record.preset or record.sweep else f"{name}: {status}"
+    table = Table(title=plain(title), title_justify="left", show_header=False)
+    table.add_column("metric", style="bold")
+    table.add_column("value", justify="right")
+    headline, _, direction = record.headline
+    names = [headline, *(name for name in record.metrics if name != headline)]
+    for metric in names:
+        star = f" ({direction}d)" if metric == headline else ""
+        table.add_row(plain(metric + star), plain(format_number(record.metrics.get(metric))))
+    table.add_row("reports", str(len(record.epochs)))
+    table.add_row("time", format_seconds(record.train_time_s))
     return table

@@ -1,5 +1,6 @@
-"""The command lines of tuner-tui's child processes, in one place: the app's training child, a sweep
-started from the app, a sweep's worker processes (local or SLURM array tasks) and the lab's workers.
+"""The command lines of tuner-tui's child processes, in one place: the app's training child, the child
+that runs a user's code, a sweep started from the app, a sweep's worker processes (local or SLURM
+array tasks) and the lab's workers.
 
 Every child runs this Python with `-P`: its import path holds the installed packages only, never
 the folder it was started in (a stray `platformdirs.py` or `engine/` there must not be imported).
@@ -12,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 TRAINING_CHILD: tuple[str, ...] = (sys.executable, "-P", "-m", "tuner_tui.runs.training_child")
+USER_CODE_CHILD: tuple[str, ...] = (sys.executable, "-P", "-m", "tuner_tui.usercode.child")
 
 
 def _tuner_tui(*args: str) -> list[str]:

@@ -40,14 +40,20 @@ from tuner_tui.runs.records import (
     MAX_CURVE_POINTS,
     EpochRecord,
     FinishedColumns,
+    ModelRef,
     RunLabels,
+    model_ref,
     new_run_uid,
+    user_finished_columns,
 )
 from tuner_tui.runs.sqlite_access import StoreError
+from tuner_tui.usercode.config import UserRunConfig
+from tuner_tui.usercode.events import MetricsReported, UserFinished, UserStarted
 
 JOURNAL_SUFFIX = ".jsonl"
 MAX_LINE_BYTES = 1024 * 1024  # a finish line with every epoch is a few kB; a longer one is damage
 MAX_READ_BYTES = 64 * 1024 * 1024  # read per file and import; the rest waits for the next read
+MAX_LOG_CHARS = 64 * 1024  # a run's log kept with it: its last lines
 _UID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _MAX_INT = 2**62  # within SQLite's 64-bit integers, with room
 _MAX_PID = 2**31 - 1
@@ -116,6 +122,36 @@ class JournalWriter:
             "epochs": [dataclasses.asdict(e) for e in finished.epochs],
         })
 
+    def start_user_run(
+        self, started: UserStarted, *, labels: RunLabels | None = None, uid: str | None = None,
+        lease_s: float = LEASE_SECONDS,
+    ) -> int:
+        run_id = next(self._ids)
+        self._uids[run_id] = uid or new_run_uid()
+        now = self.clock()
+        self._append({
+            "kind": "user-start", "uid": self._uids[run_id], "config": started.config.to_dict(),
+            "model": model_ref(started).to_json(), "code": started.origin.to_dict(),
+            "device_name": started.device_name, "labels": dataclasses.asdict(labels or RunLabels()),
+            "hostname": socket.gethostname(), "pid": os.getpid(), "started_at": now, "lease_expires_at": now + lease_s,
+        })
+        return run_id
+
+    def record_report(self, run_id: int, report: MetricsReported, *, lease_s: float = LEASE_SECONDS) -> None:
+        self._append({
+            "kind": "report", "uid": self._uids[run_id], "epoch": _report_json(report),
+            "lease_expires_at": self.clock() + lease_s,
+        })
+
+    def finish_user_run(self, run_id: int, finished: UserFinished, *, config: UserRunConfig | None = None) -> None:
+        columns = user_finished_columns(finished, self.clock())
+        self._append({
+            "kind": "user-finish", "uid": self._uids[run_id], **columns.values(),
+            "metrics": dict(finished.metrics), "log": finished.log[-MAX_LOG_CHARS:],
+            "epochs": [_report_json(report) for report in finished.reports],
+            "config": config.to_dict() if config is not None else None,
+        })
+
     def _append(self, record: dict[str, Any]) -> None:
         line = (json.dumps(record, allow_nan=True) + "\n").encode()
         with self._lock:
@@ -124,6 +160,10 @@ class JournalWriter:
                 os.fsync(self._fd)
             except OSError as error:
                 raise StoreError(f"run journal {self.path}: {error.strerror or error}") from None
+
+
+def _report_json(report: MetricsReported) -> dict[str, Any]:
+    return {"epoch": report.epoch, "seconds": report.seconds, "metrics": dict(report.metrics)}
 
 
 def journal_path(folder: Path, worker: str) -> Path:
@@ -161,6 +201,7 @@ class FinishEntry:
     uid: str
     columns: FinishedColumns
     epochs: tuple[EpochRecord, ...]
+    user: Mapping[str, str] | None = None  # a run of user code: its metrics, log (and config) as stored
 
 
 JournalEntry = StartEntry | EpochEntry | LeaseEntry | FinishEntry
@@ -238,7 +279,89 @@ def parse_line(raw: bytes) -> JournalEntry:
         return LeaseEntry(uid, _number(record, "lease_expires_at", True))
     if kind == "finish":
         return FinishEntry(uid, _finished(record), _epochs(record.get("epochs", [])))
-    raise _BadLine(f"kind: must be start, epoch, lease or finish, got {_shown(kind)}")
+    if kind == "user-start":
+        return StartEntry(uid, _user_start_row(uid, record))
+    if kind == "report":
+        return EpochEntry(uid, _report(record.get("epoch"), "epoch"), _number(record, "lease_expires_at", True))
+    if kind == "user-finish":
+        return _user_finish(uid, record)
+    raise _BadLine(f"kind: must be start, epoch, lease, finish, user-start, report or user-finish, got {_shown(kind)}")
+
+
+def _user_start_row(uid: str, record: Mapping[str, Any]) -> dict[str, Any]:
+    config = _user_config(record.get("config"))
+    model = record.get("model")
+    if not isinstance(model, dict) or set(model) != set(ModelRef.__dataclass_fields__) or not all(
+        isinstance(value, str) and len(value) <= 4096 for value in model.values()
+    ):
+        raise _BadLine("model: missing or not a model reference")
+    code = record.get("code")
+    if not isinstance(code, dict) or len(json.dumps(code)) > 16384:
+        raise _BadLine("code: missing or not an object")
+    labels = record.get("labels", {})
+    if not isinstance(labels, dict):
+        raise _BadLine("labels: not an object")
+    return {
+        "uid": uid, "status": RunStatus.RUNNING.value, "config": json.dumps(config.to_dict()), "dataset": "",
+        "device_name": _text(record, "device_name", default=""), "data_source": None,
+        "started_at": _number(record, "started_at", False, default=0.0),
+        "hostname": _text(record, "hostname", default=""),
+        "pid": _int(record, "pid", False, low=0, high=_MAX_PID, default=0), "params": 0,
+        "lease_expires_at": _number(record, "lease_expires_at", True),
+        "preset": _text(labels, "preset", optional=True, where="labels."),
+        "sweep": _text(labels, "sweep", optional=True, where="labels."),
+        "trial": _int(labels, "trial", True, low=0, where="labels."),
+        "array_task": _text(labels, "array_task", optional=True, where="labels."), "pack_size": 1,
+        "model": json.dumps(model), "code": json.dumps(code),
+    }
+
+
+def _user_config(raw: Any) -> UserRunConfig:
+    if not isinstance(raw, dict):
+        raise _BadLine("config: missing or not an object")
+    try:
+        config = UserRunConfig.from_dict(raw)
+        json.dumps(config.to_dict(), allow_nan=False)
+    except (KeyError, TypeError, ValueError, ConfigError) as error:
+        raise _BadLine(f"config: not a user run's config ({error})") from None
+    return config
+
+
+def _metric_map(raw: Any, where: str) -> dict[str, float]:
+    if not isinstance(raw, dict) or len(raw) > 1000:
+        raise _BadLine(f"{where}: must be an object of numbers")
+    out: dict[str, float] = {}
+    for name, value in raw.items():
+        if not isinstance(name, str) or len(name) > 64 or not _is_number(value) or (isinstance(value, int) and abs(
+            value
+        ) > _MAX_INT):
+            raise _BadLine(f"{where}.{name}: must be a number")
+        out[name] = float(value)
+    return out
+
+
+def _report(raw: Any, where: str) -> EpochRecord:
+    if not isinstance(raw, dict):
+        raise _BadLine(f"{where}: missing or not an object")
+    epoch = _int(raw, "epoch", False, low=0, high=_MAX_INT, where=f"{where}.")
+    seconds = _number(raw, "seconds", False, where=f"{where}.")
+    metrics = _metric_map(raw.get("metrics"), f"{where}.metrics")
+    return EpochRecord.of_report(MetricsReported(epoch, metrics, seconds))
+
+
+def _user_finish(uid: str, record: Mapping[str, Any]) -> FinishEntry:
+    columns = _finished({**record, "params": 0})
+    raw_epochs = record.get("epochs", [])
+    if not isinstance(raw_epochs, list) or len(raw_epochs) > 100_000:
+        raise _BadLine("epochs: must be a list of reports")
+    epochs = tuple(_report(item, f"epochs[{index}]") for index, item in enumerate(raw_epochs))
+    log = record.get("log", "")
+    if not isinstance(log, str):
+        raise _BadLine("log: must be text")
+    user = {"metrics": json.dumps(_metric_map(record.get("metrics", {}), "metrics")), "log": log[-MAX_LOG_CHARS:]}
+    if record.get("config") is not None:
+        user["config"] = json.dumps(_user_config(record["config"]).to_dict())
+    return FinishEntry(uid, columns, epochs, user)
 
 
 def _start_row(uid: str, record: Mapping[str, Any]) -> dict[str, Any]:

@@ -23,6 +23,7 @@ import platformdirs
 from tuner_tui.engine.config import ConfigError, RunConfig
 from tuner_tui.formatting import config_summary
 from tuner_tui.regular_files import UnsafeFile, read_regular
+from tuner_tui.usercode.model_file import ModelFile, ModelFileError, is_model_file, parse_model_file
 
 # The shipped presets are package data (`tuner_tui.presets`: the repository's presets/ folder).
 SHIPPED_PRESETS_DIR: Path = Path(str(resources.files("tuner_tui.presets")))
@@ -87,12 +88,17 @@ def user_presets_dir() -> Path:
 
 
 def list_presets() -> list[Preset]:
-    """Every readable preset, shipped and user, in natural name order (exp2 before exp10)."""
+    """Every readable built-in preset, shipped and user, in natural name order (exp2 before exp10)."""
     return _scan()[0]
 
 
+def list_models() -> list[ModelFile]:
+    """Every readable model file (a preset that names a training function of the user's), shipped and user."""
+    return _scan()[2]
+
+
 def preset_errors() -> list[PresetError]:
-    """Why each user or shipped preset file that `list_presets` skips is skipped (broken or shadowed)."""
+    """Why each user or shipped preset or model file that the lists skip is skipped (broken or shadowed)."""
     return _scan()[1]
 
 
@@ -102,7 +108,16 @@ def is_path_argument(name_or_path: str) -> bool:
 
 
 def load_preset(name_or_path: str) -> Preset:
-    """A preset by name, or by path when the argument ends in `.toml` or contains a `/`."""
+    """A built-in preset by name, or by path when the argument ends in `.toml` or contains a `/`
+    (PresetError for a model file: see `load_run_target`)."""
+    target = load_run_target(name_or_path)
+    if isinstance(target, ModelFile):
+        raise PresetError(target.path, "a model file (your own training code), not a preset of the built-in network")
+    return target
+
+
+def load_run_target(name_or_path: str) -> Preset | ModelFile:
+    """What `--preset` names: a built-in preset, or a model file of the user's, by name or by path."""
     if is_path_argument(name_or_path):
         path = Path(name_or_path).expanduser()
         return _read(path, shipped=path.resolve().parent == SHIPPED_PRESETS_DIR.resolve())
@@ -169,21 +184,27 @@ def read_toml(path: Path) -> dict[str, Any]:
         raise PresetError(path, "not valid TOML: nested too deeply") from None
 
 
-def _scan() -> tuple[list[Preset], list[PresetError]]:
+def _scan() -> tuple[list[Preset], list[PresetError], list[ModelFile]]:
     presets: list[Preset] = []
+    models: list[ModelFile] = []
     errors: list[PresetError] = []
     files = _preset_files()
     for name in sorted(files, key=_natural_key):
         path, shipped = files[name]
         try:
-            presets.append(_read(path, shipped))
+            target = _read(path, shipped)
         except PresetError as error:
             errors.append(error)
+            continue
+        if isinstance(target, ModelFile):
+            models.append(target)
+        else:
+            presets.append(target)
     shipped_names = {path.stem for path in _toml_files(SHIPPED_PRESETS_DIR)}
     for path in _toml_files(user_presets_dir()):
         if path.stem in shipped_names:
             errors.append(PresetError(path, "hidden by the shipped preset of the same name; rename the file"))
-    return presets, errors
+    return presets, errors, models
 
 
 def _preset_files() -> dict[str, tuple[Path, bool]]:
@@ -199,8 +220,13 @@ def _toml_files(directory: Path) -> list[Path]:
     return sorted(path for path in directory.glob("*.toml") if path.is_file())
 
 
-def _read(path: Path, shipped: bool) -> Preset:
+def _read(path: Path, shipped: bool) -> Preset | ModelFile:
     data = read_toml(path)
+    if is_model_file(data):
+        try:
+            return parse_model_file(data, path.resolve())
+        except ModelFileError as error:
+            raise PresetError(error.source, error.reason) from None
     try:
         config = RunConfig.from_mapping(data)
     except ConfigError as error:

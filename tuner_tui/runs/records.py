@@ -10,14 +10,16 @@ from __future__ import annotations
 import itertools
 import math
 import uuid
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from tuner_tui.engine.chance import at_chance
 from tuner_tui.engine.config import RunConfig
 from tuner_tui.engine.dataset_specs import DATASET_SPECS
 from tuner_tui.engine.events import Finished, RunStatus
+from tuner_tui.usercode.config import UserRunConfig
+from tuner_tui.usercode.events import MetricsReported, UserFinished, UserStarted
 
 MAX_CURVE_POINTS = 512
 
@@ -45,8 +47,11 @@ class EpochRecord:
     train_ce: float | None = None
     val_loss: float | None = None
     val_accuracy: float | None = None
+    metrics: Mapping[str, float] = field(default_factory=dict)  # what a user's code reported
 
     def to_json(self) -> dict[str, Any]:
+        if self.metrics:  # a run of user code: its own metrics
+            return {"epoch": self.epoch, **self.metrics, "seconds": self.seconds}
         return {
             "epoch": self.epoch,
             "train_loss": self.train_loss,
@@ -58,6 +63,27 @@ class EpochRecord:
             "seconds": self.seconds,
         }
 
+    @classmethod
+    def of_report(cls, report: MetricsReported) -> EpochRecord:
+        """A user's report as an epoch: its own metrics only (the built-in columns mean the lab's
+        figures, in the lab's units, and stay empty)."""
+        return cls(epoch=report.epoch, train_loss=None, train_accuracy=None, test_accuracy=None,
+                   seconds=report.seconds, metrics=dict(report.metrics))
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    """The model file a run of user code came from, and its metric that matters."""
+
+    file: str
+    train: str
+    title: str
+    headline: str
+    direction: str  # maximize | minimize
+
+    def to_json(self) -> dict[str, Any]:
+        return dict(vars(self))
+
 
 @dataclass(frozen=True)
 class RunRecord:
@@ -65,7 +91,7 @@ class RunRecord:
 
     id: int
     status: RunStatus
-    config: RunConfig
+    config: RunConfig | UserRunConfig
     device_name: str
     data_source: str | None
     started_at: float
@@ -95,6 +121,22 @@ class RunRecord:
     tags: tuple[str, ...] = ()
     note: str = ""
     lease_expires_at: float | None = None
+    model: ModelRef | None = None  # a run of user code: its model file
+    code: Mapping[str, Any] | None = None  # where its code came from (`CodeOrigin.to_dict()`)
+    metrics: Mapping[str, float] = field(default_factory=dict)  # its final metrics
+    log: str = ""  # its log (a failed run's traceback among it)
+
+    @property
+    def builtin(self) -> RunConfig | None:
+        """The config of a built-in run (None for a run of user code)."""
+        return self.config if isinstance(self.config, RunConfig) else None
+
+    @property
+    def headline(self) -> tuple[str, float | None, str]:
+        """The metric that matters: (name, value, maximize | minimize); a built-in run's test accuracy."""
+        if self.model is not None:
+            return self.model.headline, self.metrics.get(self.model.headline), self.model.direction
+        return "test_accuracy", self.test_accuracy, "maximize"
 
     @property
     def label(self) -> str:
@@ -113,12 +155,16 @@ class RunRecord:
     @property
     def at_chance(self) -> bool:
         """Whether the run ended with test accuracy no better than guessing."""
-        return self.status is not RunStatus.RUNNING and at_chance(
-            self.test_accuracy, DATASET_SPECS[self.config.dataset].classes
+        config = self.builtin
+        return config is not None and self.status is not RunStatus.RUNNING and at_chance(
+            self.test_accuracy, DATASET_SPECS[config.dataset].classes
         )
 
     def to_json(self) -> dict[str, Any]:
-        """The run as the CLI's `--json` output writes it."""
+        """The run as the CLI's `--json` output writes it (a run of user code: its model, its code's
+        origin, its fields as config, and the metrics it reported)."""
+        if self.model is not None:
+            return self._user_json()
         return {
             "run_id": self.id or None,  # None: a run the store could not keep (see session.unsaved_record)
             "uid": self.uid or None,
@@ -155,6 +201,18 @@ class RunRecord:
             "epochs": [epoch.to_json() for epoch in self.epochs],
         }
 
+    def _user_json(self) -> dict[str, Any]:
+        assert self.model is not None and isinstance(self.config, UserRunConfig)
+        return {
+            "run_id": self.id or None, "uid": self.uid or None, "preset": self.preset, "sweep": self.sweep,
+            "trial": self.trial, "status": self.status.value, "model": self.model.to_json(),
+            "config": self.config.fields, "device": self.device_name, "node": self.hostname,
+            "array_task": self.array_task, "started_at": self.started_at, "finished_at": self.finished_at,
+            "message": self.message, "tags": list(self.tags), "note": self.note,
+            "metrics": dict(self.metrics), "train_time_s": self.train_time_s, "total_time_s": self.total_time_s,
+            "epochs": [epoch.to_json() for epoch in self.epochs], "code": dict(self.code or {}),
+        }
+
 
 @dataclass(frozen=True)
 class UnreadableRun:
@@ -175,7 +233,7 @@ def downsample(values: Sequence[float], max_points: int = MAX_CURVE_POINTS) -> t
     return tuple(math.fsum(values[lo:hi]) / (hi - lo) for lo, hi in itertools.pairwise(bounds))
 
 
-EPOCH_COLUMNS: tuple[str, ...] = tuple(EpochRecord.__dataclass_fields__)
+EPOCH_COLUMNS: tuple[str, ...] = tuple(name for name in EpochRecord.__dataclass_fields__ if name != "metrics")
 
 
 @dataclass(frozen=True)
@@ -219,6 +277,51 @@ class FinishedColumns:
 FINISHED_COLUMNS: tuple[str, ...] = tuple(FinishedColumns.__dataclass_fields__)
 
 
+def user_finished_columns(finished: UserFinished, finished_at: float) -> FinishedColumns:
+    """What a finished run of user code sets of the common columns (its own metrics go apart)."""
+    return FinishedColumns(
+        status=RunStatus(finished.status).value, finished_at=finished_at, params=0,
+        train_loss=None, train_accuracy=None, test_accuracy=None, peak_memory_bytes=None, gpu_memory_bytes=None,
+        train_time_s=finished.train_time_s, total_time_s=finished.total_time_s, message=finished.message,
+        diverged_step=None, loss_curve=(),
+    )
+
+
+def model_ref(started: UserStarted) -> ModelRef:
+    """The model a run of user code came from, as its row keeps it."""
+    return ModelRef(started.config.model, started.origin.function, started.title, started.headline,
+                    started.direction)
+
+
 def new_run_uid() -> str:
     """A run id unique across hosts and stores (it survives import from a cluster worker)."""
     return uuid.uuid4().hex
+
+
+def field_of(record: RunRecord, name: str) -> Any:
+    """A config field by name: a built-in run's (`lr`, `batch_size`…), or a run of user code's own
+    field of that name; None when it has none."""
+    config = record.config
+    if isinstance(config, RunConfig):
+        return getattr(config, name, None)
+    return config.fields.get(name)
+
+
+def number_of(record: RunRecord, name: str) -> float | None:
+    """`field_of` when it is a number (for columns that sort and format numbers), else None."""
+    value = field_of(record, name)
+    return value if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
+def what_trains(record: RunRecord) -> str:
+    """The network's layers as the lab writes them (`784→256→10`), or the user's model's title."""
+    config = record.builtin
+    if config is not None:
+        return config.layers_label
+    return record.model.title if record.model is not None else "?"
+
+
+def dataset_of(record: RunRecord) -> str:
+    """A built-in run's dataset; a run of user code has none of its own ("")."""
+    config = record.builtin
+    return config.dataset if config is not None else ""

@@ -21,6 +21,8 @@ from tuner_tui.engine.runner import EpochJudge, EventSink, PreparedRun, execute_
 from tuner_tui.runs.lease import LEASE_SECONDS, Heartbeat
 from tuner_tui.runs.records import EpochRecord, RunLabels, RunRecord, new_run_uid
 from tuner_tui.runs.sqlite_access import StoreError
+from tuner_tui.usercode.config import UserRunConfig
+from tuner_tui.usercode.events import MetricsReported, UserFinished, UserStarted
 
 
 class RunWriter(Protocol):
@@ -45,6 +47,15 @@ class RunWriter(Protocol):
     def renew_lease(self, run_id: int, expires_at: float) -> None: ...
 
     def finish_run(self, run_id: int, finished: Finished) -> None: ...
+
+    def start_user_run(
+        self, started: UserStarted, *, labels: RunLabels | None = None, uid: str | None = None,
+        lease_s: float = LEASE_SECONDS,
+    ) -> int: ...
+
+    def record_report(self, run_id: int, report: MetricsReported, *, lease_s: float = LEASE_SECONDS) -> None: ...
+
+    def finish_user_run(self, run_id: int, finished: UserFinished, *, config: UserRunConfig | None = None) -> None: ...
 
 
 class CachedLoader:

@@ -38,6 +38,7 @@ from tuner_tui.engine.events import EpochEnd, Finished, RunStatus
 from tuner_tui.runs import store_schema
 from tuner_tui.runs.journal import (
     JOURNAL_SUFFIX,
+    MAX_LOG_CHARS,
     EpochEntry,
     FinishEntry,
     JournalEntry,
@@ -52,10 +53,13 @@ from tuner_tui.runs.records import (
     FINISHED_COLUMNS,
     EpochRecord,
     FinishedColumns,
+    ModelRef,
     RunLabels,
     RunRecord,
     UnreadableRun,
+    model_ref,
     new_run_uid,
+    user_finished_columns,
 )
 from tuner_tui.runs.sqlite_access import (
     LockPatience,
@@ -64,14 +68,16 @@ from tuner_tui.runs.sqlite_access import (
     connect_read_only,
     retry_busy,
 )
+from tuner_tui.usercode.config import UserRunConfig
+from tuner_tui.usercode.events import MetricsReported, UserFinished, UserStarted
 
 ENV_VAR = "TUNER_TUI_STORE"
 _T = TypeVar("_T")
 _RUN_COLUMNS = tuple(f for f in RunRecord.__dataclass_fields__ if f != "epochs")
 _SELECT_RUNS = f"SELECT {', '.join(_RUN_COLUMNS)} FROM runs"
 _INSERT_EPOCH = (
-    f"INSERT OR REPLACE INTO run_epochs (run_id, {', '.join(EPOCH_COLUMNS)}) "
-    f"VALUES ({', '.join('?' * (len(EPOCH_COLUMNS) + 1))})"
+    f"INSERT OR REPLACE INTO run_epochs (run_id, {', '.join(EPOCH_COLUMNS)}, metrics) "
+    f"VALUES ({', '.join('?' * (len(EPOCH_COLUMNS) + 2))})"
 )
 _FINISH_RUN = (
     f"UPDATE runs SET {', '.join(f'{c} = ?' for c in FINISHED_COLUMNS)}, lease_expires_at = NULL WHERE id = ?"
@@ -219,6 +225,53 @@ class ResultsStore:
         def update(conn: sqlite3.Connection) -> None:
             if not _finish(conn, run_id, columns, epochs):
                 raise KeyError(run_id)
+
+        self._transaction(update, write=True)
+
+    # --- writing a run of user code ------------------------------------------------------
+
+    def start_user_run(
+        self, started: UserStarted, *, labels: RunLabels | None = None, uid: str | None = None,
+        lease_s: float = LEASE_SECONDS,
+    ) -> int:
+        """Insert a `running` row for a run of user code (its model, fields and code's origin)."""
+        labels = labels or RunLabels()
+        now = self.clock()
+        row = {
+            "uid": uid or new_run_uid(), "status": RunStatus.RUNNING.value,
+            "config": json.dumps(started.config.to_dict()), "dataset": "", "device_name": started.device_name,
+            "data_source": None, "started_at": now, "hostname": socket.gethostname(), "pid": os.getpid(),
+            "params": 0, "preset": labels.preset, "sweep": labels.sweep, "trial": labels.trial,
+            "pack_size": 1, "array_task": labels.array_task, "lease_expires_at": now + lease_s,
+            "model": json.dumps(model_ref(started).to_json()), "code": json.dumps(started.origin.to_dict()),
+        }
+        return self._transaction(lambda conn: _insert_run(conn, row), write=True)
+
+    def record_report(self, run_id: int, report: MetricsReported, *, lease_s: float = LEASE_SECONDS) -> None:
+        """Commit one report of a running user run (an epoch) and renew its lease."""
+        epoch = EpochRecord.of_report(report)
+
+        def write(conn: sqlite3.Connection) -> None:
+            conn.execute(_INSERT_EPOCH, _epoch_row(run_id, epoch))
+            conn.execute("UPDATE runs SET lease_expires_at = ? WHERE id = ? AND status = ?",
+                         (self.clock() + lease_s, run_id, RunStatus.RUNNING.value))
+
+        self._transaction(write, write=True)
+
+    def finish_user_run(self, run_id: int, finished: UserFinished, *, config: UserRunConfig | None = None) -> None:
+        """Record how a run of user code ended: its status, final metrics, every report and its log, all
+        or nothing (`config`: its fields, when known only at the end, as for an Optuna objective's trial)."""
+        columns = user_finished_columns(finished, self.clock())
+        epochs = [EpochRecord.of_report(report) for report in finished.reports]
+        log = finished.log[-MAX_LOG_CHARS:]
+        metrics = json.dumps(dict(finished.metrics))
+
+        def update(conn: sqlite3.Connection) -> None:
+            if not _finish(conn, run_id, columns, epochs):
+                raise KeyError(run_id)
+            conn.execute("UPDATE runs SET metrics = ?, log = ? WHERE id = ?", (metrics, log, run_id))
+            if config is not None:
+                conn.execute("UPDATE runs SET config = ? WHERE id = ?", (json.dumps(config.to_dict()), run_id))
 
         self._transaction(update, write=True)
 
@@ -533,7 +586,8 @@ def _death(row: sqlite3.Row, reading: _Reading) -> str | None:
 
 
 def _epoch_row(run_id: int, epoch: EpochEnd | EpochRecord) -> tuple[Any, ...]:
-    return (run_id, *(getattr(epoch, name) for name in EPOCH_COLUMNS))
+    metrics = getattr(epoch, "metrics", None) or {}
+    return (run_id, *(getattr(epoch, name) for name in EPOCH_COLUMNS), json.dumps(dict(metrics)))
 
 
 def _load_runs(
@@ -552,15 +606,29 @@ def _load_runs(
 
 def _load_epochs(conn: sqlite3.Connection, run_id: int) -> tuple[EpochRecord, ...]:
     rows = conn.execute(
-        f"SELECT {', '.join(EPOCH_COLUMNS)} FROM run_epochs WHERE run_id = ? ORDER BY epoch", (run_id,)
+        f"SELECT {', '.join(EPOCH_COLUMNS)}, metrics FROM run_epochs WHERE run_id = ? ORDER BY epoch", (run_id,)
     ).fetchall()
-    return tuple(EpochRecord(**dict(row)) for row in rows)
+    return tuple(EpochRecord(**{**dict(row), "metrics": _metrics(row["metrics"])}) for row in rows)
+
+
+def _metrics(text: str) -> dict[str, float]:
+    """Stored metrics as numbers (ValueError or TypeError for a damaged value)."""
+    raw = json.loads(text)
+    if not isinstance(raw, dict):
+        raise TypeError("metrics: not an object")
+    return {str(name): float(value) for name, value in raw.items()}
 
 
 def _record(row: sqlite3.Row, epochs: tuple[EpochRecord, ...], reading: _Reading) -> RunRecord:
     values = dict(row)
     values["status"] = RunStatus(values["status"])
-    values["config"] = RunConfig.from_mapping(json.loads(values["config"]))
+    if values["model"] is not None:  # a run of user code
+        values["model"] = ModelRef(**json.loads(values["model"]))
+        values["config"] = UserRunConfig.from_dict(json.loads(values["config"]))
+        values["code"] = json.loads(values["code"]) if values["code"] else None
+    else:
+        values["config"] = RunConfig.from_mapping(json.loads(values["config"]))
+    values["metrics"] = _metrics(values["metrics"])
     values["loss_curve"] = tuple(float(x) for x in json.loads(values["loss_curve"]))
     values["tags"] = tuple(str(tag) for tag in json.loads(values["tags"]))
     if values["status"] is RunStatus.RUNNING:
@@ -603,4 +671,7 @@ def _apply_journal_entry(conn: sqlite3.Connection, entry: JournalEntry, journal:
         conn.execute("UPDATE runs SET lease_expires_at = ? WHERE id = ?", (entry.lease_expires_at, run_id))
     elif isinstance(entry, FinishEntry):
         _finish(conn, run_id, entry.columns, entry.epochs)
+        if entry.user is not None:
+            assignments = ", ".join(f"{column} = ?" for column in entry.user)
+            conn.execute(f"UPDATE runs SET {assignments} WHERE id = ?", (*entry.user.values(), run_id))
     return None

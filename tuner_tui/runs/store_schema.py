@@ -96,8 +96,15 @@ def _migrate_to_v4(conn: sqlite3.Connection) -> None:
     conn.execute("ALTER TABLE imported_files ADD COLUMN lines INTEGER NOT NULL DEFAULT 0")
 
 
+def _migrate_to_v5(conn: sqlite3.Connection) -> None:
+    """Runs of user code: their model file, their code's origin, their own metrics and their log."""
+    for column in ("model TEXT", "code TEXT", "metrics TEXT NOT NULL DEFAULT '{}'", "log TEXT NOT NULL DEFAULT ''"):
+        conn.execute(f"ALTER TABLE runs ADD COLUMN {column}")
+    conn.execute("ALTER TABLE run_epochs ADD COLUMN metrics TEXT NOT NULL DEFAULT '{}'")
+
+
 MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
-    _migrate_to_v1, _migrate_to_v2, _migrate_to_v3, _migrate_to_v4,
+    _migrate_to_v1, _migrate_to_v2, _migrate_to_v3, _migrate_to_v4, _migrate_to_v5,
 ]
 
 

@@ -23,7 +23,7 @@ from tuner_tui.app.components.epoch_plot import EpochPlot, Series
 from tuner_tui.app.components.run_columns import duration, status_text
 from tuner_tui.app.components.run_detail import NAME_WIDTH, run_name
 from tuner_tui.app.field_words import field_label
-from tuner_tui.engine.config import FIELD_NAMES
+from tuner_tui.engine.config import FIELD_NAMES, RunConfig
 from tuner_tui.engine.units import format_bytes
 from tuner_tui.formatting import format_number, format_percent, format_seconds
 from tuner_tui.runs.lab_table import actual_memory
@@ -52,13 +52,22 @@ def curve(record: RunRecord, attribute: str) -> Series:
 def comparison_rows(records: Sequence[RunRecord]) -> list[tuple[str, list[str], bool]]:
     """(row title, one cell per run, whether the runs differ) for the config fields, then the results."""
     rows = []
-    for name in FIELD_NAMES:
-        if name in HIDDEN_FIELDS:
-            continue
-        cells = [format_field(name, r.config) for r in records]
-        rows.append((field_label(name), cells, len(set(cells)) > 1))
+    names = [name for name in FIELD_NAMES if name not in HIDDEN_FIELDS and any(r.builtin for r in records)]
+    for record in records:  # then the fields of the user models among them, in their order
+        if not isinstance(record.config, RunConfig):
+            names += [name for name, _ in record.config.values if name not in names]
+    for name in names:
+        cells = [_config_cell(name, r) for r in records]
+        rows.append((field_label(name) if name in FIELD_NAMES else name, cells, len(set(cells)) > 1))
     rows += [(title, [cell(r) for r in records], False) for title, cell in RESULT_ROWS]
     return rows
+
+
+def _config_cell(name: str, record: RunRecord) -> str:
+    if isinstance(record.config, RunConfig):
+        return format_field(name, record.config) if name in FIELD_NAMES else "–"
+    value = record.config.fields.get(name)
+    return "–" if value is None else f"{value:g}" if isinstance(value, float) else str(value)
 
 
 class CompareScreen(Screen):

@@ -16,8 +16,8 @@ from tuner_tui.app.components.record_table import TableColumn
 from tuner_tui.engine.events import RunStatus
 from tuner_tui.engine.units import format_bytes
 from tuner_tui.formatting import format_number, format_percent, format_seconds
-from tuner_tui.runs.lab_table import actual_memory
-from tuner_tui.runs.records import RunRecord, UnreadableRun
+from tuner_tui.runs.lab_table import actual_memory, shown_number
+from tuner_tui.runs.records import RunRecord, UnreadableRun, dataset_of, number_of, what_trains
 
 Row = RunRecord | UnreadableRun
 
@@ -76,14 +76,12 @@ RUN_COLUMNS: tuple[TableColumn[Row], ...] = (
         "date", "date", cell=lambda r: format_date(r.started_at), value=lambda r: r.started_at, best="high",
     ),
     _column("duration", lambda r: format_seconds(duration(r)), duration, best="low"),
-    _column("dataset", lambda r: r.config.dataset, lambda r: r.config.dataset, numeric=False),
-    _column(
-        "layers", lambda r: r.config.layers_label, lambda r: (r.config.dataset, r.config.hidden), numeric=False
-    ),
-    _column("lr", lambda r: f"{r.config.lr:g}", lambda r: r.config.lr),
-    _column("batch", lambda r: str(r.config.batch_size), lambda r: r.config.batch_size),
-    _column("epochs", lambda r: str(r.config.epochs), lambda r: r.config.epochs),
-    _column("reg", lambda r: f"{r.config.reg:g}", lambda r: r.config.reg, title="λ"),
+    _column("dataset", dataset_of, dataset_of, numeric=False),
+    _column("layers", what_trains, lambda r: (dataset_of(r), what_trains(r)), numeric=False),
+    _column("lr", lambda r: shown_number(number_of(r, "lr")), lambda r: number_of(r, "lr")),
+    _column("batch", lambda r: shown_number(number_of(r, "batch_size")), lambda r: number_of(r, "batch_size")),
+    _column("epochs", lambda r: shown_number(number_of(r, "epochs")), lambda r: number_of(r, "epochs")),
+    _column("reg", lambda r: shown_number(number_of(r, "reg")), lambda r: number_of(r, "reg"), title="λ"),
     _column("train acc", lambda r: format_percent(r.train_accuracy), lambda r: r.train_accuracy, best="high"),
     _column("lab loss", lambda r: format_number(r.train_loss), lambda r: r.train_loss, best="low"),
     _column("CE", lambda r: format_number(r.train_ce), lambda r: r.train_ce, best="low"),

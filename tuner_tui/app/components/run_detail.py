@@ -19,8 +19,9 @@ from textual.widgets import DataTable, Footer, Header, Static
 from tuner_tui.app.components.epoch_plot import EpochPlot, Series
 from tuner_tui.app.components.run_columns import duration, format_date, status_text
 from tuner_tui.app.messages import LoadConfig
-from tuner_tui.formatting import config_summary, format_number, format_percent, format_seconds
-from tuner_tui.runs.records import RunRecord
+from tuner_tui.engine.config import RunConfig
+from tuner_tui.formatting import config_summary, format_number, format_percent, format_seconds, headline_text
+from tuner_tui.runs.records import RunRecord, what_trains
 
 NAME_WIDTH = 20  # a legend or a column holds several names side by side
 
@@ -56,12 +57,13 @@ def run_summary(record: RunRecord) -> Text:
     ended = status_text(record)
     if record.message and record.message != record.status:
         ended += f" — {record.message}"
+    config = record.config
     lines = [
         f"{run_name(record)} · {format_date(record.started_at)} · {record.device_name or 'device n/a'} · "
-        f"test acc {format_percent(record.test_accuracy)} · training {format_seconds(record.train_time_s)} "
+        f"{headline_text(record)} · training {format_seconds(record.train_time_s)} "
         f"of {format_seconds(duration(record))}",
         ended,
-        config_summary(record.config),
+        config_summary(config) if isinstance(config, RunConfig) else f"{what_trains(record)}: {config.summary()}",
     ]
     if record.tags or record.note:
         lines.append(" · ".join(part for part in (", ".join(record.tags), record.note) if part))
