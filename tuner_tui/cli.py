@@ -117,7 +117,12 @@ def build_parser() -> argparse.ArgumentParser:
     runs.add_argument("--limit", type=_positive_int, metavar="N", help="newest N runs")
     command("presets", "list shipped and user presets and sweep specs")
     sweep = command("sweep", "run a sweep (Optuna search with pruning), or `sweep show NAME`")
-    sweep.add_argument("target", nargs="+", metavar="SPEC", help="a spec's name or TOML path; or: show NAME")
+    sweep.add_argument("target", nargs="*", metavar="SPEC", help="a spec's name or TOML path; or: show NAME")
+    sweep.add_argument("--objective", metavar="FILE.py:FUNCTION",
+                       help="a plain Optuna objective to sweep instead of a spec (needs --name)")
+    sweep.add_argument("--direction", choices=("maximize", "minimize"), help="with --objective: which way is better")
+    sweep.add_argument("--pruner", choices=("asha", "median", "hyperband", "none"), help="with --objective")
+    sweep.add_argument("--sampler", choices=("tpe", "random", "gp", "cmaes"), help="with --objective")
     sweep.add_argument("--name", help="the sweep's name (default: the spec's)")
     sweep.add_argument("--trials", type=_trials, metavar="N", help="the study's total budget of finished trials")
     sweep.add_argument("--timeout", type=_positive_int, metavar="S", help="ask no new trial after S seconds")
@@ -199,7 +204,16 @@ def _check_sweep_options(args: argparse.Namespace) -> None:
         raise BadInput(f"{cluster_given[0]} goes with --slurm")
     if args.worker and not args.no_ui:
         raise BadInput("--worker is for a sweep's worker processes (with --no-ui)")
-    if args.json and not args.no_ui and args.target[0] != "show":
+    show = bool(args.target) and args.target[0] == "show"
+    if args.objective is not None and args.target:
+        raise BadInput(f"sweep: --objective replaces the spec; got {' '.join(args.target)} too")
+    if args.objective is None and not args.target:
+        raise BadInput("sweep: expected a spec (or --objective FILE.py:FUNCTION), or: show NAME")
+    search_given = [flag for flag, value in (("--direction", args.direction), ("--pruner", args.pruner),
+                                             ("--sampler", args.sampler)) if value]
+    if search_given and args.objective is None:
+        raise BadInput(f"{search_given[0]} goes with --objective (a spec has its own [search])")
+    if args.json and not args.no_ui and not show:
         raise BadInput("--json goes with --no-ui")
 
 
@@ -252,7 +266,7 @@ def _sweep(args: argparse.Namespace) -> int:
     """`sweep show`, `--slurm` and `--no-ui` are commands; otherwise the app opens on the sweep."""
     from tuner_tui.commands.sweep import sweep_command, sweep_launch
 
-    if args.target[0] == "show" or args.slurm or args.no_ui:
+    if (args.target and args.target[0] == "show") or args.slurm or args.no_ui:
         return sweep_command(args)
     return run_app(args, sweep=sweep_launch(args))
 

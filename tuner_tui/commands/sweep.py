@@ -56,6 +56,7 @@ from tuner_tui.sweeps.cluster import (
     worker_name,
 )
 from tuner_tui.sweeps.locations import Registered, known_sweeps, storage_of
+from tuner_tui.sweeps.objective_specs import objective_spec
 from tuner_tui.sweeps.scheduler import WorkerInfo, run_sweep
 from tuner_tui.sweeps.spec import SpecError, SweepSpec, load_spec, sweep_name_problem
 from tuner_tui.sweeps.storages import StudyError, storage_problem
@@ -66,7 +67,7 @@ from tuner_tui.sweeps.summary import SweepSummary, TrialRow, importances, load_s
 def sweep_command(args: argparse.Namespace) -> int:
     """`tuner-tui sweep SPEC --no-ui`, `sweep SPEC --slurm ...` or `tuner-tui sweep show NAME`."""
     target = list(args.target)
-    if target[0] == "show":
+    if target and target[0] == "show":
         if len(target) != 2:
             raise BadInput("sweep show: expected one sweep name: tuner-tui sweep show NAME")
         return show_command(target[1], args)
@@ -77,6 +78,9 @@ def sweep_command(args: argparse.Namespace) -> int:
 
 
 def single_spec(args: argparse.Namespace) -> str:
+    """The spec to sweep (`--objective`'s target when it sweeps an Optuna objective)."""
+    if args.objective is not None:
+        return str(args.objective)
     if len(args.target) != 1:
         raise BadInput(f"sweep: expected one spec, got {' '.join(args.target)}")
     return str(args.target[0])
@@ -88,10 +92,10 @@ def sweep_launch(args: argparse.Namespace) -> SweepLaunch:
     spec_name = single_spec(args)
     sweep_name(args, _load_spec(args, spec_name))
     options = [("--timeout", args.timeout), ("--workers", args.workers), ("--pack", args.pack)]
+    given = tuple(item for flag, value in options if value not in (None, "auto") for item in (flag, str(value)))
     return SweepLaunch(
-        spec_name, name=args.name, trials=args.trials, overrides=tuple(args.overrides), data_root=args.data_root,
-        device=args.device, storage=args.storage,
-        options=tuple(item for flag, value in options if value not in (None, "auto") for item in (flag, str(value))),
+        "" if args.objective else spec_name, name=args.name, trials=args.trials, overrides=tuple(args.overrides),
+        data_root=args.data_root, device=args.device, storage=args.storage, options=given + search_options(args),
     )
 
 
@@ -111,9 +115,21 @@ def storage_url(args: argparse.Namespace, name: str) -> str:
 def _load_spec(args: argparse.Namespace, spec_name: str) -> SweepSpec:
     overrides = with_location(parse_overrides(args.overrides), data_root=args.data_root, device=args.device)
     try:
+        if args.objective is not None:
+            if args.overrides:
+                raise BadInput("--set goes with a spec; an objective's trials set their own values")
+            return objective_spec(args.objective, name=args.name, direction=args.direction or "maximize",
+                                  pruner=args.pruner or "asha", sampler=args.sampler or "tpe", trials=args.trials)
         return load_spec(spec_name, overrides=overrides)
     except SpecError as error:
         raise BadInput(*error.problems) from None
+
+
+def search_options(args: argparse.Namespace) -> tuple[str, ...]:
+    """An objective sweep's own options, for the command lines of its workers (none for a spec)."""
+    options = [("--objective", args.objective), ("--direction", args.direction), ("--pruner", args.pruner),
+               ("--sampler", args.sampler)]
+    return tuple(item for flag, value in options if value is not None for item in (flag, str(value)))
 
 
 def _open(spec: SweepSpec, name: str, url: str, budget: int | None, worker_index: int = 0) -> SweepStudy:
@@ -158,9 +174,10 @@ def run_headless_sweep(spec_name: str, args: argparse.Namespace) -> int:
 def _run_workers(args: argparse.Namespace, sweep: SweepStudy, count: int) -> int:
     """Several single-threaded worker processes share the study; this one waits and reports."""
     worker = WorkerArgs(
-        spec_source=Path(sweep.spec.source), name=sweep.name, storage=sweep.storage_url, trials=sweep.budget,
-        overrides=tuple(args.overrides), data_root=args.data_root, device=args.device,
-        store=str(store_location(args.store)), timeout=args.timeout, pack=args.pack,
+        spec_source=None if args.objective else Path(sweep.spec.source), name=sweep.name,
+        storage=sweep.storage_url, trials=sweep.budget, overrides=tuple(args.overrides), data_root=args.data_root,
+        device=args.device, store=str(store_location(args.store)), timeout=args.timeout, pack=args.pack,
+        search_options=search_options(args),
     )
     reporter = SweepReporter(Console(stderr=True), sweep.budget)
     reporter.header(sweep.name, sweep.finished_count())
@@ -225,9 +242,10 @@ def submit_array(spec_name: str, args: argparse.Namespace) -> int:
     url = args.storage or journal_storage_url(folder)
     budget = args.trials or spec.search.trials
     request = ArrayRequest(
-        spec_source=folder / "spec.toml", name=name, array=args.array, trials=budget, storage=url, folder=folder,
-        overrides=tuple(args.overrides), data_root=args.data_root, device=args.device, partition=args.partition,
-        gres=args.gres, time=args.time, sbatch_args=tuple(args.sbatch_args), pack=args.pack,
+        spec_source=None if args.objective else folder / "spec.toml", name=name, array=args.array, trials=budget,
+        storage=url, folder=folder, overrides=tuple(args.overrides), data_root=args.data_root, device=args.device,
+        partition=args.partition, gres=args.gres, time=args.time, sbatch_args=tuple(args.sbatch_args),
+        pack=args.pack, search_options=search_options(args),
     )
     problems = request_problems(request)
     if problems:
@@ -242,7 +260,8 @@ def submit_array(spec_name: str, args: argparse.Namespace) -> int:
         raise BadInput(str(error)) from None
     with _undone_on_failure(folder, url, name):
         _open(spec, name, url, budget)  # the spec and storage are checked here, before anything is submitted
-        copy_spec(Path(spec.source), folder)
+        if request.spec_source is not None:  # the spec as the workers read it (an objective is its own file)
+            copy_spec(Path(spec.source), folder)
         try:
             job_id = submit(request)
         except ClusterError as error:

@@ -33,7 +33,8 @@ class SweepReporter:
     def __call__(self, event: SweepEvent) -> None:
         if isinstance(event, TrialStarted):
             again = f" (again, for trial {event.requeued_from})" if event.requeued_from is not None else ""
-            self._print(f"trial {event.number}{again}: {params_text(event.params)}")
+            asked = params_text(event.params) or "started (its code asks its own parameters)"
+            self._print(f"trial {event.number}{again}: {asked}")
         elif isinstance(event, TrialEnded):
             value = f" · value {event.value:.4g}" if event.value is not None else ""
             self._print(f"trial {event.number}: {event.status.value} after {plural(event.epochs, 'epoch')}{value}")
@@ -149,7 +150,8 @@ def specs_table(specs: Sequence[SweepSpec]) -> Table:
     for spec in specs:
         search = spec.search
         table.add_row(
-            plain(spec.name), plain(spec.base_preset or spec.base.dataset), plain(", ".join(spec.space)),
+            plain(spec.name), plain(spec.base_preset or getattr(spec.base, "dataset", "")),
+            plain(", ".join(spec.space)),
             search.sampler, search.pruner, str(search.epochs), str(search.trials),
             plain("shipped" if spec.shipped else spec.source),
         )

@@ -42,8 +42,8 @@ class SweepLaunch:
     options: tuple[str, ...] = ()  # more of the command's options, as given (`--workers 2`)
 
     def argv(self, store_path: str) -> list[str]:
-        """`tuner-tui sweep SPEC --no-ui`, as a terminal would run it."""
-        command = _tuner_tui("sweep", self.spec, "--no-ui", "--store", store_path)
+        """`tuner-tui sweep SPEC --no-ui`, as a terminal would run it (an objective's sweep names it in `options`)."""
+        command = _tuner_tui("sweep", *([self.spec] if self.spec else []), "--no-ui", "--store", store_path)
         if self.name:
             command += ["--name", self.name]
         if self.trials is not None:
@@ -57,7 +57,7 @@ class SweepLaunch:
 class WorkerArgs:
     """What every worker of a sweep is told (a local worker process, or a SLURM array task)."""
 
-    spec_source: Path
+    spec_source: Path | None  # None: an Optuna objective's sweep (its `search_options` name it)
     name: str
     storage: str
     trials: int
@@ -68,12 +68,14 @@ class WorkerArgs:
     journal_dir: Path | None = None  # a cluster worker's journal folder
     timeout: int | None = None  # ask no new trial after this many seconds
     pack: int | str = "auto"  # trials per pack in each worker
+    search_options: tuple[str, ...] = ()  # `--objective FILE.py:F --direction D ...` of an objective's sweep
 
     def argv(self) -> list[str]:
         """`tuner-tui sweep SPEC --no-ui --worker ...`, with this Python (every worker has the same environment)."""
+        spec = [str(self.spec_source)] if self.spec_source is not None else []
         command = _tuner_tui(
-            "sweep", str(self.spec_source), "--no-ui", "--worker", "--name", self.name, "--storage", self.storage,
-            "--trials", str(self.trials), "--pack", str(self.pack),
+            "sweep", *spec, "--no-ui", "--worker", "--name", self.name, "--storage", self.storage,
+            "--trials", str(self.trials), "--pack", str(self.pack), *self.search_options,
         )
         if self.journal_dir is not None:
             command += ["--journal-dir", str(self.journal_dir)]

@@ -39,7 +39,7 @@ class ClusterError(Exception):
 class ArrayRequest:
     """What to submit: the sweep, its worker count and SLURM's options."""
 
-    spec_source: Path  # the spec file the workers read (a copy in the sweep's folder)
+    spec_source: Path | None  # the spec file the workers read (a copy in the sweep's folder); None: an objective
     name: str
     array: int
     trials: int
@@ -53,6 +53,7 @@ class ArrayRequest:
     pack: int | str = "auto"
     time: str | None = None
     sbatch_args: tuple[str, ...] = ()
+    search_options: tuple[str, ...] = ()  # an objective sweep's `--objective …` options
 
     @property
     def journal_dir(self) -> Path:
@@ -108,7 +109,7 @@ def worker_args(request: ArrayRequest) -> WorkerArgs:
     return WorkerArgs(
         spec_source=request.spec_source, name=request.name, storage=request.storage, trials=request.trials,
         overrides=request.overrides, data_root=request.data_root, device=request.device,
-        journal_dir=request.journal_dir, pack=pack,
+        journal_dir=request.journal_dir, pack=pack, search_options=request.search_options,
     )
 
 

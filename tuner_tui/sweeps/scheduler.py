@@ -31,7 +31,7 @@ import math
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -54,6 +54,11 @@ from tuner_tui.sweeps.study import (
     SweepStudy,
     worst_value,
 )
+from tuner_tui.usercode.config import UserRunConfig
+from tuner_tui.usercode.events import MetricsReported, UserEvent
+from tuner_tui.usercode.objective import OBJECTIVE_METRIC, SUGGESTIONS
+from tuner_tui.usercode.protocol import Answer, Ask
+from tuner_tui.usercode.runner import UserCodeRejected, UserOutcome, run_user_code
 
 MAX_CONSECUTIVE_FAILURES = 5  # a sweep whose trials keep crashing stops instead of burning its budget
 STRAGGLER_POLL_S = 5.0
@@ -63,7 +68,7 @@ STRAGGLER_POLL_S = 5.0
 class TrialStarted:
     number: int
     params: dict[str, Any]
-    config: RunConfig
+    config: RunConfig | UserRunConfig
     requeued_from: int | None = None
 
 
@@ -72,7 +77,7 @@ class TrialRunEvent:
     """An engine event of a trial's run (Started, Progress, EpochEnd, Finished)."""
 
     number: int
-    event: Event
+    event: Event | UserEvent
 
 
 @dataclass(frozen=True)
@@ -110,6 +115,12 @@ def objective_of(sweep: SweepStudy, epoch: EpochEnd) -> float | None:
     return epoch.val_accuracy if sweep.spec.search.objective == "val_accuracy" else epoch.val_loss
 
 
+def reported_objective(sweep: SweepStudy, metrics: Mapping[str, float]) -> float | None:
+    """A user run's objective among the metrics it reported (None when it did not report it)."""
+    value = metrics.get(sweep.spec.search.objective)
+    return None if value is None or math.isnan(value) else value
+
+
 @dataclass
 class _Context:
     """What every trial of this worker's sweep needs."""
@@ -141,6 +152,12 @@ class _HeldTrial:
         return self.trial.number
 
     @property
+    def builtin_config(self) -> RunConfig:
+        """The config of a trial of the built-in network (packs train only those)."""
+        assert isinstance(self.config, RunConfig), "a trial of user code is never packed"
+        return self.config
+
+    @property
     def labels(self) -> RunLabels:
         return RunLabels(sweep=self.ctx.sweep.name, trial=self.number, array_task=self.ctx.worker.array_task)
 
@@ -158,6 +175,27 @@ class _HeldTrial:
             return False
         self.trial.report(value, epoch.epoch)
         return self.trial.should_prune()
+
+    def report_metrics(self, report: MetricsReported) -> bool:
+        """A user run's report: its objective at the report's epoch; True when the pruner stops it."""
+        value = reported_objective(self.ctx.sweep, report.metrics)
+        if value is None:
+            return False
+        self.trial.report(value, report.epoch)
+        return self.trial.should_prune()
+
+    def ended_user(self, outcome: UserOutcome) -> TrialEnded:
+        """Tell the study how a user run ended (its objective: the final metrics, else the last report)."""
+        finished = outcome.finished
+        value = reported_objective(self.ctx.sweep, finished.metrics)
+        status, message = finished.status, finished.message
+        if status is RunStatus.COMPLETED and value is None:
+            status = RunStatus.FAILED
+            message = f"the code never reported {self.ctx.sweep.spec.search.objective}"
+        if status is RunStatus.CANCELLED:
+            fault = (self.ctx.fault() if self.ctx.fault else None) or "stopped"
+            self.ctx.sweep.set_trial_attr(self.trial, FAULT_ATTR, fault)
+        return self.tell(status, value, len(finished.reports), outcome.run_id, message)
 
     def ended(self, finished: Finished, run_id: int | None) -> TrialEnded:
         """Tell the study how the trial's run ended."""
@@ -218,7 +256,10 @@ def run_sweep(
     Bad input in the base config (a dataset not found) raises before any trial is asked.
     """
     loader = loader or CachedLoader()
-    prepare_run(sweep.spec.base, load=loader)  # bad input surfaces here, once
+    if isinstance(sweep.spec.base, RunConfig):
+        prepare_run(sweep.spec.base, load=loader)  # bad input surfaces here, once
+    else:
+        pack = None  # packs are the built-in engine's: a user's code trains one trial at a time
     outcome = SweepOutcome()
     ctx = _Context(sweep, recorder, on_event, cancel, worker or WorkerInfo(), loader, outcome, stop_reason)
     queues: dict[PackKey, deque[_HeldTrial]] = {}
@@ -288,6 +329,8 @@ def _run_one(ctx: _Context, held: _HeldTrial | None = None) -> list[TrialEnded]:
     if held is None:
         return []
     held.start()
+    if isinstance(held.config, UserRunConfig):
+        return [_run_user(ctx, held, held.config)]
     try:
         prepared = prepare_run(held.config, load=ctx.loader)
     except Exception as error:  # a trial that cannot even start is a failed trial
@@ -301,6 +344,50 @@ def _run_one(ctx: _Context, held: _HeldTrial | None = None) -> list[TrialEnded]:
     return [held.ended(recorded.finished, recorded.run_id)]
 
 
+def _run_user(ctx: _Context, held: _HeldTrial, config: UserRunConfig) -> TrialEnded:
+    """Train one trial of user code in its child process, the pruner judging each report; a plain
+    Optuna objective's trial answered through the held trial."""
+    target = ctx.sweep.spec.objective_target
+    try:
+        outcome = run_user_code(
+            config, ctx.recorder, lambda event: ctx.on_event(TrialRunEvent(held.number, event)), cancel=ctx.cancel,
+            labels=held.labels, judge=held.report_metrics, uid=held.uid, objective=target,
+            host=TrialHost(held.trial) if target else None, trial_number=held.number,
+        )
+    except UserCodeRejected as rejected:
+        return held.tell(RunStatus.FAILED, None, 0, None, rejected.reason)
+    if outcome.store_error is not None:
+        ctx.outcome.store_errors.append(outcome.store_error)
+    return held.ended_user(outcome)
+
+
+class TrialHost:
+    """A plain Optuna objective's trial, answered here: its suggestions, reports and params."""
+
+    ALLOWED = (*SUGGESTIONS, "set_user_attr")
+
+    def __init__(self, trial: Trial) -> None:
+        self.trial = trial
+
+    def answer(self, ask: Ask) -> Answer:
+        if ask.method not in self.ALLOWED:
+            return Answer(error=f"trial.{ask.method} is not available to an objective run by tuner-tui")
+        try:
+            return Answer(getattr(self.trial, ask.method)(*ask.args, **ask.kwargs))
+        except (ValueError, TypeError) as error:
+            return Answer(error=str(error))
+
+    def report(self, report: MetricsReported) -> bool:
+        value = report.metrics.get(OBJECTIVE_METRIC)
+        if value is None:
+            return False
+        self.trial.report(value, report.epoch)
+        return self.trial.should_prune()
+
+    def params(self) -> Mapping[str, Any]:
+        return dict(self.trial.params)
+
+
 def _run_pack(
     ctx: _Context, queues: dict[PackKey, deque[_HeldTrial]], pack: Callable[[int], int]
 ) -> list[TrialEnded]:
@@ -312,7 +399,7 @@ def _run_pack(
         first = _ask(ctx)
         if first is None:
             return []
-        key = PackKey.of(first.config)
+        key = PackKey.of(first.builtin_config)
         queues.setdefault(key, deque()).append(first)
     size = pack(key.batch_size)
     if size <= 1:
@@ -333,7 +420,7 @@ def _run_pack(
             held = _ask(ctx)
             if held is None:
                 break
-            queues.setdefault(PackKey.of(held.config), deque()).append(held)
+            queues.setdefault(PackKey.of(held.builtin_config), deque()).append(held)
         return queue.popleft() if queue else None
 
     members: list[_HeldTrial] = []
@@ -347,7 +434,7 @@ def _run_pack(
             return None
         members.append(held)
         held.start()
-        return PackEntry(held.config, held.labels, held.uid)
+        return PackEntry(held.builtin_config, held.labels, held.uid)
 
     def on_slot(tagged: PackEvent) -> None:
         held = members[tagged.run]
@@ -359,7 +446,7 @@ def _run_pack(
         held.start()
     try:
         results = run_pack(
-            [PackEntry(h.config, h.labels, h.uid) for h in members], ctx.recorder, on_slot, cancel=ctx.cancel,
+            [PackEntry(h.builtin_config, h.labels, h.uid) for h in members], ctx.recorder, on_slot, cancel=ctx.cancel,
             judge=lambda run, epoch: members[run].report(epoch), next_entry=next_entry, load=ctx.loader,
         )
     except Exception as error:  # the pack could not even start: its trials failed

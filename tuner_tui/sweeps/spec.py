@@ -44,9 +44,12 @@ from tuner_tui.runs.presets import (
     PresetError,
     is_path_argument,
     load_preset,
+    load_run_target,
     read_toml,
     user_config_dir,
 )
+from tuner_tui.usercode.config import UserRunConfig
+from tuner_tui.usercode.model_file import ModelFile
 
 Objective = Literal["val_accuracy", "val_loss"]
 SamplerName = Literal["tpe", "random", "grid", "gp", "cmaes"]
@@ -57,7 +60,7 @@ SAMPLERS: tuple[SamplerName, ...] = get_args(SamplerName)
 PRUNERS: tuple[PrunerName, ...] = get_args(PrunerName)
 KINDS: tuple[DistributionKind, ...] = get_args(DistributionKind)
 SEARCHABLE = ("hidden", "lr", "batch_size", "reg", "seed", "conventions")
-SEARCH_KEYS = ("objective", "validation", "sampler", "pruner", "epochs", "trials", "seed")
+SEARCH_KEYS = ("objective", "direction", "validation", "sampler", "pruner", "epochs", "trials", "seed")
 TOP_KEYS = ("base", "config", "space", "search")
 MAX_TRIALS = 100_000
 MAX_GRID_POINTS = MAX_TRIALS  # a grid is tried point by point, within a study's budget
@@ -119,19 +122,18 @@ class Distribution:
 
 @dataclass(frozen=True)
 class SearchSettings:
-    """How the study searches."""
+    """How the study searches. A built-in sweep's objective is val_accuracy (maximized) or val_loss
+    (minimized); a sweep of user code's is any metric its function reports (by default the model's
+    headline), in the direction its model file gives (or `direction`)."""
 
-    objective: Objective = "val_accuracy"
+    objective: str = "val_accuracy"
     validation: float = 0.1
     sampler: SamplerName = "tpe"
     pruner: PrunerName = "asha"
     epochs: int = 5
     trials: int = 50
     seed: int = 0
-
-    @property
-    def direction(self) -> Literal["maximize", "minimize"]:
-        return "maximize" if self.objective == "val_accuracy" else "minimize"
+    direction: Literal["maximize", "minimize"] = "maximize"
 
 
 @dataclass(frozen=True)
@@ -140,23 +142,31 @@ class SweepSpec:
 
     name: str
     source: str
-    base: RunConfig
+    base: RunConfig | UserRunConfig
     space: Mapping[str, Distribution]
     search: SearchSettings
     base_preset: str | None = None
     shipped: bool = False
+    model: ModelFile | None = None  # a sweep of user code: its model file (then `base` is a UserRunConfig)
+    objective_target: str | None = None  # a plain Optuna objective's `FILE.py:function` (define-by-run)
 
     def fingerprint(self) -> str:
         """What makes two runs of a sweep the same study (the budget and the name do not count)."""
-        identity = {
+        identity: dict[str, Any] = {
             "base": self.base.to_dict(),
             "space": {name: d.to_json() for name, d in sorted(self.space.items())},
             "search": {k: v for k, v in dataclasses.asdict(self.search).items() if k != "trials"},
         }
+        if self.objective_target is not None:
+            identity["objective"] = self.objective_target
         return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
 
-    def trial_config(self, params: Mapping[str, Any]) -> RunConfig:
+    def trial_config(self, params: Mapping[str, Any]) -> RunConfig | UserRunConfig:
         """The base config with a trial's parameter values (already validated by the space)."""
+        if isinstance(self.base, UserRunConfig):
+            assert self.model is not None
+            values = self.model.values(params, self.base.fields)
+            return dataclasses.replace(self.base, values=tuple(values.items()))
         return RunConfig.from_mapping(params, base=self.base)
 
     def to_json(self) -> dict[str, Any]:
@@ -167,6 +177,8 @@ class SweepSpec:
             "base": self.base.to_dict(),
             "space": {name: d.to_json() for name, d in self.space.items()},
             "search": dataclasses.asdict(self.search),
+            "model": str(self.model.path) if self.model is not None else None,
+            "objective_target": self.objective_target,
         }
 
 
@@ -236,8 +248,13 @@ def parse_spec(
         problems.append(name_problem)
     for key in sorted(set(data) - set(TOP_KEYS)):
         problems.append(f"{key}: unknown key; allowed keys are {', '.join(TOP_KEYS)}")
-    search = _parse_search(data.get("search", {}), problems)
+    model = _model_base(data.get("base"), problems)
+    search = _parse_search(data.get("search", {}), problems, model)
     overrides = overrides or {}
+    if model is not None:
+        from tuner_tui.sweeps.model_specs import parse_model_spec
+
+        return parse_model_spec(data, model, search, overrides, problems, source=source, name=name, shipped=shipped)
     if "epochs" in overrides:  # `--set epochs=N` sets the most any trial trains
         try:
             search = dataclasses.replace(search, epochs=parse_field("epochs", overrides["epochs"]))
@@ -268,14 +285,33 @@ def sweep_name_problem(name: str) -> str | None:
     return f"name {name!r}: a sweep name is 1 to 64 letters, digits, _ or -, and not 'show'"
 
 
-def _parse_search(raw: Any, problems: list[str]) -> SearchSettings:
+def _model_base(raw: Any, problems: list[str]) -> ModelFile | None:
+    """The model file a spec's `base` names, if it names one (a built-in preset otherwise)."""
+    if not isinstance(raw, str):
+        return None
+    try:
+        target = load_run_target(raw)
+    except PresetError:
+        return None  # reported with the built-in base
+    return target if isinstance(target, ModelFile) else None
+
+
+def _parse_search(raw: Any, problems: list[str], model: ModelFile | None = None) -> SearchSettings:
     if not isinstance(raw, Mapping):
         problems.append("search: must be a table ([search])")
         return SearchSettings()
     for key in sorted(set(raw) - set(SEARCH_KEYS)):
         problems.append(f"search.{key}: unknown key; allowed keys are {', '.join(SEARCH_KEYS)}")
     values: dict[str, Any] = {}
-    choices: dict[str, tuple[str, ...]] = {"objective": OBJECTIVES, "sampler": SAMPLERS, "pruner": PRUNERS}
+    if model is not None:
+        values.update(_model_objective(raw, model, problems))
+    choices: dict[str, tuple[str, ...]] = {"sampler": SAMPLERS, "pruner": PRUNERS}
+    if model is None:
+        choices["objective"] = OBJECTIVES
+        if "direction" in raw:
+            problems.append("search.direction: a built-in sweep's objective has its own direction")
+        if raw.get("objective") == "val_loss":
+            values["direction"] = "minimize"
     for key, allowed in choices.items():
         if key in raw:
             if raw[key] in allowed:
@@ -297,6 +333,25 @@ def _parse_search(raw: Any, problems: list[str]) -> SearchSettings:
         else:
             problems.append(f"search.validation: must be a share in (0, 0.5] of the training set, got {value!r}")
     return SearchSettings(**values)
+
+
+def _model_objective(raw: Mapping[str, Any], model: ModelFile, problems: list[str]) -> dict[str, Any]:
+    """A sweep of user code's objective (any metric its code reports; the headline by default) and
+    its direction (the model file's for its metrics, else `direction`)."""
+    headline, direction = model.headline
+    objective = raw.get("objective", headline)
+    if not isinstance(objective, str) or not objective.isidentifier():
+        problems.append(f"search.objective: must be the name of a metric the code reports, got {objective!r}")
+        return {}
+    given = raw.get("direction")
+    if given is not None and given not in ("maximize", "minimize"):
+        problems.append(f"search.direction: must be maximize or minimize, got {given!r}")
+        return {}
+    chosen = given or model.metrics.get(objective)
+    if chosen is None:
+        problems.append(f"search.objective: {objective} is not in the model's [metrics]; give search.direction")
+        return {}
+    return {"objective": objective, "direction": chosen if objective != headline or given else direction}
 
 
 def _parse_base(
@@ -345,7 +400,7 @@ def _parse_space(raw: Any, base: RunConfig | None, problems: list[str]) -> dict[
         if field not in SEARCHABLE:
             problems.append(f"{where}: cannot be searched; searchable fields are {', '.join(SEARCHABLE)}")
             continue
-        distribution = _parse_distribution(where, entry, problems)
+        distribution = parse_distribution(where, entry, problems)
         if distribution is None:
             continue
         if _check_values(where, field, distribution, base, problems):
@@ -353,7 +408,7 @@ def _parse_space(raw: Any, base: RunConfig | None, problems: list[str]) -> dict[
     return space
 
 
-def _parse_distribution(where: str, entry: Any, problems: list[str]) -> Distribution | None:
+def parse_distribution(where: str, entry: Any, problems: list[str]) -> Distribution | None:
     kinds = " | ".join(KINDS)
     if not isinstance(entry, Mapping):
         problems.append(f"{where}: must be a table such as {{ choice = [...] }} ({kinds})")
