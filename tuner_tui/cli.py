@@ -16,6 +16,7 @@ from tuner_tui.commands.common import (
     EXIT_INTERRUPTED,
     EXIT_OK,
     BadInput,
+    model_named,
     open_store,
     parse_overrides,
     resolve_config,
@@ -232,6 +233,15 @@ def run_app(args: argparse.Namespace, *, sweep: SweepLaunch | None = None, lab: 
     from tuner_tui.runs.presets import load_preset
 
     overrides = [] if args.command else args.overrides
+    model = model_named(args.preset) if args.preset else None
+    if model is not None:
+        from tuner_tui.commands.user_run import model_run_config
+
+        model_config = model_run_config(model, args, overrides)
+        with open_store(args.store, create=True) as store:
+            app = TunerApp(store=store, model=model, model_config=model_config, storage=args.storage)
+            app.run()
+        return app.return_code or EXIT_OK
     config, _ = resolve_config(args.preset, overrides, data_root=args.data_root, device=args.device)
     preset = load_preset(args.preset) if args.preset else None  # read fine just above
     store = open_store(args.store, create=True)

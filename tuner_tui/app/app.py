@@ -20,6 +20,7 @@ from textual.screen import Screen
 
 from tuner_tui.app.components.confirm import ConfirmScreen
 from tuner_tui.app.components.help_screen import HelpScreen
+from tuner_tui.app.components.model_screen import ModelScreen
 from tuner_tui.app.components.presets_screen import PresetsScreen
 from tuner_tui.app.components.runs_screen import RunsScreen
 from tuner_tui.app.components.save_preset import SavePresetScreen
@@ -38,6 +39,8 @@ from tuner_tui.runs.store import ResultsStore
 from tuner_tui.runs.system_info import SystemInfo
 from tuner_tui.runs.training_process import TrainingRunner, run_in_child_process
 from tuner_tui.runs.training_process import warm_up as warm_up_training_process
+from tuner_tui.usercode.config import UserRunConfig
+from tuner_tui.usercode.model_file import ModelFile
 
 
 class ChildProcessRunner:
@@ -110,10 +113,13 @@ class TunerApp(App):
         sweep: SweepLaunch | None = None,
         storage: str | None = None,
         lab: LabLaunch | None = None,
+        model: ModelFile | None = None,
+        model_config: UserRunConfig | None = None,
     ) -> None:
         """`preset_name`: the preset `config` came from (`preset_config`, its own config, when `config`
         was edited away from it); `sweep`: open on the sweeps screen and start it; `storage`: where
-        sweeps' studies go (`--storage`); `lab`: open on the presets screen with these presets marked."""
+        sweeps' studies go (`--storage`); `lab`: open on the presets screen with these presets marked;
+        `model`: a model file of the user's, whose fields (`model_config`) the first screen edits."""
         super().__init__()
         self.store = store
         probe = gpu_probe or NvmlGpuProbe()
@@ -123,9 +129,11 @@ class TunerApp(App):
         )
         self.initial_config = config or RunConfig()
         self.initial_preset_config = preset_config
+        self.model = model
+        self.model_config = model_config
         self.initial_preset = Path(preset_name).stem if preset_name and preset_name.endswith(".toml") else preset_name
         self.quit_after_run = False
-        self.tuning: TuningScreen
+        self.tuning: TuningScreen | ModelScreen
         self.sweep_launch = sweep
         self.storage = storage
         self.sweeps: SweepScreen | None = None  # made on first use, then kept: a sweep it started goes on
@@ -136,6 +144,9 @@ class TunerApp(App):
     def get_default_screen(self) -> Screen:
         from tuner_tui.runs.presets import list_presets
 
+        if self.model is not None and self.model_config is not None:
+            self.tuning = ModelScreen(self.model, self.model_config, self.store)
+            return self.tuning
         names = [p.name for p in list_presets()]
         self.tuning = TuningScreen(
             self.initial_config, names, self.initial_preset, self.machine, self.initial_preset_config
@@ -223,20 +234,37 @@ class TunerApp(App):
         (a run from the form trains on the whole training set), and the note says so."""
         config = message.record.config
         note = f"loaded the config of run {message.record.id}"
-        if not isinstance(config, RunConfig):
-            self.notify(f"run {message.record.id} ran your own code: open it with --preset {config.model}",
-                        markup=False)
+        if not isinstance(config, RunConfig) or not isinstance(self.tuning, TuningScreen):
+            self._load_user_config(message)
             return
         if config.validation:
             note += f"; its validation share {config.validation:g} (held out by its sweep) is reset to 0"
             config = dataclasses.replace(config, validation=0.0)
         self.switch_to_tuning()
+        assert isinstance(self.tuning, TuningScreen)
         self.tuning.form.load(config)
         self.notify(note, markup=False)
+
+    def _load_user_config(self, message: LoadConfig) -> None:
+        """A run's config into a form of the other kind cannot go: a model's run goes to its model's form."""
+        config, run_id = message.record.config, message.record.id
+        tuning = self.tuning
+        if isinstance(config, UserRunConfig) and isinstance(tuning, ModelScreen) and config.model == str(
+            tuning.model.path
+        ):
+            self.switch_to_tuning()
+            tuning.load_values(config, run_id)
+            return
+        where = f"tuner-tui --preset {config.model}" if isinstance(config, UserRunConfig) else "tuner-tui"
+        self.notify(f"run {run_id} is not a run of this form's model: open it with {where}", markup=False)
 
     def load_preset(self, name: str) -> None:
         """Load preset `name` into the tuning screen's form."""
         self.switch_to_tuning()
+        if isinstance(self.tuning, ModelScreen):
+            self.notify("this app edits a model file's fields; open a preset with tuner-tui --preset NAME",
+                        markup=False)
+            return
         self.tuning.load_preset(name)
 
     def action_help(self) -> None:
@@ -246,7 +274,11 @@ class TunerApp(App):
         self.push_screen(HelpScreen(self.BINDINGS))
 
     def action_save_preset(self) -> None:
-        state = self.tuning.form_state
+        tuning = self.tuning
+        if isinstance(tuning, ModelScreen):
+            self.notify(f"a model's defaults are in its file: {tuning.model.path}", markup=False)
+            return
+        state = tuning.form_state
         if state is None or state.config is None:
             self.notify("fix the form before saving it as a preset", severity="error")
             return
@@ -255,7 +287,7 @@ class TunerApp(App):
             if name:
                 from tuner_tui.runs.presets import list_presets
 
-                self.tuning.form.adopt_preset(name, [p.name for p in list_presets()])
+                tuning.form.adopt_preset(name, [p.name for p in list_presets()])
                 self.notify(f"saved preset {name}", markup=False)
 
         self.push_screen(SavePresetScreen(state.config), saved)

@@ -11,12 +11,21 @@ from tuner_tui.engine.config import RunConfig
 from tuner_tui.engine.events import Event
 from tuner_tui.runs.records import RunRecord
 from tuner_tui.sweeps.locations import SweepLocation
+from tuner_tui.usercode.events import UserEvent
 
 
 class RunEventMessage(Message):
     """An engine event (Started, Progress, EpochEnd, Finished) of the run in progress."""
 
     def __init__(self, event: Event) -> None:
+        super().__init__()
+        self.event = event
+
+
+class UserRunEvent(Message):
+    """An event of a run of the user's own code (UserStarted, MetricsReported, UserLogged, UserFinished)."""
+
+    def __init__(self, event: UserEvent) -> None:
         super().__init__()
         self.event = event
 

@@ -60,7 +60,20 @@ def comparison_rows(records: Sequence[RunRecord]) -> list[tuple[str, list[str], 
         cells = [_config_cell(name, r) for r in records]
         rows.append((field_label(name) if name in FIELD_NAMES else name, cells, len(set(cells)) > 1))
     rows += [(title, [cell(r) for r in records], False) for title, cell in RESULT_ROWS]
+    metrics = list(dict.fromkeys(name for r in records for name in r.metrics))  # what user code reported
+    rows += [(name, [_metric_cell(r, name) for r in records], False) for name in metrics]
     return rows
+
+
+def _metric_cell(record: RunRecord, name: str) -> str:
+    value = record.metrics.get(name)
+    return "–" if value is None else format_number(value)
+
+
+def metric_curve(record: RunRecord, name: str) -> Series:
+    """A run of user code's metric `name` by epoch."""
+    points = [(e.epoch, e.metrics[name]) for e in record.epochs if name in e.metrics]
+    return Series(run_name(record, NAME_WIDTH), [x for x, _ in points], [y for _, y in points])
 
 
 def _config_cell(name: str, record: RunRecord) -> str:
@@ -89,8 +102,18 @@ class CompareScreen(Screen):
         yield Footer()
 
     def on_mount(self) -> None:
-        self.query_one("#compare-accuracy", EpochPlot).show([curve(r, "test_accuracy") for r in self.records])
-        self.query_one("#compare-ce", EpochPlot).show([curve(r, "train_ce") for r in self.records])
+        first, second = self.query_one("#compare-accuracy", EpochPlot), self.query_one("#compare-ce", EpochPlot)
+        if all(r.model is not None for r in self.records):  # runs of user code: their headline metrics
+            headlines = list(dict.fromkeys(r.headline[0] for r in self.records))
+            first.title, first.unit = headlines[0], ""
+            first.show([metric_curve(r, headlines[0]) for r in self.records])
+            others = [n for r in self.records for n in r.metrics if n not in headlines]
+            if others:
+                second.title, second.empty = others[0], "not reported"
+            second.show([metric_curve(r, others[0]) for r in self.records] if others else [])
+        else:
+            first.show([curve(r, "test_accuracy") for r in self.records])
+            second.show([curve(r, "train_ce") for r in self.records])
         table: DataTable[Text] = self.query_one("#compare-table", DataTable)
         table.add_column(Text(""), key="field")
         for record in self.records:

@@ -4,7 +4,7 @@ Reusable for any kind of record (stored runs, a sweep's trials): describe the co
 `TableColumn`s and say how each record's row is keyed.
 
     table = RecordTable(COLUMNS, key=lambda run: str(run.id), fixed_columns=2, id="runs-table")
-    table.show(records, best="12")   # fill it (the cursor stays on the same record); ★ marks the best
+    table.show(records, best={"12"}) # fill it (the cursor stays on the same record); ★ marks the best
     table.sort_by("test acc")        # that column's best end first; the same column again reverses
     table.toggle_mark()              # mark the record under the cursor (● in the first column)
 
@@ -15,7 +15,7 @@ rest scroll sideways.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, Literal, TypeVar
 
@@ -68,7 +68,7 @@ class RecordTable(DataTable[Text], Generic[T]):
         self.key = key
         self.records: list[T] = []
         self.marked: list[str] = []  # row keys, in the order they were marked
-        self.best: str | None = None
+        self.best: frozenset[str] = frozenset()
         self.sort_key: str | None = None  # None: the order the records were given in
         self.descending = False
 
@@ -77,11 +77,11 @@ class RecordTable(DataTable[Text], Generic[T]):
 
     # --- what is shown ----------------------------------------------------------------
 
-    def show(self, records: Sequence[T], *, best: str | None = None) -> None:
-        """Fill the table with `records` (sorted as chosen); `best` is the key of the row to highlight."""
+    def show(self, records: Sequence[T], *, best: Iterable[str] = ()) -> None:
+        """Fill the table with `records` (sorted as chosen); `best`: the keys of the rows to highlight."""
         keep = self.current_key()
         self.records = list(records)
-        self.best = best
+        self.best = frozenset(best)
         self.marked = [k for k in self.marked if any(self.key(r) == k for r in self.records)]
         self._refill(keep)
 
@@ -156,7 +156,7 @@ class RecordTable(DataTable[Text], Generic[T]):
             self.add_column(Text(title, justify="right" if column.numeric else "left"), key=column.key)
 
     def _mark_cell(self, key: str) -> Text:
-        text = (MARK if key in self.marked else " ") + (BEST if key == self.best else " ")
+        text = (MARK if key in self.marked else " ") + (BEST if key in self.best else " ")
         return Text(text, style="bold")
 
     def _refill(self, keep: str | None) -> None:
@@ -164,7 +164,7 @@ class RecordTable(DataTable[Text], Generic[T]):
         self._add_columns()
         for record in self.ordered():
             key = self.key(record)
-            style = "bold" if key == self.best else ""
+            style = "bold" if key in self.best else ""
             cells = [
                 Text(column.cell(record), style=style, justify="right" if column.numeric else "left")
                 for column in self.table_columns.values()

@@ -103,9 +103,15 @@ COLUMN_HELP = {
 }
 
 
-def best_run(rows: list[Row]) -> RunRecord | None:
-    """The completed run with the highest test accuracy (the first of equals), or None."""
-    completed = [
-        r for r in rows if isinstance(r, RunRecord) and r.status is RunStatus.COMPLETED and r.test_accuracy is not None
-    ]
-    return max(completed, key=lambda r: r.test_accuracy or 0.0, default=None)
+def best_runs(rows: list[Row]) -> list[RunRecord]:
+    """The best completed run of the built-in network (highest test accuracy, the first of equals) and,
+    for each user model, its best completed run by the model's headline metric in its direction."""
+    groups: dict[str, list[RunRecord]] = {}
+    for row in rows:
+        if isinstance(row, RunRecord) and row.status is RunStatus.COMPLETED and row.headline[1] is not None:
+            groups.setdefault(row.model.file if row.model else "", []).append(row)
+    best = []
+    for runs in groups.values():
+        sign = 1.0 if runs[0].headline[2] == "maximize" else -1.0
+        best.append(max(runs, key=lambda r: sign * (r.headline[1] or 0.0)))
+    return best

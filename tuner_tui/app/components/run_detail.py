@@ -33,6 +33,15 @@ def run_name(record: RunRecord, width: int | None = None) -> str:
     return name if width is None or len(name) <= width else name[: width - 1] + "…"
 
 
+def metric_curves(record: RunRecord, names: list[str]) -> list[Series]:
+    """A curve per reported metric of a run of user code, by epoch."""
+    curves = []
+    for name in names:
+        points = [(e.epoch, e.metrics[name]) for e in record.epochs if name in e.metrics]
+        curves.append(Series(name, [x for x, _ in points], [y for _, y in points]))
+    return curves
+
+
 def loss_series(record: RunRecord) -> list[Series]:
     """The lab's loss (left axis) and the mean cross-entropy (right axis) by epoch."""
     lab = [(e.epoch, e.train_loss) for e in record.epochs if e.train_loss is not None]
@@ -93,6 +102,9 @@ class RunDetailScreen(Screen):
         yield Footer()
 
     def on_mount(self) -> None:
+        if self.record.model is not None:
+            self._show_user_run()
+            return
         self.query_one("#detail-loss", EpochPlot).show(loss_series(self.record))
         self.query_one("#detail-accuracy", EpochPlot).show(accuracy_series(self.record))
         table: DataTable[Text] = self.query_one("#epoch-table", DataTable)
@@ -109,6 +121,28 @@ class RunDetailScreen(Screen):
             table.add_row(*(Text(c, justify="right") for c in cells))
         if not self.record.epochs:
             table.add_row(Text("no finished epoch"), *(Text("") for _ in titles[1:]))
+
+    def _show_user_run(self) -> None:
+        """A run of user code: its headline metric and its other metrics by epoch, a table of every
+        report, and its log (a failed run's traceback among it)."""
+        record = self.record
+        headline = record.headline[0]
+        names = list(dict.fromkeys(name for e in record.epochs for name in e.metrics))
+        first, second = self.query_one("#detail-loss", EpochPlot), self.query_one("#detail-accuracy", EpochPlot)
+        first.title, first.unit, second.title, second.unit = f"{headline} by epoch", "", "other metrics by epoch", ""
+        first.show(metric_curves(record, [headline]))
+        second.show(metric_curves(record, [n for n in names if n != headline]))
+        table: DataTable[Text] = self.query_one("#epoch-table", DataTable)
+        titles = ["epoch", *names, "time"]
+        for title in titles:
+            table.add_column(Text(title, justify="right"), key=title)
+        for e in record.epochs:
+            cells = [str(e.epoch), *(format_number(e.metrics.get(name)) for name in names), format_seconds(e.seconds)]
+            table.add_row(*(Text(c, justify="right") for c in cells))
+        if not record.epochs:
+            table.add_row(Text("no report"), *(Text("") for _ in titles[1:]))
+        if record.log:
+            self.query_one("#detail-body", VerticalScroll).mount(Static(Text(record.log), id="detail-log"))
 
     def action_load(self) -> None:
         self.post_message(LoadConfig(self.record))

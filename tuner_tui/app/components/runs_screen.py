@@ -22,7 +22,7 @@ from tuner_tui.app.components.compare_screen import CompareScreen
 from tuner_tui.app.components.confirm import ConfirmScreen
 from tuner_tui.app.components.prompts import ChoiceScreen, TextPromptScreen
 from tuner_tui.app.components.record_table import RecordTable
-from tuner_tui.app.components.run_columns import COLUMN_HELP, RUN_COLUMNS, Row, best_run, row_key
+from tuner_tui.app.components.run_columns import COLUMN_HELP, RUN_COLUMNS, Row, best_runs, row_key
 from tuner_tui.app.components.run_detail import RunDetailScreen, run_summary
 from tuner_tui.app.messages import LoadConfig
 from tuner_tui.app.run_filter import FILTER_HELP, FilterError, RunFilter, parse_filter
@@ -100,8 +100,7 @@ class RunsScreen(Screen):
 
     def _show(self) -> None:
         visible = self.visible_rows()
-        best = best_run(visible)
-        self.table.show(visible, best=row_key(best) if best else None)
+        self.table.show(visible, best=[row_key(best) for best in best_runs(visible)])
         self._update_status()
         self._preview(self.table.current())
 

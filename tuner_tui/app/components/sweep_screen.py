@@ -394,7 +394,7 @@ class SweepScreen(Screen):
                 if focused:
                     table.focus()
             best = view.summary.best()
-            table.show(sorted(view.summary.trials, key=lambda t: -t.number), best=trial_key(best) if best else None)
+            table.show(sorted(view.summary.trials, key=lambda t: -t.number), best=[trial_key(best)] if best else [])
         for plot in (self.query_one(BestSoFarPlot), self.query_one(ParamPlot), self.query_one(LadderPlot)):
             plot.show(view)
         self.query_one("#sweep-ladder", Label).update(Text(ladder_text(view) if view else ""))
