@@ -105,9 +105,10 @@ def _model_space(raw: Any, model: ModelFile, problems: list[str]) -> dict[str, D
         distribution = parse_distribution(where, entry, problems)
         if distribution is None:
             continue
-        allowed = KINDS_BY_TYPE[field.kind]
+        allowed = ("choice",) if field.choices else KINDS_BY_TYPE[field.kind]
         if distribution.kind not in allowed:
-            problems.append(f"{where}: a {field.kind} field takes {' | '.join(allowed)}, not {distribution.kind}")
+            what = "a field with choices" if field.choices else f"a {field.kind} field"
+            problems.append(f"{where}: {what} takes {' | '.join(allowed)}, not {distribution.kind}")
             continue
         if _values_fit(where, field, distribution, problems):
             space[name] = distribution
