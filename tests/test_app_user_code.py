@@ -126,7 +126,7 @@ def test_f6_stops_the_run_at_its_next_report_and_it_is_stored_cancelled(model_di
         async def scenario(pilot: Pilot, screen: ModelScreen) -> None:
             await wait_until(pilot, lambda: screen.form_state is not None and screen.form_state.values is not None)
             await pilot.press("f5")
-            await wait_until(pilot, lambda: (tmp_path / "reached").exists(), RUN_TIMEOUT_S)
+            await wait_until(pilot, (tmp_path / "reached").exists, RUN_TIMEOUT_S)
             await pilot.press("f6")
             await wait_until(pilot, lambda: not screen.running, RUN_TIMEOUT_S)
             assert (tmp_path / "reached.finally").exists()
