@@ -315,9 +315,9 @@ def child_main() -> int:
         else:
             model = load_model_file(job.config.model)
         function, module_file = _import_function(model)
-        from tuner_tui.engine.devices import device_name, resolve_device
+        from tuner_tui.usercode.devices import resolve_user_device
 
-        device = resolve_device(job.config.device)
+        device, device_name = resolve_user_device(job.config.device)
         if job.threads is not None:
             import torch
 
@@ -331,10 +331,10 @@ def child_main() -> int:
     from tuner_tui.usercode.origin import code_origin
 
     headline, direction = model.headline
-    channel.send(UserStarted(job.config, device_name(device), code_origin(model, module_file), model.title,
+    channel.send(UserStarted(job.config, device_name, code_origin(model, module_file), model.title,
                              headline, direction))
     threading.Thread(target=channel.watch, daemon=True, name="parent-watch").start()
-    run = ChildRun(channel, job.config, str(device))
+    run = ChildRun(channel, job.config, device)
     trial = None
     if job.objective:
         from tuner_tui.usercode.objective import TrialProxy

@@ -7,7 +7,6 @@ import hashlib
 import platform
 import shutil
 import subprocess
-import sys
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
@@ -25,7 +24,7 @@ def code_origin(model: ModelFile, module_file: str | None) -> CodeOrigin:
         function=model.train, file=str(file) if file else None,
         sha256=hashlib.sha256(file.read_bytes()).hexdigest() if file is not None and file.is_file() else None,
         git_commit=commit, git_dirty=dirty, python=platform.python_version(),
-        torch=_version("torch") if "torch" in sys.modules else None, tuner_tui=_version("tuner-tui") or "unknown",
+        torch=_version("torch"), tuner_tui=_version("tuner-tui") or "unknown",
     )
 
 
