@@ -9,7 +9,7 @@ import sys
 
 from tuner_tui.commands.common import EXIT_OK, open_store, plain_console, warn_unreadable
 from tuner_tui.engine.events import RunStatus
-from tuner_tui.reports.run_tables import plain, presets_table, runs_table
+from tuner_tui.reports.run_tables import models_table, plain, presets_table, runs_table
 
 
 def list_runs(args: argparse.Namespace) -> int:
@@ -29,12 +29,15 @@ def list_runs(args: argparse.Namespace) -> int:
 def list_presets(args: argparse.Namespace) -> int:
     """`tuner-tui presets`: shipped and user presets and sweep specs, and why any file was skipped."""
     from tuner_tui.reports.sweeps import specs_table
+    from tuner_tui.runs.presets import list_models, preset_errors
     from tuner_tui.runs.presets import list_presets as presets
-    from tuner_tui.runs.presets import preset_errors
     from tuner_tui.sweeps.spec import list_specs
 
     console = plain_console()
     console.print(presets_table(presets()))
+    models = list_models()
+    if models:
+        console.print(models_table(models))
     specs, spec_errors = list_specs()
     console.print(specs_table(specs))
     problems = [str(error) for error in preset_errors()] + [p for error in spec_errors for p in error.problems]

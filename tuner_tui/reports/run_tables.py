@@ -10,8 +10,9 @@ from rich.text import Text
 
 from tuner_tui.formatting import format_number, format_seconds, headline_text, printable
 from tuner_tui.runs.lab_table import LAB_COLUMNS, STATUS_COLUMN, rows
-from tuner_tui.runs.presets import Preset
+from tuner_tui.runs.presets import SHIPPED_PRESETS_DIR, Preset
 from tuner_tui.runs.records import RunRecord, UnreadableRun
+from tuner_tui.usercode.model_file import ModelFile
 
 
 def plain(value: object) -> Text:
@@ -93,4 +94,18 @@ def user_run_table(record: RunRecord) -> Table:
         table.add_row(plain(metric + star), plain(format_number(record.metrics.get(metric))))
     table.add_row("reports", str(len(record.epochs)))
     table.add_row("time", format_seconds(record.train_time_s))
+    return table
+
+
+def models_table(models: Sequence[ModelFile]) -> Table:
+    """The model files (your own training code): what they train, their fields and their metric."""
+    table = Table(title="models (your own code)", title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False,
+                  collapse_padding=True)
+    for title in ("name", "title", "function", "fields", "metric", "source"):
+        table.add_column(title, overflow="fold")
+    for model in models:
+        headline, direction = model.headline
+        shipped = model.path.parent.resolve() == SHIPPED_PRESETS_DIR.resolve()
+        table.add_row(plain(model.name), plain(model.title), plain(model.train), plain(", ".join(model.fields)),
+                      plain(f"{headline} ({direction})"), plain("shipped" if shipped else model.path))
     return table
