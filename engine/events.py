@@ -118,11 +118,23 @@ class EpochEnd:
     epoch: int
     train_loss: float
     train_accuracy: float
-    test_accuracy: float
+    test_accuracy: float | None  # None: a sweep's trial takes its test pass only when it completes
     seconds: float
     train_ce: float | None = None
     val_loss: float | None = None
     val_accuracy: float | None = None
+
+
+@dataclass(frozen=True)
+class ValidationCheck:
+    """A sweep's trial measured on its validation rows in the middle of an epoch: part `part` of
+    `parts` (the epoch's end, an `EpochEnd`, is the last part)."""
+
+    epoch: int
+    part: int
+    parts: int
+    val_loss: float
+    val_accuracy: float
 
 
 @dataclass(frozen=True)

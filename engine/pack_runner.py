@@ -254,7 +254,9 @@ class _PackLoop:
         self.runs_started += 1
         solo = PreparedRun(config, prepared.device, prepared.dataset, prepared.rss, start_time, prepared.clock)
         judge = self.judge
-        loop = TrainingLoop(solo, self._ignore, self.cancel, None if judge is None else (lambda end: judge(run, end)))
+        # A pack's slots are judged at epoch ends only (checks within an epoch are a solo trial's).
+        slot_judge = None if judge is None else (lambda end: isinstance(end, EpochEnd) and judge(run, end))
+        loop = TrainingLoop(solo, self._ignore, self.cancel, slot_judge)
         loop.gpu_probe = self.gpu_probe
         classes, samples = prepared.dataset.spec.classes, prepared.dataset.train_images.shape[0]
         accounting = Accounting(config.conventions, classes, samples, config.batch_size)

@@ -38,6 +38,7 @@ from tuner_tui.engine.events import (
     RunStatus,
     Started,
     TimeEstimate,
+    ValidationCheck,
 )
 from tuner_tui.engine.gpu import NvmlGpuProbe
 from tuner_tui.engine.memory import PeakRssTracker, remember_context_bytes, remembered_context_bytes
@@ -50,9 +51,20 @@ GPU_SAMPLE_INTERVAL_S = 1.0
 
 Clock = Callable[[], float]  # seconds, monotonic (time.perf_counter; a fake one in tests)
 EventSink = Callable[[Event], None]
-# Called with each finished epoch; True stops the run as `pruned` (a sweep's pruner decides),
-# unless it was the last.
-EpochJudge = Callable[[EpochEnd], bool]
+# Called with each finished epoch (and, for a sweep's trial, with each check of the validation rows
+# within an epoch); True stops the run as `pruned` (a sweep's pruner decides), unless it was the last.
+EpochJudge = Callable[[EpochEnd | ValidationCheck], bool]
+
+
+@dataclass(frozen=True)
+class TrialSettings:
+    """How a sweep's trial trains unlike a plain run: it spends no steps on a time calibration (its
+    estimate is what earlier trials of its shape measured, when known), it takes the test pass once,
+    at the end of a run that completes (the objective is on the validation rows), and it checks its
+    validation rows `reports_per_epoch` times an epoch, so a hopeless trial is pruned early."""
+
+    reports_per_epoch: int = 1
+    seconds_per_step: float | None = None  # measured by earlier trials of the same shape on this device
 
 
 @dataclass
@@ -121,9 +133,12 @@ def execute_run(
     *,
     cancel: threading.Event | None = None,
     judge: EpochJudge | None = None,
+    trial: TrialSettings | None = None,
 ) -> Finished:
-    """Train, reporting events; returns (and reports) the `Finished` event. Never raises."""
-    loop = TrainingLoop(prepared, on_event, cancel or threading.Event(), judge)
+    """Train, reporting events; returns (and reports) the `Finished` event. Never raises.
+
+    `trial`: train as a sweep's trial (see `TrialSettings`)."""
+    loop = TrainingLoop(prepared, on_event, cancel or threading.Event(), judge, trial=trial)
     try:
         finished = loop.run()
     except CalibrationCancelled:
@@ -211,6 +226,7 @@ class TrainingLoop:
     gpu_probe: NvmlGpuProbe | None = None
     gpu_peak_process_bytes: int | None = None
     gpu_last_sample: float = 0.0
+    trial: TrialSettings | None = None
 
     @property
     def config(self) -> RunConfig:
@@ -250,7 +266,13 @@ class TrainingLoop:
             torch.set_flush_denormal(True)
         self.data = DeviceData.from_dataset(dataset, device)
         self.backend = backend = build_backend(self.prepared, self.data)
-        estimate = calibrate(backend, self.prepared, self.cancel)
+        if self.trial is None:
+            estimate = calibrate(backend, self.prepared, self.cancel)
+        else:  # a trial measures itself as it trains: no calibration steps
+            estimate = TimeEstimate(
+                seconds_per_step=self.trial.seconds_per_step or math.nan, steps_per_epoch=backend.steps_per_epoch,
+                test_pass_seconds=0.0, epochs=config.epochs,
+            )
         name = device_name(device)
         self.on_event(Started(
             config=config, device_name=name, params=self.params, memory_estimate=self._memory_estimate(name),
@@ -290,11 +312,14 @@ class TrainingLoop:
         clock = self.prepared.clock
         epoch_start = last_report = clock()
         reported = EpochTotals(0.0, 0, 0, 0)
+        checks = self._check_steps(steps)
         try:
             for step in range(steps):
                 if self.cancel.is_set():
                     return Stop(RunStatus.CANCELLED, f"stopped in epoch {epoch} at step {step}")
                 backend.train_step(step)
+                if step + 1 in checks and self._pruned_within(backend, epoch, checks[step + 1]):
+                    return Stop(RunStatus.PRUNED, f"pruned in epoch {epoch} at step {step + 1} of {steps}")
                 now = clock()
                 if now - last_report >= PROGRESS_INTERVAL_S or step + 1 == steps:
                     totals = backend.epoch_totals(step + 1)
@@ -309,13 +334,33 @@ class TrainingLoop:
             self.last_epoch_seconds = clock() - epoch_start
             self.train_time_s += self.last_epoch_seconds
 
+    def _check_steps(self, steps: int) -> dict[int, int]:
+        """Within an epoch of `steps`, after which step each check of the validation rows comes
+        (step → its part, 1 to reports_per_epoch - 1; the epoch's end is the last part)."""
+        parts = self.trial.reports_per_epoch if self.trial is not None and self.judge is not None else 1
+        if parts <= 1 or self.prepared.dataset.val_images is None:
+            return {}
+        return {round(steps * part / parts): part for part in range(1, parts) if round(steps * part / parts) > 0}
+
+    def _pruned_within(self, backend: Backend, epoch: int, part: int) -> bool:
+        """Check the validation rows in the middle of an epoch; whether the judge prunes the trial."""
+        assert self.judge is not None and self.trial is not None
+        validation = backend.validation_metrics()
+        if validation is None:
+            return False
+        check = ValidationCheck(epoch, part, self.trial.reports_per_epoch, validation[0], validation[1])
+        return self.judge(check)
+
     def _end_epoch(self, backend: Backend, epoch: int, accounting: Accounting) -> Stop | None:
         totals = backend.epoch_totals(backend.steps_per_epoch)
         validation = backend.validation_metrics()
-        return self.end_epoch(epoch, totals, backend.test_accuracy(), validation, accounting)
+        last = epoch == self.config.epochs
+        # A trial is measured on its validation rows; its test pass comes once, when it completes.
+        test = backend.test_accuracy() if self.trial is None or last else None
+        return self.end_epoch(epoch, totals, test, validation, accounting)
 
     def end_epoch(
-        self, epoch: int, totals: EpochTotals, test_accuracy: float, validation: tuple[float, float] | None,
+        self, epoch: int, totals: EpochTotals, test_accuracy: float | None, validation: tuple[float, float] | None,
         accounting: Accounting,
     ) -> Stop | None:
         """Report the finished epoch; a stop when the run is hopeless or its judge prunes it."""
@@ -357,7 +402,7 @@ class TrainingLoop:
         elapsed = self.train_time_s + epoch_elapsed
         seconds_per_step = elapsed / max(1, self.steps_done_total)
         total_steps = steps * self.config.epochs
-        remaining_epochs = self.config.epochs - epoch + 1
+        remaining_epochs = self.config.epochs - epoch + 1 if self.trial is None else 0
         eta = (total_steps - self.steps_done_total) * seconds_per_step + remaining_epochs * estimate.test_pass_seconds
         self.on_event(Progress(
             epoch=epoch, epochs=self.config.epochs, step=totals.steps, steps_per_epoch=steps,

@@ -225,7 +225,25 @@ def test_a_pruner_stops_trials_and_they_are_stored_as_pruned(isolated, tmp_path:
     assert len(ended) == 8 and pruned
     for event in pruned:
         run = store.get_run(event.run_id)
-        assert run.status == "pruned" and 1 <= len(run.epochs) < 4 and run.sweep == "pruning"
+        assert run.status == "pruned" and 0 <= len(run.epochs) < 4 and run.sweep == "pruning"
+        assert all(epoch.test_accuracy is None for epoch in run.epochs)  # a trial takes no test pass until it completes
+    completed = [store.get_run(e.run_id) for e in ended if e.status is RunStatus.COMPLETED]
+    for run in completed:  # its one test pass, at the end
+        assert [e.test_accuracy is not None for e in run.epochs] == [False] * (len(run.epochs) - 1) + [True]
+        assert run.test_accuracy is not None
+    store.close()
+
+
+def test_a_trial_is_checked_within_an_epoch_and_can_be_pruned_before_its_first_ends(isolated, tmp_path: Path) -> None:
+    spec_path = write_spec(tmp_path / "specs", pruner="asha", epochs=2, trials=10)
+    events, store = _run(spec_path, storage_of(isolated), "within", 10)
+    sweep = open_study(load_spec(str(spec_path)), "within", storage_of(isolated), budget=None, create=False)
+    parts = sweep.spec.search.reports_per_epoch
+    assert parts > 1
+    steps = {step for trial in sweep.trials() for step in trial.intermediate_values}
+    assert set(range(1, parts)) <= steps  # checks within the first epoch reached the pruner
+    within = [r for r in store.list_runs(sweep="within") if r.status == "pruned" and not r.epochs]
+    assert within and all(r.message.startswith("pruned in epoch 1 at step ") for r in within)
     store.close()
 
 

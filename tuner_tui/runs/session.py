@@ -9,6 +9,7 @@ failure is kept as one line, and the run's result still reaches its caller.
 
 from __future__ import annotations
 
+import math
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -17,7 +18,7 @@ from typing import Protocol
 from tuner_tui.engine.config import RunConfig
 from tuner_tui.engine.datasets import LoadedDataset, load_dataset
 from tuner_tui.engine.events import EpochEnd, Event, Finished, Started
-from tuner_tui.engine.runner import EpochJudge, EventSink, PreparedRun, execute_run, prepare_run
+from tuner_tui.engine.runner import EpochJudge, EventSink, PreparedRun, TrialSettings, execute_run, prepare_run
 from tuner_tui.runs.lease import LEASE_SECONDS, Heartbeat
 from tuner_tui.runs.records import EpochRecord, RunLabels, RunRecord, new_run_uid
 from tuner_tui.runs.sqlite_access import StoreError
@@ -114,7 +115,7 @@ class EventRecorder:
         self.run_id = self.recorder.start_run(
             event.config, device_name=event.device_name, params=event.params,
             estimated_memory_bytes=event.memory_estimate.total,
-            estimated_time_s=event.time_estimate.train_seconds, data_source=event.data_source,
+            estimated_time_s=_known(event.time_estimate.train_seconds), data_source=event.data_source,
             labels=self.labels, uid=self.uid,
         )
         run_id = self.run_id
@@ -150,6 +151,11 @@ class EventRecorder:
         return RunOutcome(None, finished, self.store_error, unsaved_record(self, finished), uid=self.uid)
 
 
+def _known(seconds: float) -> float | None:
+    """An estimate, or None where there is none yet (a sweep's first trial of its shape)."""
+    return seconds if math.isfinite(seconds) else None
+
+
 def execute_and_record(
     prepared: PreparedRun,
     recorder: RunWriter,
@@ -159,14 +165,15 @@ def execute_and_record(
     labels: RunLabels | None = None,
     judge: EpochJudge | None = None,
     uid: str | None = None,
+    trial: TrialSettings | None = None,
 ) -> RunOutcome:
     """Run `prepared`, recording it (under `uid`, or a new one), and forward every event to
-    `on_event` after the recorder saw it."""
+    `on_event` after the recorder saw it; `trial`: as a sweep's trial (`TrialSettings`)."""
     recording = EventRecorder(
         recorder, prepared.config, labels or RunLabels(), on_event,
         data_source=prepared.dataset.source, device_label=str(prepared.device), uid=uid or new_run_uid(),
     )
-    finished = execute_run(prepared, recording, cancel=cancel, judge=judge)
+    finished = execute_run(prepared, recording, cancel=cancel, judge=judge, trial=trial)
     return recording.result(finished)
 
 

@@ -48,7 +48,12 @@ def parse_model_spec(
     data: Mapping[str, Any], model: ModelFile, search: SearchSettings, overrides: Mapping[str, Any],
     problems: list[str], *, source: str, name: str, shipped: bool,
 ) -> SweepSpec:
-    """A spec over `model`'s fields; SpecError with every problem, one line each."""
+    """A spec over `model`'s fields; SpecError with every problem, one line each. The code reports
+    when it likes: each report is one step of the pruner (`reports_per_epoch` is the built-in's)."""
+    raw_search = data.get("search", {})
+    if isinstance(raw_search, Mapping) and "reports_per_epoch" in raw_search:
+        problems.append("search.reports_per_epoch: the built-in network's; your code reports when it likes")
+    search = dataclasses.replace(search, reports_per_epoch=1)
     if "epochs" in overrides:
         epochs = overrides["epochs"]
         parsed = int(epochs) if isinstance(epochs, int | str) and str(epochs).strip().isdigit() else None

@@ -53,7 +53,7 @@ def objective_spec(
     resolved = f"{Path(file).expanduser().resolve()}:{function}"
     search = SearchSettings(
         objective=OBJECTIVE_METRIC, direction=direction, validation=0.1, sampler=sampler,  # type: ignore[arg-type]
-        pruner=pruner, trials=min(trials or DEFAULT_TRIALS, MAX_TRIALS),  # type: ignore[arg-type]
+        pruner=pruner, trials=min(trials or DEFAULT_TRIALS, MAX_TRIALS), reports_per_epoch=1,  # type: ignore[arg-type]
     )
     base = UserRunConfig(str(model.path), ())
     return SweepSpec(name, resolved, base, {}, search, None, False, model, objective_target=resolved)

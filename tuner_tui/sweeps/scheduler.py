@@ -38,9 +38,9 @@ from typing import Any
 from optuna.trial import Trial, TrialState
 
 from tuner_tui.engine.config import RunConfig
-from tuner_tui.engine.events import EpochEnd, Event, Finished, RunStatus
+from tuner_tui.engine.events import EpochEnd, Event, Finished, Progress, RunStatus, ValidationCheck
 from tuner_tui.engine.pack_runner import PackEvent, PackKey
-from tuner_tui.engine.runner import prepare_run
+from tuner_tui.engine.runner import TrialSettings, prepare_run
 from tuner_tui.runs.lease import Heartbeat
 from tuner_tui.runs.pack_session import PackEntry, run_pack
 from tuner_tui.runs.records import RunLabels, new_run_uid
@@ -133,6 +133,7 @@ class _Context:
     loader: CachedLoader
     outcome: SweepOutcome
     fault: Callable[[], str | None] | None
+    step_seconds: dict[tuple[object, ...], float] = field(default_factory=dict)  # by trial shape, measured
 
 
 class _HeldTrial:
@@ -168,12 +169,19 @@ class _HeldTrial:
             TrialStarted(self.number, self.params, self.config, self.trial.user_attrs.get(REQUEUED_FROM))
         )
 
-    def report(self, epoch: EpochEnd) -> bool:
-        """Report an epoch's objective at its rung; True when the pruner stops the trial."""
-        value = objective_of(self.ctx.sweep, epoch)
+    def report(self, report: EpochEnd | ValidationCheck) -> bool:
+        """Report the objective at its step (`reports_per_epoch` steps an epoch: a check within an
+        epoch, or its end); True when the pruner stops the trial."""
+        parts = self.ctx.sweep.spec.search.reports_per_epoch
+        if isinstance(report, ValidationCheck):
+            objective = self.ctx.sweep.spec.search.objective
+            value: float | None = report.val_accuracy if objective == "val_accuracy" else report.val_loss
+            step = (report.epoch - 1) * parts + report.part
+        else:
+            value, step = objective_of(self.ctx.sweep, report), report.epoch * parts
         if value is None:
             return False
-        self.trial.report(value, epoch.epoch)
+        self.trial.report(value, step)
         return self.trial.should_prune()
 
     def report_metrics(self, report: MetricsReported) -> bool:
@@ -214,7 +222,7 @@ class _HeldTrial:
         elif status is RunStatus.PRUNED:
             study.tell(trial, state=TrialState.PRUNED)
         elif status is RunStatus.DIVERGED:
-            trial.report(worst_value(sweep.spec), epochs + 1)
+            trial.report(worst_value(sweep.spec), (epochs + 1) * sweep.spec.search.reports_per_epoch)
             sweep.set_trial_attr(trial, OUTCOME_ATTR, status.value)
             study.tell(trial, state=TrialState.PRUNED)
         else:
@@ -335,13 +343,26 @@ def _run_one(ctx: _Context, held: _HeldTrial | None = None) -> list[TrialEnded]:
         prepared = prepare_run(held.config, load=ctx.loader)
     except Exception as error:  # a trial that cannot even start is a failed trial
         return [held.tell(RunStatus.FAILED, None, 0, None, f"{type(error).__name__}: {error}")]
+    shape = _shape(held.config)
+    settings = TrialSettings(ctx.sweep.spec.search.reports_per_epoch, ctx.step_seconds.get(shape))
+
+    def relay(event: Event) -> None:
+        if isinstance(event, Progress) and event.step:  # the trial's own measure of its steps, for the next
+            ctx.step_seconds[shape] = event.elapsed_s / ((event.epoch - 1) * event.steps_per_epoch + event.step)
+        ctx.on_event(TrialRunEvent(held.number, event))
+
     recorded = execute_and_record(
-        prepared, ctx.recorder, lambda event: ctx.on_event(TrialRunEvent(held.number, event)), cancel=ctx.cancel,
-        labels=held.labels, judge=held.report, uid=held.uid,
+        prepared, ctx.recorder, relay, cancel=ctx.cancel, labels=held.labels, judge=held.report, uid=held.uid,
+        trial=settings,
     )
     if recorded.store_error is not None:
         ctx.outcome.store_errors.append(recorded.store_error)
     return [held.ended(recorded.finished, recorded.run_id)]
+
+
+def _shape(config: RunConfig) -> tuple[object, ...]:
+    """What a step's time depends on: a trial of the same shape on the same device takes as long."""
+    return (config.dataset, config.hidden, config.batch_size, config.engine, config.conventions, config.device)
 
 
 def _run_user(ctx: _Context, held: _HeldTrial, config: UserRunConfig) -> TrialEnded:

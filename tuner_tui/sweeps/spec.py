@@ -60,7 +60,13 @@ SAMPLERS: tuple[SamplerName, ...] = get_args(SamplerName)
 PRUNERS: tuple[PrunerName, ...] = get_args(PrunerName)
 KINDS: tuple[DistributionKind, ...] = get_args(DistributionKind)
 SEARCHABLE = ("hidden", "lr", "batch_size", "reg", "seed", "conventions")
-SEARCH_KEYS = ("objective", "direction", "validation", "sampler", "pruner", "epochs", "trials", "seed")
+SEARCH_KEYS = (
+    "objective", "direction", "validation", "sampler", "pruner", "epochs", "trials", "seed", "reports_per_epoch",
+)
+# Checks of a trial's validation rows an epoch (the pruner hears of each): chosen by measurement
+# (benchmarks/README.md, "Sweep speed").
+DEFAULT_REPORTS_PER_EPOCH = 4
+MAX_REPORTS_PER_EPOCH = 100
 TOP_KEYS = ("base", "config", "space", "search")
 MAX_TRIALS = 100_000
 MAX_GRID_POINTS = MAX_TRIALS  # a grid is tried point by point, within a study's budget
@@ -134,6 +140,7 @@ class SearchSettings:
     trials: int = 50
     seed: int = 0
     direction: Literal["maximize", "minimize"] = "maximize"
+    reports_per_epoch: int = DEFAULT_REPORTS_PER_EPOCH  # checks of the validation rows an epoch, for the pruner
 
 
 @dataclass(frozen=True)
@@ -318,7 +325,8 @@ def _parse_search(raw: Any, problems: list[str], model: ModelFile | None = None)
                 values[key] = raw[key]
             else:
                 problems.append(f"search.{key}: must be one of {' | '.join(allowed)}, got {raw[key]!r}")
-    bounds = {"epochs": (1, MAX_SEARCH_EPOCHS), "trials": (1, MAX_TRIALS), "seed": (0, 2**32 - 1)}
+    bounds = {"epochs": (1, MAX_SEARCH_EPOCHS), "trials": (1, MAX_TRIALS), "seed": (0, 2**32 - 1),
+              "reports_per_epoch": (1, MAX_REPORTS_PER_EPOCH)}
     for key, (low, high) in bounds.items():
         if key in raw:
             value = raw[key]

@@ -69,14 +69,16 @@ def make_sampler(spec: SweepSpec, *, reseed: int = 0) -> optuna.samplers.BaseSam
 
 
 def make_pruner(spec: SweepSpec) -> optuna.pruners.BasePruner:
-    """Rungs at epoch ends: ASHA (successive halving), median, Hyperband, or none."""
+    """Rungs at the checks of a trial's validation rows (`reports_per_epoch` steps an epoch): ASHA
+    (successive halving), median, Hyperband, or none."""
     name = spec.search.pruner
     if name == "asha":
         return optuna.pruners.SuccessiveHalvingPruner(min_resource=1, reduction_factor=3)
     if name == "median":
         return optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=1)
     if name == "hyperband":
-        return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=spec.search.epochs, reduction_factor=3)
+        steps = spec.search.epochs * spec.search.reports_per_epoch
+        return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=steps, reduction_factor=3)
     return optuna.pruners.NopPruner()
 
 

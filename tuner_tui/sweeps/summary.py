@@ -141,7 +141,8 @@ def load_summary(study: optuna.Study, *, clock: Callable[[], float] = time.time)
     search = spec.get("search", {}) if isinstance(spec, Mapping) else {}
     trials = study.get_trials(deepcopy=False)
     asked = [t for t in trials if t.state is not TrialState.WAITING and t.system_attrs.get(OUTCOME_ATTR) != SURPLUS]
-    rows = tuple(_row(trial, now) for trial in asked)
+    parts = search.get("reports_per_epoch", 1) if isinstance(search, Mapping) else 1
+    rows = tuple(_row(trial, now, parts if isinstance(parts, int) and parts > 0 else 1) for trial in asked)
     budget = study.user_attrs.get(BUDGET_ATTR)
     return SweepSummary(
         name=study.study_name,
@@ -166,7 +167,9 @@ def importances(study: optuna.Study) -> dict[str, float] | None:
         return None
 
 
-def _row(trial: FrozenTrial, now: float) -> TrialRow:
+def _row(trial: FrozenTrial, now: float, parts: int = 1) -> TrialRow:
+    """A trial as readers show it; `parts`: the pruner's steps an epoch (a trial reported `parts`
+    times an epoch has finished epoch `step // parts` at step `step`)."""
     status = trial_status(trial)
     if status is RunStatus.RUNNING and trial_holder_gone(trial, now):
         status = RunStatus.INTERRUPTED  # its worker is gone; the next worker records it
@@ -178,7 +181,7 @@ def _row(trial: FrozenTrial, now: float) -> TrialRow:
         value = None
     return TrialRow(
         number=trial.number, status=status, params=dict(trial.params), value=value,
-        epochs=max((step for step, v in intermediate.items() if math.isfinite(v)), default=0),
+        epochs=max((step for step, v in intermediate.items() if math.isfinite(v)), default=0) // parts,
         intermediate=intermediate,
         worker=trial.system_attrs.get(WORKER_ATTR), run_uid=trial.system_attrs.get(RUN_UID_ATTR),
         requeued_from=trial.user_attrs.get(REQUEUED_FROM),

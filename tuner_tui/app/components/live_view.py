@@ -98,9 +98,10 @@ class LiveView(Vertical):
         if self.undrawn_epochs:
             self.undrawn_epochs = False
             numbers = [e.epoch for e in self.epochs]
+            tested = [(e.epoch, e.test_accuracy) for e in self.epochs if e.test_accuracy is not None]
             self.query_one(EpochPlot).show([
                 Series("train acc %", numbers, [e.train_accuracy for e in self.epochs]),
-                Series("test acc %", numbers, [e.test_accuracy for e in self.epochs]),
+                Series("test acc %", [x for x, _ in tested], [y for _, y in tested]),
             ])
 
     def show_finished(self, event: Finished) -> None:
