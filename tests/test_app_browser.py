@@ -111,7 +111,7 @@ def test_the_browser_lists_runs_newest_first_with_id_date_and_duration_and_stars
         titles = [str(column.label) for column in screen.table.columns.values()]
         assert titles[1:6] == ["id", "run", "status", "test acc", "time"]  # the key columns first
         assert {"date", "duration", "CE", "lab loss"} <= set(titles)
-        assert screen.table.best == "1"
+        assert screen.table.best == {"1"}
         assert str(screen.table.get_cell("1", "mark")).strip() == "★"
 
     browse(store, scenario)

@@ -116,7 +116,7 @@ def test_the_screen_attaches_to_a_sweep_it_did_not_start_and_shows_its_trials(st
             assert cells(screen, "epoch") == ["1/2", "2/2", "2/2", "1/2", "2/2"]
             assert cells(screen, "value")[1] == "81"
             assert cells(screen, "param:batch_size") == ["20", "20", "50", "50", "20"]
-            assert screen.table.best == "3"
+            assert screen.table.best == {"3"}
             status = label_text(screen, "#sweep-status")
             assert "3 completed · 1 pruned · 1 running · best #3: 81" in status
             assert ladder_text(screen.view) == "trials reaching epoch 1 ▸ 5 · 2 ▸ 3"

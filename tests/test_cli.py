@@ -817,7 +817,7 @@ def test_a_preset_that_never_ends_is_refused_quickly_in_one_line(isolated: dict[
         capture_output=True, text=True, timeout=SUBPROCESS_TIMEOUT_S, check=False,
     )
     assert done.returncode == 2
-    assert done.stderr.count("\n") == 1 and "/dev/zero" in done.stderr and "not a preset file" in done.stderr
+    assert done.stderr.count("\n") == 1 and "/dev/zero" in done.stderr and "not a regular file" in done.stderr
     assert "Traceback" not in done.stderr
 
 

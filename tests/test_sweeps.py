@@ -236,7 +236,7 @@ def test_a_pruner_stops_trials_and_they_are_stored_as_pruned(isolated, tmp_path:
 
 def test_a_trial_is_checked_within_an_epoch_and_can_be_pruned_before_its_first_ends(isolated, tmp_path: Path) -> None:
     spec_path = write_spec(tmp_path / "specs", pruner="asha", epochs=2, trials=10)
-    events, store = _run(spec_path, storage_of(isolated), "within", 10)
+    _events, store = _run(spec_path, storage_of(isolated), "within", 10)
     sweep = open_study(load_spec(str(spec_path)), "within", storage_of(isolated), budget=None, create=False)
     parts = sweep.spec.search.reports_per_epoch
     assert parts > 1

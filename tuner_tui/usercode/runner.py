@@ -20,17 +20,19 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import IO, Any, Protocol
+from typing import IO, TYPE_CHECKING, Any, Protocol
 
 from tuner_tui.engine.events import RunStatus
 from tuner_tui.runs.child_commands import USER_CODE_CHILD
 from tuner_tui.runs.lease import Heartbeat
 from tuner_tui.runs.records import RunLabels, new_run_uid
-from tuner_tui.runs.session import RunWriter
 from tuner_tui.runs.sqlite_access import StoreError
 from tuner_tui.usercode.config import UserRunConfig
 from tuner_tui.usercode.events import MetricsReported, UserEvent, UserFinished, UserLogged, UserStarted
 from tuner_tui.usercode.protocol import Answer, Ask, Halt, Rejected, UserJob, Verdict
+
+if TYPE_CHECKING:  # the session module imports the engine (and torch): the app must start without it
+    from tuner_tui.runs.session import RunWriter
 
 STOP_GRACE_S = 5.0  # as for built-in runs: a run asked to stop that has not ended after this is killed
 MAX_LOG_LINES = 2000
