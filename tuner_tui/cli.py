@@ -7,6 +7,7 @@ import the app. Exit codes are in `tuner_tui.commands.common`.
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, NoReturn
@@ -96,6 +97,17 @@ def _trials(text: str) -> int:
     return _whole_number(text, MAX_TRIALS)
 
 
+def _finite_number(text: str) -> float:
+    """`--target`: any finite number."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number, got {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be a finite number, got {text!r}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The whole command line: run options at the top, one subparser per command."""
     parser = _Parser(
@@ -127,6 +139,8 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--name", help="the sweep's name (default: the spec's)")
     sweep.add_argument("--trials", type=_trials, metavar="N", help="the study's total budget of finished trials")
     sweep.add_argument("--timeout", type=_positive_int, metavar="S", help="ask no new trial after S seconds")
+    sweep.add_argument("--target", dest="stop_target", type=_finite_number, metavar="VALUE",
+                       help="ask no new trial once the best objective reaches VALUE (kept with the study)")
     sweep.add_argument(
         "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
         help="override a field of the spec's base config; repeatable",

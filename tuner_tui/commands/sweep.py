@@ -91,7 +91,8 @@ def sweep_launch(args: argparse.Namespace) -> SweepLaunch:
     is refused here, before the app opens)."""
     spec_name = single_spec(args)
     sweep_name(args, _load_spec(args, spec_name))
-    options = [("--timeout", args.timeout), ("--workers", args.workers), ("--pack", args.pack)]
+    options = [("--timeout", args.timeout), ("--workers", args.workers), ("--pack", args.pack),
+               ("--target", args.stop_target)]
     given = tuple(item for flag, value in options if value not in (None, "auto") for item in (flag, str(value)))
     return SweepLaunch(
         "" if args.objective else spec_name, name=args.name, trials=args.trials, overrides=tuple(args.overrides),
@@ -132,9 +133,13 @@ def search_options(args: argparse.Namespace) -> tuple[str, ...]:
     return tuple(item for flag, value in options if value is not None for item in (flag, str(value)))
 
 
-def _open(spec: SweepSpec, name: str, url: str, budget: int | None, worker_index: int = 0) -> SweepStudy:
+def _open(
+    spec: SweepSpec, name: str, url: str, budget: int | None, worker_index: int = 0, target: float | None = None
+) -> SweepStudy:
+    if target is not None and spec.search.multi_objective:
+        raise BadInput("--target: needs one objective (several have no single best)")
     try:
-        return open_study(spec, name, url, budget=budget, create=True, worker_index=worker_index)
+        return open_study(spec, name, url, budget=budget, create=True, worker_index=worker_index, target=target)
     except StudyError as error:
         raise BadInput(str(error)) from None
 
@@ -143,7 +148,7 @@ def run_headless_sweep(spec_name: str, args: argparse.Namespace) -> int:
     spec = _load_spec(args, spec_name)
     name = sweep_name(args, spec)
     url = storage_url(args, name)
-    sweep = _open(spec, name, url, args.trials, worker_index() + 1 if args.worker else 0)
+    sweep = _open(spec, name, url, args.trials, worker_index() + 1 if args.worker else 0, args.stop_target)
     workers = 1 if args.worker else resolve_workers(args.workers, spec.base.device)
     workers = min(workers, max(1, sweep.budget - sweep.finished_count()))
     if workers > 1:
@@ -259,7 +264,8 @@ def submit_array(spec_name: str, args: argparse.Namespace) -> int:
     except ClusterError as error:
         raise BadInput(str(error)) from None
     with _undone_on_failure(folder, url, name):
-        _open(spec, name, url, budget)  # the spec and storage are checked here, before anything is submitted
+        # the spec and storage are checked here, before anything is submitted
+        _open(spec, name, url, budget, target=args.stop_target)
         if request.spec_source is not None:  # the spec as the workers read it (an objective is its own file)
             copy_spec(Path(spec.source), folder)
         try:
@@ -350,6 +356,7 @@ def show_command(name: str, args: argparse.Namespace) -> int:
         out = sweep_json(summary, store_path=args.store)
         out.update(
             state=summary.state, budget=summary.budget, importances=weights, waiting=summary.waiting,
+            stop_reason=summary.stop_reason,
             top=[_trial_json(t) for t in summary.top()],
             workers=[vars(w) for w in summary.workers],
             interrupted=[_trial_json(t) for t in summary.interruptions()],

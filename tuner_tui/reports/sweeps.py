@@ -47,7 +47,7 @@ class SweepReporter:
         best_text = f"best trial {best.number}: {best.value:.4g} ({params_text(best.params)})" if best else "no best"
         self._print(
             f"sweep {summary.name}: {summary.finished} of {summary.budget} trials finished "
-            f"({stopped_by}) in {format_seconds(time.monotonic() - self.started)}; {best_text}"
+            f"({summary.stop_reason or stopped_by}) in {format_seconds(time.monotonic() - self.started)}; {best_text}"
         )
 
     def _print(self, text: str) -> None:
@@ -76,6 +76,8 @@ def show_renderables(
         + (f" · {summary.waiting} to be asked again" if summary.waiting else "")
     )
     out: list[Any] = [plain(head)]
+    if summary.stop_reason is not None:
+        out.append(plain(f"stopped before its budget: {summary.stop_reason}"))
     if best is not None:
         shown = f"best: trial {best.number}, {summary.objective} {best.value:.4g}"
         if best_run is not None and best_run.test_accuracy is not None:

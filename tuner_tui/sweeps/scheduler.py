@@ -106,13 +106,35 @@ class SweepOutcome:
     """What this worker did, and why it stopped."""
 
     trials_run: int = 0
-    stopped_by: str = "budget"  # budget | timeout | signal | failures | grid
+    stopped_by: str = "budget"  # budget | timeout | signal | failures | grid | patience | target
     store_errors: list[str] = field(default_factory=list)
 
 
 def objective_of(sweep: SweepStudy, epoch: EpochEnd) -> float | None:
     """The epoch's objective (validation accuracy or mean cross-entropy)."""
     return epoch.val_accuracy if sweep.spec.search.objective == "val_accuracy" else epoch.val_loss
+
+
+def recorded_metrics(finished: Finished) -> dict[str, float]:
+    """What a built-in run recorded that objectives may name (`spec.RECORDED_METRICS`); a figure the
+    run lacks (no validation rows, no memory reading) is left out."""
+    last = finished.epochs[-1] if finished.epochs else None
+    resources = finished.resources
+    figures: dict[str, float | int | None] = {
+        "val_accuracy": last.val_accuracy if last else None, "val_loss": last.val_loss if last else None,
+        "train_accuracy": finished.train_accuracy, "train_loss": finished.train_loss,
+        "train_time_s": resources.train_time_s, "total_time_s": resources.total_time_s,
+        "peak_memory_bytes": resources.peak_memory_bytes, "params": finished.params,
+    }
+    return {name: float(value) for name, value in figures.items() if value is not None}
+
+
+def objective_values(sweep: SweepStudy, metrics: Mapping[str, float]) -> list[float] | None:
+    """Every objective's value among a finished run's metrics; None when one is missing."""
+    values = [metrics.get(name) for name in sweep.spec.search.metric_names]
+    if any(value is None or math.isnan(value) for value in values):
+        return None
+    return [float(value) for value in values if value is not None]
 
 
 def reported_objective(sweep: SweepStudy, metrics: Mapping[str, float]) -> float | None:
@@ -173,6 +195,8 @@ class _HeldTrial:
         """Report the objective at its step (`reports_per_epoch` steps an epoch: a check within an
         epoch, or its end); True when the pruner stops the trial."""
         parts = self.ctx.sweep.spec.search.reports_per_epoch
+        if self.ctx.sweep.spec.search.multi_objective:
+            return False  # Optuna keeps no intermediate values of a study with several objectives
         if isinstance(report, ValidationCheck):
             objective = self.ctx.sweep.spec.search.objective
             value: float | None = report.val_accuracy if objective == "val_accuracy" else report.val_loss
@@ -187,7 +211,7 @@ class _HeldTrial:
     def report_metrics(self, report: MetricsReported) -> bool:
         """A user run's report: its objective at the report's epoch; True when the pruner stops it."""
         value = reported_objective(self.ctx.sweep, report.metrics)
-        if value is None:
+        if value is None or self.ctx.sweep.spec.search.multi_objective:
             return False
         self.trial.report(value, report.epoch)
         return self.trial.should_prune()
@@ -195,31 +219,40 @@ class _HeldTrial:
     def ended_user(self, outcome: UserOutcome) -> TrialEnded:
         """Tell the study how a user run ended (its objective: the final metrics, else the last report)."""
         finished = outcome.finished
-        value = reported_objective(self.ctx.sweep, finished.metrics)
+        metrics = {"train_time_s": finished.train_time_s, "total_time_s": finished.total_time_s, **finished.metrics}
+        values = objective_values(self.ctx.sweep, metrics)
         status, message = finished.status, finished.message
-        if status is RunStatus.COMPLETED and value is None:
+        if status is RunStatus.COMPLETED and values is None:
             status = RunStatus.FAILED
-            message = f"the code never reported {self.ctx.sweep.spec.search.objective}"
+            missing = [n for n in self.ctx.sweep.spec.search.metric_names if n not in metrics]
+            message = f"the code never reported {', '.join(missing) or self.ctx.sweep.spec.search.objective}"
         if status is RunStatus.CANCELLED:
             fault = (self.ctx.fault() if self.ctx.fault else None) or "stopped"
             self.ctx.sweep.set_trial_attr(self.trial, FAULT_ATTR, fault)
-        return self.tell(status, value, len(finished.reports), outcome.run_id, message)
+        return self.tell(status, values, len(finished.reports), outcome.run_id, message)
 
     def ended(self, finished: Finished, run_id: int | None) -> TrialEnded:
         """Tell the study how the trial's run ended."""
-        value = objective_of(self.ctx.sweep, finished.epochs[-1]) if finished.epochs else None
+        values = objective_values(self.ctx.sweep, recorded_metrics(finished))
         if finished.status is RunStatus.CANCELLED:
             fault = (self.ctx.fault() if self.ctx.fault else None) or "stopped"
             self.ctx.sweep.set_trial_attr(self.trial, FAULT_ATTR, fault)
-        return self.tell(finished.status, value, len(finished.epochs), run_id, finished.message)
+        return self.tell(finished.status, values, len(finished.epochs), run_id, finished.message)
 
-    def tell(self, status: RunStatus, value: float | None, epochs: int, run_id: int | None, message: str) -> TrialEnded:
+    def tell(
+        self, status: RunStatus, values: list[float] | None, epochs: int, run_id: int | None, message: str
+    ) -> TrialEnded:
+        """Tell the study how the trial ended (`values`: every objective's, for a completed trial)."""
         self.heartbeat.stop()
         sweep, trial = self.ctx.sweep, self.trial
         study = sweep.study
-        if status is RunStatus.COMPLETED and value is not None:
-            study.tell(trial, value)
+        value = values[0] if values else None
+        if status is RunStatus.COMPLETED and values is not None:
+            study.tell(trial, values)
         elif status is RunStatus.PRUNED:
+            study.tell(trial, state=TrialState.PRUNED)
+        elif status is RunStatus.DIVERGED and sweep.spec.search.multi_objective:
+            sweep.set_trial_attr(trial, OUTCOME_ATTR, status.value)
             study.tell(trial, state=TrialState.PRUNED)
         elif status is RunStatus.DIVERGED:
             trial.report(worst_value(sweep.spec), (epochs + 1) * sweep.spec.search.reports_per_epoch)
@@ -278,6 +311,9 @@ def run_sweep(
             sweep.recover_stale(clock())
             finished, flying = sweep.finished_count(), sweep.in_flight(clock())
             stop = _reason_to_stop(cancel, deadline, clock, finished, sweep.budget, grid_size, failures)
+            early = sweep.done_early() if stop is None else None
+            if early is not None:
+                stop = early.split(":", 1)[0]  # patience | target
             if stop is not None:
                 outcome.stopped_by = stop
                 break

@@ -17,6 +17,9 @@
     epochs = 5                        # the most any trial trains
     trials = 50                       # the study's total budget of finished trials
     seed = 0                          # the sampler's seed
+    patience = 20                     # stop asking trials after 20 finished ones without a better best (optional)
+    # several objectives instead of one (any recorded metric; pruning is then off):
+    # objectives = { val_accuracy = "maximize", train_time_s = "minimize" }
 
 A space entry is `{ choice = [...] }`, `{ uniform = [lo, hi] }`, `{ log_uniform = [lo, hi] }`,
 `{ int = [lo, hi] }` or `{ log_int = [lo, hi] }`, with an optional `step` for uniform and int.
@@ -62,10 +65,18 @@ KINDS: tuple[DistributionKind, ...] = get_args(DistributionKind)
 SEARCHABLE = ("hidden", "lr", "batch_size", "reg", "seed", "conventions")
 SEARCH_KEYS = (
     "objective", "direction", "validation", "sampler", "pruner", "epochs", "trials", "seed", "reports_per_epoch",
+    "patience", "objectives",
 )
 # Checks of a trial's validation rows an epoch (the pruner hears of each): chosen by measurement
 # (benchmarks/README.md, "Sweep speed").
 DEFAULT_REPORTS_PER_EPOCH = 4
+# What a built-in run records that several objectives may name, and each one's natural direction.
+RECORDED_METRICS: dict[str, str] = {
+    "val_accuracy": "maximize", "val_loss": "minimize", "train_accuracy": "maximize", "train_loss": "minimize",
+    "train_time_s": "minimize", "total_time_s": "minimize", "peak_memory_bytes": "minimize", "params": "minimize",
+}
+DIRECTIONS = ("maximize", "minimize")
+SINGLE_OBJECTIVE_SAMPLERS = ("cmaes",)  # the samplers that cannot search several objectives
 MAX_REPORTS_PER_EPOCH = 100
 TOP_KEYS = ("base", "config", "space", "search")
 MAX_TRIALS = 100_000
@@ -141,6 +152,34 @@ class SearchSettings:
     seed: int = 0
     direction: Literal["maximize", "minimize"] = "maximize"
     reports_per_epoch: int = DEFAULT_REPORTS_PER_EPOCH  # checks of the validation rows an epoch, for the pruner
+    patience: int | None = None  # stop asking after this many finished trials without a better best
+    objectives: Mapping[str, str] = dataclasses.field(default_factory=dict)  # several: metric → direction
+
+    @property
+    def directions(self) -> list[Literal["maximize", "minimize"]]:
+        """Every objective's direction, in order (one, without `objectives`)."""
+        if not self.objectives:
+            return [self.direction]
+        return ["maximize" if d == "maximize" else "minimize" for d in self.objectives.values()]
+
+    @property
+    def metric_names(self) -> list[str]:
+        """Every objective's name, in order."""
+        return list(self.objectives) if self.objectives else [self.objective]
+
+    @property
+    def multi_objective(self) -> bool:
+        return len(self.objectives) > 1
+
+    def identity(self) -> dict[str, Any]:
+        """What of the search makes two sweeps the same study (not the budget; settings added later
+        count only when given, so a study started before them resumes)."""
+        settings = dataclasses.asdict(self)
+        del settings["trials"]
+        for key, unset in (("patience", None), ("objectives", {})):
+            if settings[key] == unset:
+                del settings[key]
+        return settings
 
 
 @dataclass(frozen=True)
@@ -162,7 +201,7 @@ class SweepSpec:
         identity: dict[str, Any] = {
             "base": self.base.to_dict(),
             "space": {name: d.to_json() for name, d in sorted(self.space.items())},
-            "search": {k: v for k, v in dataclasses.asdict(self.search).items() if k != "trials"},
+            "search": self.search.identity(),
         }
         if self.objective_target is not None:
             identity["objective"] = self.objective_target
@@ -326,7 +365,7 @@ def _parse_search(raw: Any, problems: list[str], model: ModelFile | None = None)
             else:
                 problems.append(f"search.{key}: must be one of {' | '.join(allowed)}, got {raw[key]!r}")
     bounds = {"epochs": (1, MAX_SEARCH_EPOCHS), "trials": (1, MAX_TRIALS), "seed": (0, 2**32 - 1),
-              "reports_per_epoch": (1, MAX_REPORTS_PER_EPOCH)}
+              "reports_per_epoch": (1, MAX_REPORTS_PER_EPOCH), "patience": (1, MAX_TRIALS)}
     for key, (low, high) in bounds.items():
         if key in raw:
             value = raw[key]
@@ -340,7 +379,41 @@ def _parse_search(raw: Any, problems: list[str], model: ModelFile | None = None)
             values["validation"] = float(value)
         else:
             problems.append(f"search.validation: must be a share in (0, 0.5] of the training set, got {value!r}")
+    if "objectives" in raw:
+        values.update(_objectives(raw, model, values, problems))
     return SearchSettings(**values)
+
+
+def _objectives(
+    raw: Mapping[str, Any], model: ModelFile | None, values: dict[str, Any], problems: list[str]
+) -> dict[str, Any]:
+    """`objectives = { metric = "maximize" | "minimize", ... }`: several objectives (two or more), each
+    a recorded metric (a model's reported metric for a sweep of user code); pruning is then off."""
+    table = raw["objectives"]
+    allowed = sorted(model.metrics) if model is not None else sorted(RECORDED_METRICS)
+    if not isinstance(table, Mapping) or len(table) < 2:
+        problems.append("search.objectives: must name two or more metrics, e.g. "
+                        '{ val_accuracy = "maximize", train_time_s = "minimize" }')
+        return {}
+    if "objective" in raw or "direction" in raw:
+        problems.append("search.objectives: give either objective (one) or objectives (several), not both")
+    for metric, direction in table.items():
+        known = str(metric).isidentifier() if model is not None else metric in RECORDED_METRICS
+        if not known:
+            problems.append(f"search.objectives.{metric}: not a recorded metric; one of {', '.join(allowed)}")
+        if direction not in DIRECTIONS:
+            problems.append(f"search.objectives.{metric}: must be maximize or minimize, got {direction!r}")
+    if raw.get("pruner", "none") != "none":
+        problems.append("search.pruner: pruning is off with several objectives (Optuna cannot prune them); "
+                        "leave it out or give none")
+    if values.get("sampler") in SINGLE_OBJECTIVE_SAMPLERS:
+        problems.append(f"search.sampler: {values['sampler']} searches one objective; with several use tpe, "
+                        "random, grid or gp")
+    if "patience" in raw:
+        problems.append("search.patience: needs one objective (several have no single best)")
+    first, direction = next(iter(table.items()))
+    return {"objectives": {str(k): str(v) for k, v in table.items()}, "objective": str(first),
+            "direction": direction if direction in DIRECTIONS else "maximize", "pruner": "none"}
 
 
 def _model_objective(raw: Mapping[str, Any], model: ModelFile, problems: list[str]) -> dict[str, Any]:

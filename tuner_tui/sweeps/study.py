@@ -25,11 +25,13 @@ from optuna.trial import FrozenTrial, Trial, TrialState
 from tuner_tui.engine.events import RunStatus
 from tuner_tui.runs.lease import holder_gone, this_host, this_process
 from tuner_tui.sweeps.spec import Distribution, SweepSpec
+from tuner_tui.sweeps.stopping import search_done
 from tuner_tui.sweeps.storages import NoStorage, StudyError, open_storage, shown_url, storage_problem
 
 SPEC_ATTR = "tuner_tui.spec"
 FINGERPRINT_ATTR = "tuner_tui.fingerprint"
 BUDGET_ATTR = "tuner_tui.budget"
+TARGET_ATTR = "tuner_tui.target"  # --target: stop asking trials once the best reaches it
 LEASE_ATTR = "tuner_tui.lease_expires_at"
 REQUEUED_FROM = "requeued_from"  # user attribute of a trial that asks again a failed trial's parameters
 WORKER_ATTR = "tuner_tui.worker"
@@ -38,6 +40,7 @@ PID_ATTR = "tuner_tui.pid"
 RUN_UID_ATTR = "tuner_tui.run_uid"
 FAULT_ATTR = "tuner_tui.fault"  # what ended a cancelled or interrupted trial (a signal, a worker gone)
 OUTCOME_ATTR = "tuner_tui.outcome"  # the run's own status when Optuna's state says less (diverged, cancelled)
+STOP_ATTR = "tuner_tui.stop_reason"  # why a sweep stopped asking trials before its budget (patience, target)
 SURPLUS = "surplus"  # the outcome of a trial asked beyond the budget by a race between workers: never run
 # Optuna states as tuner-tui statuses: one mapping, used by every reader.
 TRIAL_STATUS: dict[TrialState, RunStatus] = {
@@ -72,6 +75,8 @@ def make_pruner(spec: SweepSpec) -> optuna.pruners.BasePruner:
     """Rungs at the checks of a trial's validation rows (`reports_per_epoch` steps an epoch): ASHA
     (successive halving), median, Hyperband, or none."""
     name = spec.search.pruner
+    if spec.search.multi_objective:
+        return optuna.pruners.NopPruner()  # Optuna prunes only single-objective studies
     if name == "asha":
         return optuna.pruners.SuccessiveHalvingPruner(min_resource=1, reduction_factor=3)
     if name == "median":
@@ -114,6 +119,21 @@ class SweepStudy:
     @property
     def budget(self) -> int:
         return int(self.study.user_attrs.get(BUDGET_ATTR, self.spec.search.trials))
+
+    @property
+    def target(self) -> float | None:
+        value = self.study.user_attrs.get(TARGET_ATTR)
+        return float(value) if value is not None else None
+
+    def done_early(self) -> str | None:
+        """Why the search is done before its budget (patience, target), recorded in the study once; None if not."""
+        search = self.spec.search
+        if search.multi_objective:
+            return None
+        why = search_done(self.trials(), search.direction, patience=search.patience, target=self.target)
+        if why is not None and self.study.user_attrs.get(STOP_ATTR) != why:
+            self.study.set_user_attr(STOP_ATTR, why)
+        return why
 
     def trials(self, states: tuple[TrialState, ...] | None = None) -> list[FrozenTrial]:
         return self.study.get_trials(deepcopy=False, states=states)
@@ -201,7 +221,8 @@ WORKER_SEED_STRIDE = 1_000_003  # seeds of different workers of one sweep never 
 
 
 def open_study(
-    spec: SweepSpec, name: str, storage_url: str, *, budget: int | None, create: bool, worker_index: int = 0
+    spec: SweepSpec, name: str, storage_url: str, *, budget: int | None, create: bool, worker_index: int = 0,
+    target: float | None = None,
 ) -> SweepStudy:
     """Create or load the sweep `name`; StudyError when it ran before with another spec.
 
@@ -216,9 +237,13 @@ def open_study(
     reseed = (len(existing.trials) if existing is not None else 0) + WORKER_SEED_STRIDE * worker_index
     try:
         study = optuna.create_study(
-            storage=storage, study_name=name, direction=spec.search.direction, load_if_exists=True,
+            storage=storage, study_name=name, directions=spec.search.directions, load_if_exists=True,
             sampler=make_sampler(spec, reseed=reseed), pruner=make_pruner(spec),
         )
+        if existing is None and study.metric_names is None:
+            with warnings.catch_warnings():  # experimental in Optuna, and stable since 3.2
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                study.set_metric_names(spec.search.metric_names)  # what viewers (optuna-dashboard) label axes by
     except Exception as error:  # storage failures are one line for the user
         raise storage_problem(storage_url, error) from None
     fingerprint = study.user_attrs.get(FINGERPRINT_ATTR)
@@ -233,6 +258,8 @@ def open_study(
         budget = int(study.user_attrs.get(BUDGET_ATTR, spec.search.trials))
     if budget != study.user_attrs.get(BUDGET_ATTR):
         study.set_user_attr(BUDGET_ATTR, budget)
+    if target is not None and target != study.user_attrs.get(TARGET_ATTR):
+        study.set_user_attr(TARGET_ATTR, target)
     return SweepStudy(study, spec, storage_url)
 
 
@@ -286,8 +313,10 @@ def trial_holder_gone(trial: FrozenTrial, now: float) -> str | None:
 
 
 def worst_value(spec: SweepSpec) -> float:
-    """The objective of a diverged network: nothing right (accuracy 0) or an infinite loss."""
-    return 0.0 if spec.search.objective == "val_accuracy" else math.inf
+    """The objective of a diverged network: the worst there is in its direction."""
+    if spec.search.objective == "val_accuracy":
+        return 0.0
+    return -math.inf if spec.search.direction == "maximize" else math.inf
 
 
 def _load(storage: optuna.storages.BaseStorage, name: str) -> optuna.Study | None:
