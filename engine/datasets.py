@@ -17,6 +17,7 @@ import gzip
 import importlib
 import os
 import pickle
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -238,13 +239,13 @@ def _load_cifar_folder(spec: DatasetSpec, folder: Path) -> LoadedDataset | None:
     return LoadedDataset(spec, train_images, train_labels, test_images, test_labels, source=str(folder))
 
 
-def _candidates(spec: DatasetSpec, root: Path) -> list[Path]:
+def _candidates(spec: DatasetSpec, root: Path, debian_copy: Path) -> list[Path]:
     """Folders to look in, in order."""
     if spec.name in CIFAR_LAYOUTS:
         return [root / CIFAR_LAYOUTS[spec.name][0]]
     places = [root / IDX_FOLDERS[spec.name] / "raw", root]
     if spec.name == "fmnist":
-        places.append(DEBIAN_FASHION_MNIST)
+        places.append(debian_copy)
     return places
 
 
@@ -254,7 +255,10 @@ def _load_folder(spec: DatasetSpec, folder: Path) -> LoadedDataset | None:
     return _load_idx_folder(spec, folder)
 
 
-def _download(name: str, root: Path) -> None:
+Download = Callable[[str, Path], None]
+
+
+def download_with_torchvision(name: str, root: Path) -> None:
     """Fetch the dataset into `root` with torchvision: DownloadUnavailable without torchvision, any
     other exception when offline or refused."""
     try:
@@ -295,13 +299,18 @@ def _noting_skipped(loaded: LoadedDataset, problems: list[str]) -> LoadedDataset
     return dataclasses.replace(loaded, notes=notes)
 
 
-def load_dataset(name: str, data_root: str | Path | None = None, *, download: bool = True) -> LoadedDataset:
+def load_dataset(
+    name: str, data_root: str | Path | None = None, *, download: bool = True, fetch: Download | None = None,
+    debian_copy: Path | None = None,
+) -> LoadedDataset:
     """Find and read dataset `name`; raises DatasetNotFoundError (one line) when there is none.
 
-    A copy found after unusable ones says why they were passed over in its `notes`."""
+    A copy found after unusable ones says why they were passed over in its `notes`. `fetch`: how a
+    missing dataset is downloaded (`download_with_torchvision` when None); `debian_copy`: where the
+    system-wide Fashion-MNIST is looked for (`DEBIAN_FASHION_MNIST` when None)."""
     spec = DATASET_SPECS[name]
     root = Path(data_root).expanduser() if data_root else default_data_root()
-    places = _candidates(spec, root)
+    places = _candidates(spec, root, DEBIAN_FASHION_MNIST if debian_copy is None else debian_copy)
     problems: list[str] = []
     loaded = _first_loadable(spec, places, problems)
     if loaded is not None:
@@ -309,7 +318,7 @@ def load_dataset(name: str, data_root: str | Path | None = None, *, download: bo
     looked = ", ".join(str(p) for p in places)
     if download:
         try:
-            _download(name, root)
+            (download_with_torchvision if fetch is None else fetch)(name, root)
         except DownloadUnavailable as error:
             looked += f"; no download: {error}"
         except Exception as error:  # offline, refused, or a partial file: all mean "not found"

@@ -49,8 +49,9 @@ class GpuProbe(Protocol):
     def snapshot(self) -> GpuSnapshot: ...
 
 
-class _NvmlLibrary:
-    """pynvml after a successful `nvmlInit()`; init is tried at most once, under a lock."""
+class NvmlLibrary:
+    """pynvml after a successful `nvmlInit()`; init is tried at most once, under a lock (`NVML` is
+    the process's one; a test gives a probe a fresh one)."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -86,7 +87,7 @@ def _initialise_nvml() -> tuple[ModuleType | None, str | None]:
     return pynvml, None
 
 
-_NVML = _NvmlLibrary()
+NVML = NvmlLibrary()
 
 
 def _query(nvml: ModuleType, function: str, *args: Any) -> Any:
@@ -149,13 +150,14 @@ class NvmlGpuProbe:
     can still order unlike GPUs differently from NVML's PCI order.)
     """
 
-    def __init__(self, index: int = 0, pid: int | None = None) -> None:
+    def __init__(self, index: int = 0, pid: int | None = None, *, nvml: NvmlLibrary | None = None) -> None:
         self.index = index
         self.pid = os.getpid() if pid is None else pid
+        self.nvml = NVML if nvml is None else nvml
         self._handle: Any = None
 
     def snapshot(self) -> GpuSnapshot:
-        nvml, reason = _NVML.load()
+        nvml, reason = self.nvml.load()
         if nvml is None:
             return GpuSnapshot.unavailable(reason)
         handle, reason = self._device_handle(nvml)
@@ -231,7 +233,7 @@ def _handle_by_uuid(nvml: ModuleType, uuid: str) -> tuple[Any, str | None]:
     return None, f"no NVIDIA GPU {uuid}" if not matches else f"{uuid} names more than one GPU"
 
 
-def nvml_available() -> bool:
-    """Whether NVML loads and sees at least one GPU."""
-    nvml, _ = _NVML.load()
+def nvml_available(library: NvmlLibrary | None = None) -> bool:
+    """Whether NVML (`library`, the process's `NVML` when None) loads and sees at least one GPU."""
+    nvml, _ = (NVML if library is None else library).load()
     return nvml is not None and (_query(nvml, "nvmlDeviceGetCount") or 0) > 0

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from tests.datafiles import write_idx_dataset
+from tuner_tui.runs.store import ResultsStore
 
 CIFAR_ROOT_ENV = "TUNER_TUI_CIFAR_ROOT"
 POSTGRES_URL_ENV = "TUNER_TUI_TEST_POSTGRES_URL"
@@ -137,12 +138,15 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
 
 
 def switch_off_system_datasets(patch: pytest.MonkeyPatch, missing: Path) -> None:
-    """No download, no system-wide Debian copy (it points at `missing`), no $TUNER_TUI_DATA."""
+    """No download, no system-wide Debian copy (it points at `missing`), no $TUNER_TUI_DATA: for tests
+    that load through the CLI or the app, which cannot pass `load_dataset` its `fetch=` and
+    `debian_copy=`, the defaults those parameters fall back on (`download_with_torchvision`,
+    `DEBIAN_FASHION_MNIST`) are replaced."""
 
     def offline(name: str, root: Path) -> None:
         raise OSError("offline")
 
-    patch.setattr("tuner_tui.engine.datasets._download", offline)
+    patch.setattr("tuner_tui.engine.datasets.download_with_torchvision", offline)
     patch.setattr("tuner_tui.engine.datasets.DEBIAN_FASHION_MNIST", missing)
     patch.delenv("TUNER_TUI_DATA", raising=False)
 
@@ -189,3 +193,28 @@ def isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, offline_datasets: 
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     return env
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[ResultsStore]:
+    """A results store of its own under tmp_path (not the one `isolated` points at), closed after."""
+    with ResultsStore(tmp_path / "runs.sqlite3") as opened:
+        yield opened
+
+
+@pytest.fixture
+def tiny_env(isolated: dict[str, str], monkeypatch: pytest.MonkeyPatch, tiny_fmnist: Path) -> dict[str, str]:
+    """`isolated`, with the tiny Fashion-MNIST (`tiny_fmnist`) as the default data root, for child
+    processes too; returns the variables to pass on."""
+    monkeypatch.setenv("TUNER_TUI_DATA", str(tiny_fmnist))
+    return {**isolated, "TUNER_TUI_DATA": str(tiny_fmnist)}
+
+
+@pytest.fixture
+def isolated_small_data(isolated: dict[str, str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> dict[str, str]:
+    """`isolated`, with a 20-image Fashion-MNIST (10 test images) in its own default data root: enough
+    for the app's dataset check to find one, too small to train on; returns the variables to pass on."""
+    root = tmp_path / "small-data"
+    write_idx_dataset(root, train=20, test=10)
+    monkeypatch.setenv("TUNER_TUI_DATA", str(root))
+    return {**isolated, "TUNER_TUI_DATA": str(root)}

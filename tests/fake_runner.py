@@ -1,9 +1,9 @@
 """A deterministic stand-in for the app's training runner, and scripted event lists for it.
 
 `ScriptedRunner` has the runner's signature `(config, store, on_event, cancel, **options)` and records the
-run in the store the way `tuner_tui.runs.session.prepare_and_record` does (a `running` row at `Started`,
-finished in one transaction at `Finished`), so screens that read the store see a real record.
-Every number is fixed: no clock, no torch, no randomness.
+run through the real recording path (`tuner_tui.runs.session.EventRecorder`: a `running` row with a
+lease at `Started`, each epoch committed as it ends, the outcome at `Finished`), so screens that read
+the store see a real record. Every number is fixed: no clock, no torch, no randomness.
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ class ScriptedRunner:
     """Emits `events` as a run would, recording the run in the store.
 
     hold: emit everything but the `Finished`, then wait for `cancel` and end as cancelled.
-    record: write the run to the store (start_run at Started, finish_run at Finished).
+    record: write the run to the store through `EventRecorder`; False: only emit the events.
     """
 
     def __init__(self, events: Sequence[Event], *, hold: bool = False, record: bool = True) -> None:
@@ -65,21 +65,7 @@ class ScriptedRunner:
     ) -> None:
         self.calls.append(config)
         self.options.append({"labels": labels, "force": force})
-        run_id: int | None = None
-
-        def emit(event: Event) -> None:
-            nonlocal run_id
-            if self.record and isinstance(event, Started):
-                run_id = store.start_run(
-                    event.config, device_name=event.device_name, params=event.params,
-                    estimated_memory_bytes=event.memory_estimate.total,
-                    estimated_time_s=event.time_estimate.train_seconds, data_source=event.data_source,
-                    labels=labels,
-                )
-                self.run_ids.append(run_id)
-            elif self.record and isinstance(event, Finished) and run_id is not None:
-                store.finish_run(run_id, event)
-            on_event(event)
+        emit = self._recording(config, store, on_event, labels) if self.record else on_event
 
         scripted_end = next((e for e in self.events if isinstance(e, Finished)), None)
         for event in self.events:
@@ -90,6 +76,31 @@ class ScriptedRunner:
             self.waiting.set()
             cancel.wait(HOLD_TIMEOUT_S)
             emit(cancelled_finish(self.events, scripted_end))
+
+    def _recording(
+        self, config: RunConfig, store: ResultsStore, on_event: Callable[[Event], None], labels: RunLabels | None
+    ) -> Callable[[Event], None]:
+        """The real recorder of a run, noting the stored run's id once it has started it."""
+        from tuner_tui.runs.session import (
+            EventRecorder,  # here: the deaf child of test_training_process imports no torch
+        )
+
+        def forward(event: Event) -> None:
+            if isinstance(event, Started) and recording.run_id is not None:
+                self.run_ids.append(recording.run_id)
+            on_event(event)
+
+        started = next((e for e in self.events if isinstance(e, Started)), None)
+        recording = EventRecorder(
+            store, config, labels or RunLabels(), forward,
+            data_source=started.data_source if started else None, device_label=config.device,
+        )
+        return recording
+
+
+def store_run(store: ResultsStore, config: RunConfig, events: Sequence[Event], labels: RunLabels | None = None) -> None:
+    """Record the scripted `events` of a run of `config` in `store`, as the app's runner would."""
+    ScriptedRunner(events)(config, store, lambda event: None, threading.Event(), labels=labels)
 
 
 def cancelled_finish(events: Sequence[Event], scripted_end: Finished | None = None) -> Finished:

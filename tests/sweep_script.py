@@ -14,30 +14,14 @@ from optuna.distributions import CategoricalDistribution, FloatDistribution
 from optuna.trial import TrialState, create_trial
 
 from tests.fake_runner import completed_run_events
+from tests.support import write_spec
 from tuner_tui.engine.events import EpochEnd, Finished, RunStatus, Started
-from tuner_tui.runs.records import RunLabels
+from tuner_tui.runs.records import RunLabels, StartColumns
 from tuner_tui.runs.store import ResultsStore
 from tuner_tui.sweeps.locations import default_storage_url
 from tuner_tui.sweeps.spec import load_spec
 from tuner_tui.sweeps.study import RUN_UID_ATTR, WORKER_ATTR, open_study
 
-TINY_SPEC = """# {name}: a tiny search for tests
-base = "fmnist_quick"
-[config]
-hidden = [16]
-device = "cpu"
-[space]
-lr = {{ log_uniform = [0.001, 0.5] }}
-batch_size = {{ choice = [20, 50] }}
-[search]
-objective = "val_accuracy"
-validation = 0.2
-sampler = "random"
-pruner = "{pruner}"
-epochs = 2
-trials = {trials}
-seed = 3
-"""
 STORED_AT = 1_767_268_800.0  # 2026-01-01 12:00 UTC
 SCRIPTED_NAME = "scripted"
 # (state, lr, batch size, objective at epoch 1, final objective)
@@ -55,11 +39,9 @@ DISTRIBUTIONS = {
 
 
 def write_tiny_spec(directory: Path, name: str = "tiny", *, trials: int = 6, pruner: str = "median") -> Path:
-    """The tiny spec (784→16→10 on CPU, 2 epochs, validation 0.2) as `directory/name.toml`."""
-    directory.mkdir(parents=True, exist_ok=True)
-    path = directory / f"{name}.toml"
-    path.write_text(TINY_SPEC.format(name=name, pruner=pruner, trials=trials))
-    return path
+    """The tiny spec (`tests.support.tiny_spec`: 784→16→10 on CPU, 2 epochs, validation 0.2) as
+    `directory/name.toml`, titled "{name}: a tiny search for tests"."""
+    return write_spec(directory, name, title=f"{name}: a tiny search for tests", pruner=pruner, trials=trials)
 
 
 def run_uid(number: int) -> str:
@@ -90,11 +72,7 @@ def _store_run(store: ResultsStore, config, labels: RunLabels, uid: str, state: 
     events = completed_run_events(config, epochs=2)
     started = next(e for e in events if isinstance(e, Started))
     finished = next(e for e in events if isinstance(e, Finished))
-    run_id = store.start_run(
-        config, device_name=started.device_name, params=started.params,
-        estimated_memory_bytes=started.memory_estimate.total, estimated_time_s=started.time_estimate.train_seconds,
-        data_source=started.data_source, labels=labels, uid=uid,
-    )
+    run_id = store.start_run(config, StartColumns.of(started), labels=labels, uid=uid)
     if state is TrialState.RUNNING:
         store.record_epoch(run_id, next(e for e in events if isinstance(e, EpochEnd)))
         return

@@ -5,19 +5,17 @@ Runs are stored by the scripted runner (fixed numbers, no torch) into a store un
 
 from __future__ import annotations
 
-import asyncio
 import sqlite3
-import threading
-from collections.abc import Callable
-from pathlib import Path
+from collections.abc import Awaitable, Callable
 
 import pytest
 from rich.text import Text
 from textual.pilot import Pilot
 from textual.widgets import DataTable, Input, Label, Static
 
-from tests.doubles import FakeGpuProbe, FixedSystemInfo
-from tests.fake_runner import ScriptedRunner, completed_run_events, diverged_run_events
+from tests import support
+from tests.fake_runner import ScriptedRunner, completed_run_events, diverged_run_events, store_run
+from tests.support import SIZE, run_pilot, wait_until
 from tuner_tui.app.app import TunerApp
 from tuner_tui.app.components.compare_screen import CompareScreen
 from tuner_tui.app.components.confirm import ConfirmScreen
@@ -27,30 +25,14 @@ from tuner_tui.app.components.run_detail import RunDetailScreen
 from tuner_tui.app.components.runs_screen import RunsScreen
 from tuner_tui.app.components.tuning_screen import TuningScreen
 from tuner_tui.engine.config import RunConfig
-from tuner_tui.engine.gpu import GpuSnapshot
 from tuner_tui.runs.records import RunLabels
 from tuner_tui.runs.store import ResultsStore
 
-TIMEOUT_S = 60.0  # a ceiling for loaded machines
-
-
-@pytest.fixture(autouse=True)
-def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("TUNER_TUI_CONFIG_DIR", "TUNER_TUI_CACHE_DIR", "TUNER_TUI_DATA"):
-        monkeypatch.setenv(name, str(tmp_path / name.lower()))
-    monkeypatch.setenv("TUNER_TUI_STORE", str(tmp_path / "env-store.sqlite3"))
-    monkeypatch.setattr("tuner_tui.engine.datasets.DEBIAN_FASHION_MNIST", tmp_path / "no-system-copy")
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> ResultsStore:
-    with ResultsStore(tmp_path / "runs.sqlite3") as opened:
-        yield opened
+pytestmark = pytest.mark.usefixtures("isolated")
 
 
 def record(store: ResultsStore, config: RunConfig, events=None, preset: str | None = None) -> None:
-    runner = ScriptedRunner(events or completed_run_events(config, epochs=config.epochs))
-    runner(config, store, lambda event: None, threading.Event(), labels=RunLabels(preset=preset))
+    store_run(store, config, events or completed_run_events(config, epochs=config.epochs), RunLabels(preset=preset))
 
 
 def three_runs(store: ResultsStore) -> None:
@@ -62,19 +44,7 @@ def three_runs(store: ResultsStore) -> None:
 
 
 def make_app(store: ResultsStore) -> TunerApp:
-    probe = FakeGpuProbe(GpuSnapshot.unavailable("no NVIDIA driver"))
-    return TunerApp(
-        store, gpu_probe=probe, system=FixedSystemInfo(probe, free=8 * 1024**3), list_gpus=list, watch_gpu=False,
-        runner=ScriptedRunner(completed_run_events(RunConfig())),
-    )
-
-
-async def wait_until(pilot: Pilot, done: Callable[[], bool]) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + TIMEOUT_S
-    while not done():
-        assert loop.time() < deadline, "timed out waiting for the app"
-        await pilot.pause(0.02)
+    return support.make_app(store, runner=ScriptedRunner(completed_run_events(RunConfig())))
 
 
 async def open_browser(pilot: Pilot) -> RunsScreen:
@@ -95,12 +65,11 @@ def status(screen: RunsScreen) -> str:
     return str(screen.query_one("#runs-status", Label).render())
 
 
-def browse(store: ResultsStore, scenario: Callable[[Pilot, RunsScreen], object], size=(120, 40)) -> None:
-    async def run() -> None:
-        async with make_app(store).run_test(size=size) as pilot:
-            await scenario(pilot, await open_browser(pilot))
+def browse(store: ResultsStore, scenario: Callable[[Pilot, RunsScreen], Awaitable[object]], size=SIZE) -> None:
+    async def in_browser(pilot: Pilot) -> None:
+        await scenario(pilot, await open_browser(pilot))
 
-    asyncio.run(run())
+    run_pilot(make_app(store), in_browser, size=size)
 
 
 def test_the_browser_lists_runs_newest_first_with_id_date_and_duration_and_stars_the_best(store):
@@ -164,7 +133,7 @@ def test_the_filter_keeps_runs_by_status_dataset_and_lr_range(store):
 
 
 def test_a_filter_that_matches_nothing_says_so_not_that_no_runs_are_stored(store):
-    """Bug 4: filtered to an empty dataset, the screen said 'no runs stored yet'."""
+    """A filter that leaves no run says that nothing matches it, not "no runs stored yet"."""
     three_runs(store)
 
     async def scenario(pilot: Pilot, screen: RunsScreen) -> None:
@@ -229,7 +198,7 @@ def test_compare_overlays_any_number_of_marked_runs_with_a_legend(store):
 
 
 def test_compare_at_80x24_scrolls_to_everything(store):
-    """Bug 5: at 80×24 the compare screen was clipped with no scrolling."""
+    """At 80×24 the compare screen scrolls, so everything on it can be reached."""
     three_runs(store)
 
     async def scenario(pilot: Pilot, screen: RunsScreen) -> None:
@@ -247,7 +216,7 @@ def test_compare_at_80x24_scrolls_to_everything(store):
 
 
 def test_at_80x24_the_key_columns_and_the_load_key_are_on_screen(store):
-    """Bug 5: the runs table hid test acc (column 11) and the `l` key at 80 columns."""
+    """At 80 columns the runs table still shows test acc (its 11th column) and the `l` key."""
     three_runs(store)
 
     async def scenario(pilot: Pilot, screen: RunsScreen) -> None:

@@ -3,13 +3,14 @@ list, and the log wrapping again after a resize."""
 
 from __future__ import annotations
 
-import asyncio
 from typing import ClassVar
 
 import pytest
 from textual.app import App, ComposeResult
+from textual.pilot import Pilot
 
-from tests.fake_runner import ScriptedRunner, completed_run_events
+from tests.fake_runner import completed_run_events, store_run
+from tests.support import run_pilot
 from tuner_tui.app import device_choices
 from tuner_tui.app.components.epoch_plot import epoch_ticks
 from tuner_tui.app.components.run_log import RunLog
@@ -26,8 +27,6 @@ GIB = 1024**3
 @pytest.fixture
 def runs(tmp_path) -> list[RunRecord]:
     """lr 0.001 cifar10 completed (tag best), lr 0.01 fmnist completed (preset fmnist_exp1), lr 5 fmnist."""
-    import threading
-
     configs = [
         (RunConfig(dataset="cifar10", lr=0.001, epochs=1), "cifar_exp2"),
         (RunConfig(lr=0.01, epochs=1), "fmnist_exp1"),
@@ -35,9 +34,7 @@ def runs(tmp_path) -> list[RunRecord]:
     ]
     with ResultsStore(tmp_path / "runs.sqlite3") as store:
         for config, preset in configs:
-            ScriptedRunner(completed_run_events(config, epochs=1))(
-                config, store, lambda event: None, threading.Event(), labels=RunLabels(preset=preset)
-            )
+            store_run(store, config, completed_run_events(config, epochs=1), RunLabels(preset=preset))
         store.set_tags(1, ["best"])
         store.set_note(3, "Too HOT")
         return sorted(store.list_runs(), key=lambda r: r.id)
@@ -148,22 +145,21 @@ class LogApp(App):
 
 
 def test_the_log_wraps_its_lines_again_after_a_resize():
-    """Bug 5: text was not wrapped again after the terminal was resized."""
+    """A line already in the log is wrapped again to the new width after the terminal is resized."""
     line = "epoch 1: " + " · ".join(f"figure {i} 0.{i}234" for i in range(12))
 
-    async def scenario() -> None:
-        async with LogApp().run_test(size=(120, 20)) as pilot:
-            log = pilot.app.query_one(RunLog)
-            await pilot.pause()
-            log.add_line(line, now=True)
-            await pilot.pause()
-            wide = [strip.text.rstrip() for strip in log.lines]
-            await pilot.resize_terminal(50, 20)
-            await pilot.pause()
-            await pilot.pause()
-            narrow = [strip.text.rstrip() for strip in log.lines]
-            assert len(narrow) > len(wide)
-            assert all(len(text) <= 50 for text in narrow)
-            assert "".join(narrow).replace(" ", "") == line.replace(" ", "")
+    async def scenario(pilot: Pilot) -> None:
+        log = pilot.app.query_one(RunLog)
+        await pilot.pause()
+        log.add_line(line, now=True)
+        await pilot.pause()
+        wide = [strip.text.rstrip() for strip in log.lines]
+        await pilot.resize_terminal(50, 20)
+        await pilot.pause()
+        await pilot.pause()
+        narrow = [strip.text.rstrip() for strip in log.lines]
+        assert len(narrow) > len(wide)
+        assert all(len(text) <= 50 for text in narrow)
+        assert "".join(narrow).replace(" ", "") == line.replace(" ", "")
 
-    asyncio.run(scenario())
+    run_pilot(LogApp(), scenario, size=(120, 20))

@@ -1,25 +1,24 @@
 """The app's behaviour, driven with Textual's pilot: starting, stopping, validating, presets, quitting.
 
-Runs go through the real runner (`tuner_tui.runs.session.prepare_and_record`) on a tiny Fashion-MNIST written
-in the real IDX format under tmp_path; downloads and the system-wide copy are switched off. No
+Runs go through the real runner (`tuner_tui.runs.session.prepare_and_record`) on the tiny Fashion-MNIST
+written in the real IDX format (`tiny_fmnist`); downloads and the system-wide copy are switched off. No
 async pytest plugin is installed, so each test drives its scenario with `asyncio.run`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import gzip
 import threading
 from collections.abc import Callable
 from pathlib import Path
 
-import numpy as np
 import pytest
 from textual.pilot import Pilot
 from textual.widgets import Button, Input, Label, RichLog, Select, Sparkline
 
-from tests.doubles import FakeGpuProbe, FixedSystemInfo
+from tests import support
 from tests.fake_runner import ScriptedRunner, completed_run_events, in_progress_events
+from tests.support import SIZE, wait_until
 from tuner_tui.app.app import TunerApp
 from tuner_tui.app.components.confirm import ConfirmScreen
 from tuner_tui.app.components.runs_screen import RunsScreen
@@ -27,57 +26,17 @@ from tuner_tui.app.components.save_preset import SavePresetScreen
 from tuner_tui.app.components.tuning_screen import TuningScreen
 from tuner_tui.engine.config import RunConfig
 from tuner_tui.engine.events import Progress
-from tuner_tui.engine.gpu import GpuSnapshot
 from tuner_tui.runs.presets import list_presets
 from tuner_tui.runs.store import ResultsStore
 from tuner_tui.runs.training_process import RunRejectedError, TrainingProcessError
 
-SIZE = (120, 40)
-TRAIN_SAMPLES, TEST_SAMPLES = 600, 100
-RUN_TIMEOUT_S = 60.0  # a ceiling for loaded machines; runs take about a second
-
-
-@pytest.fixture(autouse=True)
-def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Config, cache, data and store under tmp_path; datasets only from the test's data root."""
-    for name in ("TUNER_TUI_CONFIG_DIR", "TUNER_TUI_CACHE_DIR", "TUNER_TUI_DATA"):
-        monkeypatch.setenv(name, str(tmp_path / name.lower()))
-    monkeypatch.setenv("TUNER_TUI_STORE", str(tmp_path / "env-store.sqlite3"))
-
-    def offline(name: str, root: Path) -> None:
-        raise OSError("offline")
-
-    monkeypatch.setattr("tuner_tui.engine.datasets.DEBIAN_FASHION_MNIST", tmp_path / "no-system-copy")
-    monkeypatch.setattr("tuner_tui.engine.datasets._download", offline)
-
-
-def _write_idx(path: Path, magic: int, array: np.ndarray) -> None:
-    header = magic.to_bytes(4, "big") + b"".join(n.to_bytes(4, "big") for n in array.shape)
-    with gzip.open(path, "wb", compresslevel=1) as handle:
-        handle.write(header + array.astype(np.uint8).tobytes())
+pytestmark = pytest.mark.usefixtures("isolated")
 
 
 @pytest.fixture
-def data_root(tmp_path: Path) -> Path:
-    """A 600/100-image Fashion-MNIST in torchvision's layout, as gzipped IDX files."""
-    root = tmp_path / "data"
-    raw = root / "FashionMNIST" / "raw"
-    raw.mkdir(parents=True)
-    rng = np.random.default_rng(0)
-    for prefix, count in (("train", TRAIN_SAMPLES), ("t10k", TEST_SAMPLES)):
-        labels = rng.integers(0, 10, size=count)
-        images = rng.integers(0, 60, size=(count, 28, 28))
-        for label in range(10):  # a bright band per class, so the network has something to learn
-            images[labels == label, 2 * label : 2 * label + 3, :] = 230
-        _write_idx(raw / f"{prefix}-images-idx3-ubyte.gz", 0x00000803, images)
-        _write_idx(raw / f"{prefix}-labels-idx1-ubyte.gz", 0x00000801, labels)
-    return root
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> ResultsStore:
-    with ResultsStore(tmp_path / "runs.sqlite3") as opened:
-        yield opened
+def data_root(tiny_fmnist: Path) -> Path:
+    """The tiny learnable Fashion-MNIST (`tiny_fmnist`), the data root of the runs here."""
+    return tiny_fmnist
 
 
 def small_config(root: Path, **changes) -> RunConfig:
@@ -91,19 +50,7 @@ def long_config(root: Path) -> RunConfig:
 
 
 def make_app(store: ResultsStore, config: RunConfig | None = None, **kwargs) -> TunerApp:
-    probe = FakeGpuProbe(GpuSnapshot.unavailable("no NVIDIA driver"))
-    return TunerApp(
-        store, config=config, gpu_probe=probe, system=FixedSystemInfo(probe, free=8 * 1024**3),
-        list_gpus=list, watch_gpu=False, **kwargs,
-    )
-
-
-async def wait_until(pilot: Pilot, done: Callable[[], bool], timeout: float = RUN_TIMEOUT_S) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not done():
-        assert loop.time() < deadline, "timed out waiting for the app"
-        await pilot.pause(0.02)
+    return support.make_app(store, config=config, **kwargs)
 
 
 async def ready(pilot: Pilot) -> None:

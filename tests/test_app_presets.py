@@ -8,7 +8,6 @@ No timing is asserted; every wait has a timeout that fails loudly.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
@@ -16,8 +15,9 @@ import pytest
 from textual.pilot import Pilot
 from textual.widgets import DataTable, Label, Select
 
-from tests.doubles import FakeGpuProbe, FixedSystemInfo
+from tests import support
 from tests.fake_runner import ScriptedRunner, in_progress_events
+from tests.support import run_on_screen, run_pilot, wait_until
 from tuner_tui.app.app import ChildProcessRunner, TunerApp
 from tuner_tui.app.components.confirm import ConfirmScreen
 from tuner_tui.app.components.presets_screen import PresetsScreen
@@ -25,13 +25,10 @@ from tuner_tui.app.components.tuning_screen import TuningScreen
 from tuner_tui.app.slots import LabLaunch, Slot
 from tuner_tui.cli import main
 from tuner_tui.engine.config import RunConfig
-from tuner_tui.engine.gpu import GpuSnapshot
 from tuner_tui.runs.presets import load_preset, save_preset
 from tuner_tui.runs.records import RunLabels
 from tuner_tui.runs.store import ResultsStore
 
-SIZE = (120, 40)
-UI_TIMEOUT_S = 60.0
 RUN_TIMEOUT_S = 600.0  # real training processes on a loaded 2-core machine: generous, never asserted
 
 
@@ -51,34 +48,12 @@ def tiny_presets(isolated: dict[str, str], tiny_fmnist: Path) -> list[str]:
 
 
 def make_app(store: ResultsStore, runner, **kwargs) -> TunerApp:
-    probe = FakeGpuProbe(GpuSnapshot.unavailable("no NVIDIA driver"))
-    return TunerApp(
-        store, runner=runner, gpu_probe=probe, system=FixedSystemInfo(probe, free=8 * 1024**3), list_gpus=list,
-        watch_gpu=False, **kwargs,
-    )
-
-
-async def wait_until(pilot: Pilot, done: Callable[[], bool], timeout: float = UI_TIMEOUT_S) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not done():
-        assert loop.time() < deadline, "timed out waiting for the app"
-        await pilot.pause(0.05)
+    return support.make_app(store, runner=runner, **kwargs)
 
 
 def run(app: TunerApp, scenario: Callable[[Pilot, PresetsScreen], Awaitable[None]]) -> None:
     """Run `scenario` on the presets screen (F7 from the tuning screen, unless the app opens there)."""
-
-    async def main_scenario() -> None:
-        async with app.run_test(size=SIZE) as pilot:
-            await wait_until(pilot, lambda: isinstance(app.screen, TuningScreen | PresetsScreen))
-            if not isinstance(app.screen, PresetsScreen):
-                await pilot.press("f7")
-            await wait_until(pilot, lambda: isinstance(app.screen, PresetsScreen))
-            assert isinstance(app.screen, PresetsScreen)
-            await scenario(pilot, app.screen)
-
-    asyncio.run(main_scenario())
+    run_on_screen(app, PresetsScreen, scenario, key="f7")
 
 
 async def mark(pilot: Pilot, screen: PresetsScreen, names: list[str]) -> None:
@@ -240,11 +215,10 @@ def test_a_preset_with_set_values_opens_the_app_under_the_presets_name_marked_ed
     assert app.initial_preset == "fmnist_exp5" and app.initial_config.epochs == 3
     assert app.initial_preset_config == load_preset("fmnist_exp5").config
 
-    async def scenario() -> None:
-        async with app.run_test(size=(120, 40)) as pilot:
-            await wait_until(pilot, lambda: app.tuning.form.is_mounted)
-            form = app.tuning.form
-            assert str(form.query_one("#preset", Select).value) == "fmnist_exp5"
-            assert form.state().edited  # the run it starts is stored as "fmnist_exp5 (edited)"
+    async def scenario(pilot: Pilot) -> None:
+        await wait_until(pilot, lambda: app.tuning.form.is_mounted)
+        form = app.tuning.form
+        assert str(form.query_one("#preset", Select).value) == "fmnist_exp5"
+        assert form.state().edited  # the run it starts is stored as "fmnist_exp5 (edited)"
 
-    asyncio.run(scenario())
+    run_pilot(app, scenario)

@@ -10,8 +10,6 @@ committing.
 
 from __future__ import annotations
 
-import asyncio
-import itertools
 import threading
 import time
 from collections.abc import Awaitable, Callable
@@ -21,8 +19,7 @@ import pytest
 from textual.pilot import Pilot
 from textual.widgets import Input
 
-from tests.datafiles import write_idx_dataset
-from tests.doubles import FakeGpuProbe, FixedSystemInfo
+from tests import support
 from tests.fake_runner import ScriptedRunner, completed_run_events, diverged_run_events, in_progress_events
 from tests.sweep_script import write_scripted_sweep, write_tiny_spec
 from tuner_tui.app.app import TunerApp
@@ -55,14 +52,9 @@ STORED_AT = 1_767_268_800.0  # 2026-01-01 12:00 UTC: stored runs are dated from 
 
 
 @pytest.fixture(autouse=True)
-def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Config, cache, data and store under tmp_path; a tiny Fashion-MNIST and MNIST in the data root and
-    no system-wide copy; dates in UTC; a steady cursor in every Input."""
-    for name in ("TUNER_TUI_CONFIG_DIR", "TUNER_TUI_CACHE_DIR", "TUNER_TUI_DATA"):
-        monkeypatch.setenv(name, str(tmp_path / name.lower()))
-    write_idx_dataset(tmp_path / "tuner_tui_data", train=20, test=10)
-    monkeypatch.setattr("tuner_tui.engine.datasets.DEBIAN_FASHION_MNIST", tmp_path / "no-system-copy")
-    monkeypatch.setenv("TUNER_TUI_STORE", str(tmp_path / "env-store.sqlite3"))
+def still(isolated_small_data: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """conftest's isolated paths with a tiny Fashion-MNIST in the data root; dates in UTC; a steady
+    cursor in every Input."""
     monkeypatch.setenv("TZ", "UTC")
     time.tzset()
     monkeypatch.setattr(Input, "cursor_blink", False)
@@ -72,28 +64,19 @@ def make_app(
     store_path: Path, *, runner: ScriptedRunner | None = None, config: RunConfig | None = None,
     preset_name: str | None = None, gpu: GpuSnapshot = FAKE_GPU, free: int = 12 * GIB,
 ) -> TunerApp:
-    probe = FakeGpuProbe(gpu)
-    app = TunerApp(
+    app = support.make_app(
         ResultsStore(store_path), config=config, preset_name=preset_name,
         runner=runner or ScriptedRunner(completed_run_events(RunConfig())),
-        gpu_probe=probe, system=FixedSystemInfo(probe, free=free, device_names={}),
-        list_gpus=lambda: [gpu] if gpu.available else [], watch_gpu=False,
+        gpu=gpu, gpus=[gpu] if gpu.available else [], free=free,
     )
     app.animation_level = "none"
     app.NOTIFICATION_TIMEOUT = 600  # a toast in a screenshot must not expire on a slow machine
     return app
 
 
-async def settle(pilot: Pilot, done: Callable[[], bool], *, timeout: float = 30.0) -> None:
-    """Let the app process messages until `done()` holds, then a few frames more."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not done():
-        assert loop.time() < deadline, "the app did not reach the expected state"
-        await pilot.pause(0.01)
-    for _ in range(3):
-        await pilot.pause()
-    await pilot.wait_for_scheduled_animations()
+async def settle(pilot: Pilot, done: Callable[[], bool]) -> None:
+    """Let the app process messages until `done()` holds, then a few frames more (30 s at most)."""
+    await support.settle(pilot, done, timeout=30.0)
 
 
 async def tuning_ready(pilot: Pilot) -> None:
@@ -113,24 +96,32 @@ def start_and_finish(runner: ScriptedRunner) -> Callable[[Pilot], Awaitable[None
     return run_before
 
 
-def record_runs(store: ResultsStore, runs: list[tuple[RunConfig, list[Event]]]) -> None:
-    for config, events in runs:
-        ScriptedRunner(events)(config, store, lambda event: None, threading.Event())
+def record_runs(store_path: Path, runs: list[tuple[RunConfig, list[Event]]]) -> None:
+    """Store `runs` on a fixed clock, however often the recorder reads it: run i starts at
+    STORED_AT + 1 min + 2i min and ends a minute later."""
+    now = [STORED_AT]
+    with ResultsStore(store_path, clock=lambda: now[0]) as store:
+        for index, (config, events) in enumerate(runs):
+            now[0] = STORED_AT + 60 + 120 * index
+
+            def on_event(event: Event, before_the_end: Event = events[-2]) -> None:
+                if event is before_the_end:  # the Finished that comes next is stored a minute on
+                    now[0] += 60
+
+            ScriptedRunner(events)(config, store, on_event, threading.Event())
 
 
 def three_runs(store_path: Path) -> None:
-    """Run 1 completed (fmnist), run 2 diverged (fmnist, lr 5), run 3 completed (cifar10), stored a
-    minute apart on a fixed clock."""
+    """Run 1 completed (fmnist), run 2 diverged (fmnist, lr 5), run 3 completed (cifar10), each
+    stored as lasting a minute, a minute apart, on a fixed clock."""
     fmnist = RunConfig(epochs=3)
     wild = RunConfig(lr=5.0, batch_size=100)
     cifar = RunConfig(dataset="cifar10", hidden=(512, 256), lr=0.001, batch_size=50, reg=0.001)
-    minutes = itertools.count()
-    with ResultsStore(store_path, clock=lambda: STORED_AT + 60 * next(minutes)) as store:
-        record_runs(store, [
-            (fmnist, completed_run_events(fmnist, epochs=3)),
-            (wild, diverged_run_events(wild, step=734)),
-            (cifar, completed_run_events(cifar, epochs=2)),
-        ])
+    record_runs(store_path, [
+        (fmnist, completed_run_events(fmnist, epochs=3)),
+        (wild, diverged_run_events(wild, step=734)),
+        (cifar, completed_run_events(cifar, epochs=2)),
+    ])
 
 
 @SIZES

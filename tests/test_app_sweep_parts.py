@@ -10,25 +10,18 @@ import subprocess
 import sys
 import textwrap
 import threading
-import time
 import tomllib
 from pathlib import Path
 
 import pytest
 
+from tests.support import wait_for
 from tuner_tui.app.spec_draft import SpaceEntry, SpecDraft, problem_text, problems_by_field, spec_toml
 from tuner_tui.app.sweep_process import run_sweep_child
 from tuner_tui.runs.presets import read_toml
 from tuner_tui.sweeps.spec import SpecError, parse_spec, shipped_specs_dir
 
 WAIT_S = 60.0
-
-
-def wait_for(done, what: str, timeout: float = WAIT_S) -> None:
-    deadline = time.monotonic() + timeout
-    while not done():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.05)
 
 
 # --- the spec form's draft ---------------------------------------------------------------------
@@ -113,7 +106,7 @@ def test_a_stop_sends_sigterm_and_the_child_ends_as_it_chooses(tmp_path: Path):
         time.sleep(600)
     """, str(started))
     cancel = threading.Event()
-    threading.Thread(target=lambda: (wait_for(started.exists, "the child"), cancel.set()), daemon=True).start()
+    threading.Thread(target=lambda: (wait_for(started.exists, WAIT_S, "the child"), cancel.set()), daemon=True).start()
     exit = run_sweep_child(child, cancel, grace_s=WAIT_S)
     assert (exit.code, exit.stopped, exit.killed) == (143, True, False)
 
@@ -127,7 +120,7 @@ def test_a_child_that_ignores_the_stop_is_killed_after_the_grace_period(tmp_path
         time.sleep(600)
     """, str(started))
     cancel = threading.Event()
-    threading.Thread(target=lambda: (wait_for(started.exists, "the child"), cancel.set()), daemon=True).start()
+    threading.Thread(target=lambda: (wait_for(started.exists, WAIT_S, "the child"), cancel.set()), daemon=True).start()
     exit = run_sweep_child(child, cancel, grace_s=0.5)
     assert exit.killed and exit.code == -signal.SIGKILL
 
@@ -150,11 +143,11 @@ def test_no_sweep_child_outlives_an_app_killed_with_sigkill(tmp_path: Path):
         run_sweep_child([sys.executable, "-c", sys.argv[1], sys.argv[2]], threading.Event())
     """, sleeper, str(pid_file)))
     try:
-        wait_for(lambda: pid_file.exists() and pid_file.read_text().strip(), "the sweep child")
+        wait_for(lambda: pid_file.exists() and pid_file.read_text().strip(), WAIT_S, "the sweep child")
         child = int(pid_file.read_text())
         app.send_signal(signal.SIGKILL)
         app.wait(timeout=WAIT_S)
-        wait_for(lambda: gone(child), "the orphaned child to be stopped")
+        wait_for(lambda: gone(child), WAIT_S, "the orphaned child to be stopped")
     finally:
         if pid_file.exists() and pid_file.read_text().strip() and not gone(int(pid_file.read_text())):
             os.kill(int(pid_file.read_text()), signal.SIGKILL)

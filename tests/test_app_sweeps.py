@@ -8,7 +8,6 @@ No timing is asserted; every wait has a timeout that fails loudly.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import subprocess
 import sys
@@ -19,8 +18,9 @@ import pytest
 from textual.pilot import Pilot
 from textual.widgets import Input, Label, Select
 
-from tests.doubles import FakeGpuProbe, FixedSystemInfo
+from tests import support
 from tests.fake_runner import ScriptedRunner, completed_run_events
+from tests.support import run_on_screen, wait_until
 from tests.sweep_script import SCRIPTED_NAME, run_uid, write_scripted_sweep, write_tiny_spec
 from tuner_tui.app.app import TunerApp
 from tuner_tui.app.components.confirm import ConfirmScreen
@@ -31,63 +31,32 @@ from tuner_tui.app.components.sweep_screen import LIST_EVERY, SweepScreen
 from tuner_tui.app.components.tuning_screen import TuningScreen
 from tuner_tui.cli import main
 from tuner_tui.engine.events import RunStatus
-from tuner_tui.engine.gpu import GpuSnapshot
 from tuner_tui.runs.child_commands import SweepLaunch
 from tuner_tui.runs.presets import load_preset
 from tuner_tui.runs.store import ResultsStore
 from tuner_tui.sweeps.spec import load_spec, user_specs_dir
 
-SIZE = (120, 40)
-UI_TIMEOUT_S = 60.0
 SWEEP_TIMEOUT_S = 600.0  # real sweeps on a loaded 2-core machine: generous, never asserted
 
 
 @pytest.fixture
-def env(isolated: dict[str, str], monkeypatch: pytest.MonkeyPatch, tiny_fmnist: Path) -> dict[str, str]:
-    """conftest's isolated paths with the tiny Fashion-MNIST as the data root (child processes too)."""
-    monkeypatch.setenv("TUNER_TUI_DATA", str(tiny_fmnist))
-    return {**isolated, "TUNER_TUI_DATA": str(tiny_fmnist)}
+def store_path(tiny_env: dict[str, str]) -> Path:
+    return Path(tiny_env["TUNER_TUI_STORE"])
 
 
 @pytest.fixture
-def store_path(env: dict[str, str]) -> Path:
-    return Path(env["TUNER_TUI_STORE"])
-
-
-@pytest.fixture
-def spec_path(env: dict[str, str]) -> Path:
+def spec_path(tiny_env: dict[str, str]) -> Path:
     return write_tiny_spec(user_specs_dir(), trials=3)
 
 
 def make_app(store: ResultsStore, **kwargs) -> TunerApp:
-    probe = FakeGpuProbe(GpuSnapshot.unavailable("no NVIDIA driver"))
-    return TunerApp(
-        store, runner=ScriptedRunner(completed_run_events(load_preset("fmnist_quick").config)), gpu_probe=probe,
-        system=FixedSystemInfo(probe, free=8 * 1024**3), list_gpus=list, watch_gpu=False, **kwargs,
-    )
-
-
-async def wait_until(pilot: Pilot, done: Callable[[], bool], timeout: float = UI_TIMEOUT_S) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not done():
-        assert loop.time() < deadline, "timed out waiting for the app"
-        await pilot.pause(0.05)
+    return support.make_app(store, runner=ScriptedRunner(completed_run_events(load_preset("fmnist_quick").config)),
+                            **kwargs)
 
 
 def run(app: TunerApp, scenario: Callable[[Pilot, SweepScreen], Awaitable[None]], *, open_screen: bool = True) -> None:
-    """Run `scenario` on the sweeps screen (F4 from the tuning screen, unless the app opens there)."""
-
-    async def main_scenario() -> None:
-        async with app.run_test(size=SIZE) as pilot:
-            await wait_until(pilot, lambda: isinstance(app.screen, TuningScreen | SweepScreen))
-            if open_screen:
-                await pilot.press("f4")
-            await wait_until(pilot, lambda: isinstance(app.screen, SweepScreen))
-            assert isinstance(app.screen, SweepScreen)
-            await scenario(pilot, app.screen)
-
-    asyncio.run(main_scenario())
+    """Run `scenario` on the sweeps screen (F4 from the tuning screen; open_screen=False: the app opens there)."""
+    run_on_screen(app, SweepScreen, scenario, key="f4" if open_screen else None)
 
 
 def cells(screen: SweepScreen, column: str) -> list[str]:
@@ -179,10 +148,10 @@ def test_p_plots_the_next_parameter_against_the_objective(store_path, spec_path)
         run(app, scenario)
 
 
-def test_the_screen_follows_a_sweep_started_headless_in_another_process(store_path, spec_path, env):
+def test_the_screen_follows_a_sweep_started_headless_in_another_process(store_path, spec_path, tiny_env):
     sweep = subprocess.Popen(
         [sys.executable, "-m", "tuner_tui", "sweep", str(spec_path), "--no-ui", "--trials", "3"],
-        env={**os.environ, **env}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, **tiny_env}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
     )
     try:
         with ResultsStore(store_path) as store:
@@ -377,7 +346,7 @@ def test_sweep_without_no_ui_opens_the_app_with_the_sweep_started(spec_path, mon
     assert opened == [SweepLaunch(str(spec_path), name="mine", trials=4, overrides=("epochs=1",))]
 
 
-def test_sweep_without_no_ui_refuses_a_bad_spec_before_the_app_opens(env, monkeypatch, capsys):
+def test_sweep_without_no_ui_refuses_a_bad_spec_before_the_app_opens(tiny_env, monkeypatch, capsys):
     opened: list[object] = []
     monkeypatch.setattr("tuner_tui.cli.run_app", lambda args, **kwargs: opened.append(kwargs) or 0)
     code = main(["sweep", "fmnist_serch"])

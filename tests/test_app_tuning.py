@@ -7,10 +7,8 @@ free memory and a fixed GPU list.
 
 from __future__ import annotations
 
-import asyncio
 import threading
-from collections.abc import Callable
-from pathlib import Path
+from collections.abc import Awaitable, Callable
 
 import pytest
 from rich.text import Text
@@ -19,9 +17,9 @@ from textual.pilot import Pilot
 from textual.widget import Widget
 from textual.widgets import Button, Input, Label, Select, Static
 
-from tests.datafiles import write_idx_dataset
-from tests.doubles import FakeGpuProbe, FixedSystemInfo
+from tests import support
 from tests.fake_runner import ScriptedRunner, completed_run_events, in_progress_events
+from tests.support import GIB, SIZE, UI_TIMEOUT_S, run_pilot, wait_until
 from tuner_tui.app.app import TunerApp
 from tuner_tui.app.components.confirm import ConfirmScreen
 from tuner_tui.app.components.epoch_plot import EpochPlot
@@ -35,50 +33,19 @@ from tuner_tui.formatting import format_seconds, time_estimate_text
 from tuner_tui.runs.store import ResultsStore
 from tuner_tui.runs.training_process import RunRejectedError
 
-GIB = 1024**3
-TIMEOUT_S = 60.0  # a ceiling for loaded machines
+TIMEOUT_S = UI_TIMEOUT_S
 GPU = GpuSnapshot(
     available=True, name="FakeGPU 16 GB", used_bytes=3 * GIB, total_bytes=16 * GIB, process_bytes=None,
     utilization_percent=0,
 )
-NO_DRIVER = GpuSnapshot.unavailable("no NVIDIA driver")
 
 
-@pytest.fixture(autouse=True)
-def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """Config, cache and store under tmp_path; a tiny Fashion-MNIST as the default data root."""
-    for name in ("TUNER_TUI_CONFIG_DIR", "TUNER_TUI_CACHE_DIR", "TUNER_TUI_DATA"):
-        monkeypatch.setenv(name, str(tmp_path / name.lower()))
-    write_idx_dataset(tmp_path / "tuner_tui_data", train=20, test=10)
-    monkeypatch.setenv("TUNER_TUI_STORE", str(tmp_path / "env-store.sqlite3"))
-    monkeypatch.setattr("tuner_tui.engine.datasets.DEBIAN_FASHION_MNIST", tmp_path / "no-system-copy")
-    return tmp_path
+pytestmark = pytest.mark.usefixtures("isolated_small_data")
 
 
-@pytest.fixture
-def store(tmp_path: Path) -> ResultsStore:
-    with ResultsStore(tmp_path / "runs.sqlite3") as opened:
-        yield opened
-
-
-def make_app(
-    store: ResultsStore, *, runner=None, config: RunConfig | None = None, gpu: GpuSnapshot = NO_DRIVER,
-    gpus: list[GpuSnapshot] | None = None, free: int = 8 * GIB,
-) -> TunerApp:
-    probe = FakeGpuProbe(gpu)
-    return TunerApp(
-        store, config=config, runner=runner or ScriptedRunner(completed_run_events(RunConfig())),
-        gpu_probe=probe, system=FixedSystemInfo(probe, free=free), list_gpus=lambda: list(gpus or []),
-        watch_gpu=False,
-    )
-
-
-async def wait_until(pilot: Pilot, done: Callable[[], bool]) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + TIMEOUT_S
-    while not done():
-        assert loop.time() < deadline, "timed out waiting for the app"
-        await pilot.pause(0.02)
+def make_app(store: ResultsStore, *, runner=None, **options) -> TunerApp:
+    """The app on test doubles; the runner scripts a completed run unless another is given."""
+    return support.make_app(store, runner=runner or ScriptedRunner(completed_run_events(RunConfig())), **options)
 
 
 async def ready(pilot: Pilot) -> TuningScreen:
@@ -90,12 +57,11 @@ async def ready(pilot: Pilot) -> TuningScreen:
     return app.tuning
 
 
-def run(app: TunerApp, scenario: Callable[[Pilot, TuningScreen], object], size=(120, 40)) -> None:
-    async def go() -> None:
-        async with app.run_test(size=size) as pilot:
-            await scenario(pilot, await ready(pilot))
+def run(app: TunerApp, scenario: Callable[[Pilot, TuningScreen], Awaitable[object]], size=SIZE) -> None:
+    async def on_ready(pilot: Pilot) -> None:
+        await scenario(pilot, await ready(pilot))
 
-    asyncio.run(go())
+    run_pilot(app, on_ready, size=size)
 
 
 def text_of(widget: Widget) -> str:
@@ -137,7 +103,7 @@ def test_the_first_screen_is_the_default_screen_and_running_is_a_reactive_that_d
 
 
 def test_stop_changes_the_screen_at_once_while_the_run_is_still_preparing(store):
-    """Bug 1: F6 during a long preparation left 'preparing…' on screen for minutes."""
+    """F6 during a long preparation changes the screen at once; "preparing…" does not stay on it."""
     release = threading.Event()
     stop_seen = threading.Event()
 
@@ -189,7 +155,7 @@ def test_stop_and_quit_exits_once_the_run_has_ended(store):
 
 
 def test_loading_a_preset_keeps_the_data_root_and_the_device_given_to_the_app(store, tmp_path):
-    """Bug 2: --data-root was lost when a preset was loaded in the app."""
+    """A preset loaded in the app keeps the --data-root (and device) the app was given."""
     config = RunConfig(data_root=str(tmp_path / "lab-data"), device="cpu")
     app = make_app(store, config=config)
 
@@ -212,7 +178,8 @@ def inside(inner: Region, outer: Region) -> bool:
 
 
 def test_the_quit_question_and_the_save_dialogs_summary_fit_inside_their_dialogs_at_80x24(store):
-    """Bug 3: the quit question lost 'and quit?'; the save dialog cut the summary mid-number."""
+    """At 80×24 the quit question keeps its "and quit?" and the save dialog its whole summary, no
+    number cut in the middle."""
     app = make_app(store, config=RunConfig(reg=0.001, lr=0.001))
 
     async def scenario(pilot: Pilot, screen: TuningScreen) -> None:
@@ -239,7 +206,7 @@ def test_the_quit_question_and_the_save_dialogs_summary_fit_inside_their_dialogs
 
 
 def test_tab_into_a_field_and_typing_replaces_its_value(store):
-    """Bug 6: Tab to λ (0.001) and type 5 gave 05.001."""
+    """Tab to λ (0.001) and type 5: the field reads 5, not 05.001."""
     app = make_app(store, config=RunConfig(reg=0.001))
 
     async def scenario(pilot: Pilot, screen: TuningScreen) -> None:
@@ -259,7 +226,7 @@ def test_tab_into_a_field_and_typing_replaces_its_value(store):
 
 
 def test_the_focused_fields_label_is_reversed_so_focus_shows_in_16_colours(store):
-    """Bug 7: under TERM=xterm the focused field looked like every other one."""
+    """Under TERM=xterm (16 colours) the focused field stands out: its label is reversed."""
     app = make_app(store)
 
     async def scenario(pilot: Pilot, screen: TuningScreen) -> None:
@@ -273,7 +240,7 @@ def test_the_focused_fields_label_is_reversed_so_focus_shows_in_16_colours(store
 
 
 def test_under_no_color_an_error_is_drawn_reversed(store, monkeypatch):
-    """Bug 7: under NO_COLOR=1 error text was grey on near-black."""
+    """Under NO_COLOR=1 error text is drawn reversed, not grey on near-black."""
     monkeypatch.setenv("NO_COLOR", "1")
     app = make_app(store)
 
@@ -291,7 +258,7 @@ def test_under_no_color_an_error_is_drawn_reversed(store, monkeypatch):
 
 
 def test_the_live_accuracy_is_drawn_on_a_labelled_scale_even_for_one_epoch(store):
-    """Bug 8: sparklines without a scale drew one epoch as a full bar, and 80→85 % as ▁→█."""
+    """The live accuracy has a labelled scale: one epoch is not a full bar, and 80→85 % is not ▁→█."""
     runner = ScriptedRunner(in_progress_events(RunConfig()), hold=True)  # one finished epoch
     app = make_app(store, runner=runner)
 
@@ -316,7 +283,7 @@ def test_the_live_accuracy_is_drawn_on_a_labelled_scale_even_for_one_epoch(store
 
 
 def test_cannot_start_names_the_fields_in_the_forms_words(store):
-    """Bug 10: 'cannot start: fix reg' used the code's name."""
+    """The "cannot start" note names the fields in the form's words (L2 reg (λ)), not the code's (reg)."""
     app = make_app(store)
 
     async def scenario(pilot: Pilot, screen: TuningScreen) -> None:

@@ -4,7 +4,6 @@ process with its metrics drawn live, F6 stops it, and the runs land in the store
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
@@ -12,7 +11,8 @@ import pytest
 from textual.pilot import Pilot
 from textual.widgets import Button, Input, Label, Select
 
-from tests.doubles import FakeGpuProbe, FixedSystemInfo
+from tests import support
+from tests.support import run_on_screen, wait_until
 from tests.test_user_code import MODEL_PY, MODEL_TOML
 from tuner_tui.app.app import TunerApp
 from tuner_tui.app.components.metrics_view import MetricsLiveView
@@ -20,18 +20,15 @@ from tuner_tui.app.components.model_screen import ModelScreen
 from tuner_tui.app.components.run_detail import RunDetailScreen
 from tuner_tui.app.components.runs_screen import RunsScreen
 from tuner_tui.engine.events import RunStatus
-from tuner_tui.engine.gpu import GpuSnapshot
 from tuner_tui.runs.store import ResultsStore
 from tuner_tui.usercode.config import user_config
 from tuner_tui.usercode.model_file import load_model_file
 
-UI_TIMEOUT_S = 60.0
 RUN_TIMEOUT_S = 300.0
 
 
 @pytest.fixture
-def model_dir(tmp_path: Path, tiny_fmnist: Path, monkeypatch: pytest.MonkeyPatch, isolated: dict[str, str]) -> Path:
-    monkeypatch.setenv("TUNER_TUI_DATA", str(tiny_fmnist))
+def model_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tiny_env: dict[str, str]) -> Path:
     monkeypatch.setenv("TINY_MARKER", str(tmp_path / "reached"))
     folder = tmp_path / "models"
     folder.mkdir()
@@ -43,29 +40,11 @@ def model_dir(tmp_path: Path, tiny_fmnist: Path, monkeypatch: pytest.MonkeyPatch
 
 def make_app(store: ResultsStore, model_file: Path) -> TunerApp:
     model = load_model_file(model_file)
-    probe = FakeGpuProbe(GpuSnapshot.unavailable("no NVIDIA driver"))
-    return TunerApp(
-        store, model=model, model_config=user_config(model, {"epochs": 2}), gpu_probe=probe,
-        system=FixedSystemInfo(probe, free=8 * 1024**3), list_gpus=list, watch_gpu=False,
-    )
-
-
-async def wait_until(pilot: Pilot, done: Callable[[], bool], timeout: float = UI_TIMEOUT_S) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not done():
-        assert loop.time() < deadline, "timed out waiting for the app"
-        await pilot.pause(0.05)
+    return support.make_app(store, model=model, model_config=user_config(model, {"epochs": 2}))
 
 
 def run(app: TunerApp, scenario: Callable[[Pilot, ModelScreen], Awaitable[None]]) -> None:
-    async def main() -> None:
-        async with app.run_test(size=(120, 40)) as pilot:
-            await wait_until(pilot, lambda: isinstance(app.screen, ModelScreen))
-            assert isinstance(app.screen, ModelScreen)
-            await scenario(pilot, app.screen)
-
-    asyncio.run(main())
+    run_on_screen(app, ModelScreen, scenario)
 
 
 def test_the_form_has_an_input_or_a_select_per_field_each_checked_by_its_rule(model_dir, isolated) -> None:

@@ -29,7 +29,7 @@ from tests.datafiles import write_idx_dataset
 from tuner_tui.cli import main
 from tuner_tui.engine.config import RunConfig
 from tuner_tui.engine.events import EpochEnd, Finished, Resources, RunStatus
-from tuner_tui.runs.records import RunLabels, RunRecord
+from tuner_tui.runs.records import RunLabels, RunRecord, StartColumns
 from tuner_tui.runs.store import ResultsStore
 
 TINY_TRAIN, TINY_TEST = 600, 100
@@ -112,8 +112,10 @@ def seed_run(path: Path, preset: str | None = None) -> int:
     )
     with ResultsStore(path) as store:
         run_id = store.start_run(
-            RunConfig(hidden=(TINY_HIDDEN,), epochs=1, device="cpu"), device_name="CPU", params=TINY_PARAMS,
-            estimated_memory_bytes=1000, estimated_time_s=0.1, data_source="seeded", labels=RunLabels(preset=preset),
+            RunConfig(hidden=(TINY_HIDDEN,), epochs=1, device="cpu"),
+            StartColumns(device_name="CPU", params=TINY_PARAMS, estimated_memory_bytes=1000, estimated_time_s=0.1,
+                         data_source="seeded"),
+            labels=RunLabels(preset=preset),
         )
         store.finish_run(run_id, finished)
     return run_id

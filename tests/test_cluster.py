@@ -23,6 +23,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
+from tests import support
 from tests.conftest import require, require_path
 from tuner_tui.sweeps.spec import load_spec
 from tuner_tui.sweeps.storages import open_storage
@@ -82,10 +83,8 @@ def job_active(job_id: str, env: dict[str, str]) -> bool:
 
 
 def wait_for(condition, timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(1.0)
+    """`tests.support.wait_for`, polling once a second: each poll asks SLURM."""
+    support.wait_for(condition, timeout_s, what, poll=1.0)
 
 
 def journal_records(path: Path) -> list[dict]:

@@ -411,11 +411,10 @@ def test_the_cli_refuses_an_unusable_copy_with_one_line_exit_2_and_no_store(
 
 def test_an_unreadable_data_root_falls_back_to_the_system_copy_saying_why(offline_datasets, monkeypatch, tmp_path):
     debian = write_idx_dataset(tmp_path / "debian", folder="", train=4, test=2)
-    monkeypatch.setattr("tuner_tui.engine.datasets.DEBIAN_FASHION_MNIST", debian)
     write_idx_dataset(tmp_path / "locked", train=6, test=2)
     _deny_reading(monkeypatch, tmp_path / "locked")
 
-    loaded = load_dataset("fmnist", tmp_path / "locked", download=False)
+    loaded = load_dataset("fmnist", tmp_path / "locked", download=False, debian_copy=debian)
 
     assert loaded.source == str(debian)
     skipped = [tmp_path / "locked" / "FashionMNIST" / "raw", tmp_path / "locked"]

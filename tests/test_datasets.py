@@ -1,7 +1,8 @@
 """Finding and reading datasets: IDX and CIFAR pickles, search order, offline errors, bad files.
 
 Every test but the `realdata` one builds tiny datasets in the real on-disk formats under tmp
-folders; downloads and the Debian folder are replaced by monkeypatching `tuner_tui.engine.datasets`.
+folders; a test gives `load_dataset` its own download (`fetch=`) and Debian folder (`debian_copy=`),
+or switches both off with conftest's `offline_datasets`.
 """
 
 from __future__ import annotations
@@ -228,24 +229,22 @@ def test_cifar100_loads_fine_labels_with_100_classes(offline_datasets, tmp_path,
 # --- search order and data root ------------------------------------------------------------------
 
 
-def test_data_root_wins_over_the_debian_folder(offline_datasets, monkeypatch, tmp_path):
+def test_data_root_wins_over_the_debian_folder(offline_datasets, tmp_path):
     debian = write_idx_dataset(tmp_path / "debian", folder="", train=5, test=2, seed=1)
-    monkeypatch.setattr(datasets, "DEBIAN_FASHION_MNIST", debian)
     in_root = write_idx_dataset(tmp_path / "root", train=7, test=3)
 
-    loaded = load_dataset("fmnist", tmp_path / "root")
+    loaded = load_dataset("fmnist", tmp_path / "root", debian_copy=debian)
 
     assert loaded.source == str(in_root)
     assert _sizes(loaded) == (7, 3)
     assert loaded.notes == ()
 
 
-def test_debian_folder_is_used_when_the_data_root_is_empty(offline_datasets, monkeypatch, tmp_path):
+def test_debian_folder_is_used_when_the_data_root_is_empty(offline_datasets, tmp_path):
     debian = write_idx_dataset(tmp_path / "debian", folder="", train=5, test=2, seed=1)
-    monkeypatch.setattr(datasets, "DEBIAN_FASHION_MNIST", debian)
     (tmp_path / "root").mkdir()
 
-    loaded = load_dataset("fmnist", tmp_path / "root", download=False)
+    loaded = load_dataset("fmnist", tmp_path / "root", download=False, debian_copy=debian)
 
     assert loaded.source == str(debian)
     assert _sizes(loaded) == (5, 2)
@@ -289,26 +288,21 @@ def test_data_root_argument_is_expanded_for_the_home_dir(offline_datasets, monke
 # --- not found, offline, download ----------------------------------------------------------------
 
 
-def _offline_url_error(monkeypatch):
-    def offline(name: str, root: Path) -> None:
-        raise urllib.error.URLError("[Errno -3] Temporary failure in name resolution")
-
-    monkeypatch.setattr(datasets, "_download", offline)
+def offline_url_error(name: str, root: Path) -> None:
+    """A download that fails as one does offline."""
+    raise urllib.error.URLError("[Errno -3] Temporary failure in name resolution")
 
 
-def _must_not_download(monkeypatch):
-    def fail(name: str, root: Path) -> None:
-        pytest.fail(f"_download({name!r}, {root}) called with download=False")
-
-    monkeypatch.setattr(datasets, "_download", fail)
+def must_not_download(name: str, root: Path) -> None:
+    """A download that fails the test if it is ever called."""
+    pytest.fail(f"download({name!r}, {root}) called with download=False")
 
 
-def test_offline_fmnist_error_is_one_line_naming_folders_download_and_fixes(offline_datasets, monkeypatch, tmp_path):
-    _offline_url_error(monkeypatch)
+def test_offline_fmnist_error_is_one_line_naming_folders_download_and_fixes(offline_datasets, tmp_path):
     root = tmp_path / "root"
 
     with pytest.raises(DatasetNotFoundError) as caught:
-        load_dataset("fmnist", root)
+        load_dataset("fmnist", root, fetch=offline_url_error)
 
     message = str(caught.value)
     assert "\n" not in message
@@ -322,11 +316,9 @@ def test_offline_fmnist_error_is_one_line_naming_folders_download_and_fixes(offl
     assert "apt-get install dataset-fashion-mnist" in message
 
 
-def test_offline_cifar10_error_names_its_folder_and_no_apt_hint(offline_datasets, monkeypatch, tmp_path):
-    _offline_url_error(monkeypatch)
-
+def test_offline_cifar10_error_names_its_folder_and_no_apt_hint(offline_datasets, tmp_path):
     with pytest.raises(DatasetNotFoundError) as caught:
-        load_dataset("cifar10", tmp_path)
+        load_dataset("cifar10", tmp_path, fetch=offline_url_error)
 
     message = str(caught.value)
     assert "\n" not in message
@@ -345,30 +337,27 @@ def test_not_found_is_a_dataset_error_with_a_one_line_message(offline_datasets, 
 
 
 @pytest.mark.parametrize("name", ["fmnist", "mnist", "cifar10", "cifar100"])
-def test_download_false_never_calls_download(offline_datasets, monkeypatch, tmp_path, name):
-    _must_not_download(monkeypatch)
+def test_download_false_never_calls_download(offline_datasets, tmp_path, name):
     with pytest.raises(DatasetNotFoundError) as caught:
-        load_dataset(name, tmp_path, download=False)
+        load_dataset(name, tmp_path, download=False, fetch=must_not_download)
     assert "download into" not in str(caught.value)
 
 
-def test_download_false_still_loads_a_local_copy(offline_datasets, monkeypatch, tmp_path):
-    _must_not_download(monkeypatch)
+def test_download_false_still_loads_a_local_copy(offline_datasets, tmp_path):
     write_idx_dataset(tmp_path, train=3, test=2)
-    assert _sizes(load_dataset("fmnist", tmp_path, download=False)) == (3, 2)
+    assert _sizes(load_dataset("fmnist", tmp_path, download=False, fetch=must_not_download)) == (3, 2)
 
 
-def test_download_that_writes_the_files_is_then_loaded(offline_datasets, monkeypatch, tmp_path):
+def test_download_that_writes_the_files_is_then_loaded(offline_datasets, tmp_path):
     calls = []
 
     def fake_download(name: str, root: Path) -> None:
         calls.append((name, root))
         write_idx_dataset(root, folder="MNIST/raw", train=6, test=3)
 
-    monkeypatch.setattr(datasets, "_download", fake_download)
     root = tmp_path / "root"
 
-    loaded = load_dataset("mnist", root)
+    loaded = load_dataset("mnist", root, fetch=fake_download)
 
     assert calls == [("mnist", root)]
     assert loaded.source == str(root / "MNIST" / "raw")
@@ -377,12 +366,11 @@ def test_download_that_writes_the_files_is_then_loaded(offline_datasets, monkeyp
 
 @pytest.mark.parametrize("name", ["fmnist", "cifar10"])
 def test_without_torchvision_not_found_says_so_plainly_and_how_to_install_it(monkeypatch, tmp_path, name):
-    monkeypatch.setattr(datasets, "DEBIAN_FASHION_MNIST", tmp_path / "no-debian-fashion-mnist")
     monkeypatch.setitem(sys.modules, "torchvision", None)  # import torchvision raises ModuleNotFoundError
     monkeypatch.setitem(sys.modules, "torchvision.datasets", None)
 
     with pytest.raises(DatasetNotFoundError) as caught:
-        load_dataset(name, tmp_path / "root")
+        load_dataset(name, tmp_path / "root", debian_copy=tmp_path / "no-debian-fashion-mnist")
 
     message = str(caught.value)
     assert "\n" not in message
@@ -391,10 +379,9 @@ def test_without_torchvision_not_found_says_so_plainly_and_how_to_install_it(mon
     assert not (tmp_path / "root").exists()
 
 
-def test_download_that_writes_nothing_is_reported_as_not_found(offline_datasets, monkeypatch, tmp_path):
-    monkeypatch.setattr(datasets, "_download", lambda name, root: None)
+def test_download_that_writes_nothing_is_reported_as_not_found(offline_datasets, tmp_path):
     with pytest.raises(DatasetNotFoundError, match="no usable files after it"):
-        load_dataset("cifar10", tmp_path)
+        load_dataset("cifar10", tmp_path, fetch=lambda name, root: None)
 
 
 # --- malformed files -----------------------------------------------------------------------------
@@ -503,13 +490,12 @@ def test_cifar_pickle_that_is_not_a_dict_is_reported(offline_datasets, tmp_path)
     assert f"{bad}: not a CIFAR batch" in str(caught.value)
 
 
-def test_corrupt_root_copy_falls_through_to_a_valid_debian_copy(offline_datasets, monkeypatch, tmp_path):
+def test_corrupt_root_copy_falls_through_to_a_valid_debian_copy(offline_datasets, tmp_path):
     folder = write_idx_dataset(tmp_path / "root", train=5, test=2, gz=False)
     (folder / "train-images-idx3-ubyte").write_bytes(b"garbage")
     debian = write_idx_dataset(tmp_path / "debian", folder="", train=4, test=1, seed=2)
-    monkeypatch.setattr(datasets, "DEBIAN_FASHION_MNIST", debian)
 
-    loaded = load_dataset("fmnist", tmp_path / "root")
+    loaded = load_dataset("fmnist", tmp_path / "root", debian_copy=debian)
 
     assert loaded.source == str(debian)
     assert _sizes(loaded) == (4, 1)
@@ -519,14 +505,12 @@ def test_corrupt_root_copy_falls_through_to_a_valid_debian_copy(offline_datasets
     )
 
 
-def test_corrupt_copy_left_in_place_by_a_download_is_still_not_found(offline_datasets, monkeypatch, tmp_path):
+def test_corrupt_copy_left_in_place_by_a_download_is_still_not_found(offline_datasets, tmp_path):
     folder = write_idx_dataset(tmp_path, folder="MNIST/raw", train=5, test=2, gz=False)
     bad = folder / "train-images-idx3-ubyte"
     bad.write_bytes(bad.read_bytes()[:-100])  # truncated extraction
-    monkeypatch.setattr(datasets, "_download", lambda name, root: None)  # "files already there"
-
     with pytest.raises(DatasetNotFoundError) as caught:
-        load_dataset("mnist", tmp_path)
+        load_dataset("mnist", tmp_path, fetch=lambda name, root: None)  # "files already there"
     assert str(bad) in str(caught.value)
 
 
@@ -534,12 +518,10 @@ def test_corrupt_copy_left_in_place_by_a_download_is_still_not_found(offline_dat
 
 
 @pytest.mark.requires("fashion-mnist")
-def test_real_fashion_mnist_loads_from_the_debian_folder(monkeypatch, tmp_path):
+def test_real_fashion_mnist_loads_from_the_debian_folder(tmp_path):
     real = require_path("fashion-mnist")
-    monkeypatch.setattr(datasets, "DEBIAN_FASHION_MNIST", real)
-    _must_not_download(monkeypatch)
 
-    loaded = load_dataset("fmnist", tmp_path, download=False)
+    loaded = load_dataset("fmnist", tmp_path, download=False, fetch=must_not_download, debian_copy=real)
 
     assert loaded.source == str(real)
     assert loaded.notes == ()

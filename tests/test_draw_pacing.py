@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 from textual.app import App, ComposeResult
 from textual.pilot import Pilot
 
+from tests.support import run_pilot, wait_until
 from tuner_tui.app.components.run_log import RunLog
 from tuner_tui.app.draw_pacer import DrawPacer
 
@@ -35,43 +36,40 @@ def written(log: RunLog) -> list[str]:
 def test_the_first_request_draws_at_once():
     draws: list[int] = []
 
-    async def scenario() -> None:
-        async with App().run_test() as pilot:
-            DrawPacer(pilot.app, lambda: draws.append(1), INTERVAL_S).request()
-            assert draws == [1]
+    async def scenario(pilot: Pilot) -> None:
+        DrawPacer(pilot.app, lambda: draws.append(1), INTERVAL_S).request()
+        assert draws == [1]
 
-    asyncio.run(scenario())
+    run_pilot(App(), scenario, size=None)
 
 
 def test_requests_within_the_interval_make_one_draw_at_its_end():
     draws: list[int] = []
 
-    async def scenario() -> None:
-        async with App().run_test() as pilot:
-            pacer = DrawPacer(pilot.app, lambda: draws.append(len(draws)), INTERVAL_S)
-            for _ in range(5):
-                pacer.request()
-            assert draws == [0]
-            await pilot.pause(INTERVAL_S * 3)
-            assert draws == [0, 1]
+    async def scenario(pilot: Pilot) -> None:
+        pacer = DrawPacer(pilot.app, lambda: draws.append(len(draws)), INTERVAL_S)
+        for _ in range(5):
+            pacer.request()
+        assert draws == [0]
+        await pilot.pause(INTERVAL_S * 3)
+        assert draws == [0, 1]
 
-    asyncio.run(scenario())
+    run_pilot(App(), scenario, size=None)
 
 
 def test_now_draws_at_once_and_drops_the_pending_draw():
     draws: list[int] = []
 
-    async def scenario() -> None:
-        async with App().run_test() as pilot:
-            pacer = DrawPacer(pilot.app, lambda: draws.append(len(draws)), INTERVAL_S)
-            pacer.request()
-            pacer.request()  # pending
-            pacer.now()
-            assert draws == [0, 1]
-            await pilot.pause(INTERVAL_S * 3)
-            assert draws == [0, 1]
+    async def scenario(pilot: Pilot) -> None:
+        pacer = DrawPacer(pilot.app, lambda: draws.append(len(draws)), INTERVAL_S)
+        pacer.request()
+        pacer.request()  # pending
+        pacer.now()
+        assert draws == [0, 1]
+        await pilot.pause(INTERVAL_S * 3)
+        assert draws == [0, 1]
 
-    asyncio.run(scenario())
+    run_pilot(App(), scenario, size=None)
 
 
 def test_run_log_writes_lines_added_within_a_second_together_in_order():
@@ -82,8 +80,7 @@ def test_run_log_writes_lines_added_within_a_second_together_in_order():
             log.add_line("epoch 3")
             assert written(log) == ["epoch 1"]
             assert log.unwritten == ["epoch 2", "epoch 3"]
-            while log.unwritten:
-                await pilot.pause(0.05)
+            await wait_until(pilot, lambda: not log.unwritten, poll=0.05)
             assert written(log) == ["epoch 1", "epoch 2", "epoch 3"]
 
     asyncio.run(scenario())

@@ -18,6 +18,7 @@ from tuner_tui.engine import gpu
 from tuner_tui.engine.gpu import (
     GpuSnapshot,
     NvmlGpuProbe,
+    NvmlLibrary,
     nvml_available,
     visible_device_entries,
 )
@@ -88,9 +89,9 @@ def _not_supported(*args: object) -> None:
 
 
 @pytest.fixture
-def fresh_nvml(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Forget any earlier NVML initialisation, so each test starts from scratch."""
-    monkeypatch.setattr(gpu, "_NVML", gpu._NvmlLibrary())
+def nvml() -> NvmlLibrary:
+    """An NVML library of its own, not yet initialised, so each test starts from scratch."""
+    return NvmlLibrary()
 
 
 def _use_fake_nvml(monkeypatch: pytest.MonkeyPatch, fake: FakePynvml) -> FakePynvml:
@@ -101,7 +102,7 @@ def _use_fake_nvml(monkeypatch: pytest.MonkeyPatch, fake: FakePynvml) -> FakePyn
 
 
 @pytest.fixture
-def fake_nvml(monkeypatch: pytest.MonkeyPatch, fresh_nvml: None) -> FakePynvml:
+def fake_nvml(monkeypatch: pytest.MonkeyPatch, nvml: NvmlLibrary) -> FakePynvml:
     return _use_fake_nvml(monkeypatch, FakePynvml())
 
 
@@ -121,8 +122,8 @@ def _snapshot(**changes: Any) -> GpuSnapshot:
 
 
 @pytest.mark.skipif(nvml_available(), reason="an NVIDIA driver is present")
-def test_real_probe_without_driver_is_unavailable_with_a_reason(fresh_nvml: None) -> None:
-    snapshot = NvmlGpuProbe().snapshot()
+def test_real_probe_without_driver_is_unavailable_with_a_reason(nvml: NvmlLibrary) -> None:
+    snapshot = NvmlGpuProbe(nvml=nvml).snapshot()
 
     assert snapshot.available is False
     assert snapshot.reason
@@ -131,8 +132,8 @@ def test_real_probe_without_driver_is_unavailable_with_a_reason(fresh_nvml: None
 
 
 @pytest.mark.skipif(not nvml_available(), reason="no NVIDIA driver or GPU")
-def test_real_probe_with_driver_reads_name_and_memory(fresh_nvml: None) -> None:
-    snapshot = NvmlGpuProbe().snapshot()
+def test_real_probe_with_driver_reads_name_and_memory(nvml: NvmlLibrary) -> None:
+    snapshot = NvmlGpuProbe(nvml=nvml).snapshot()
 
     assert snapshot.available is True
     assert isinstance(snapshot.name, str) and snapshot.name
@@ -151,8 +152,8 @@ def test_importing_engine_gpu_loads_neither_pynvml_nor_torch() -> None:
 # NvmlGpuProbe against a fake pynvml
 
 
-def test_full_snapshot_reads_every_field(fake_nvml: FakePynvml) -> None:
-    snapshot = NvmlGpuProbe(index=0, pid=PID).snapshot()
+def test_full_snapshot_reads_every_field(fake_nvml: FakePynvml, nvml: NvmlLibrary) -> None:
+    snapshot = NvmlGpuProbe(index=0, pid=PID, nvml=nvml).snapshot()
 
     assert snapshot == GpuSnapshot(
         available=True,
@@ -165,20 +166,20 @@ def test_full_snapshot_reads_every_field(fake_nvml: FakePynvml) -> None:
     )
 
 
-def test_device_name_given_as_str_is_kept(fake_nvml: FakePynvml) -> None:
+def test_device_name_given_as_str_is_kept(fake_nvml: FakePynvml, nvml: NvmlLibrary) -> None:
     fake_nvml.name = "Fake GPU as str"
 
-    assert NvmlGpuProbe(pid=PID).snapshot().name == "Fake GPU as str"
+    assert NvmlGpuProbe(pid=PID, nvml=nvml).snapshot().name == "Fake GPU as str"
 
 
-def test_probe_defaults_to_this_process(fake_nvml: FakePynvml) -> None:
+def test_probe_defaults_to_this_process(fake_nvml: FakePynvml, nvml: NvmlLibrary) -> None:
     fake_nvml.compute = [FakeProcess(gpu.os.getpid(), 123 * MIB)]
 
-    assert NvmlGpuProbe().snapshot().process_bytes == 123 * MIB
+    assert NvmlGpuProbe(nvml=nvml).snapshot().process_bytes == 123 * MIB
 
 
 @pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="child processes are found through Linux's /proc")
-def test_probe_counts_the_memory_of_its_child_processes(fake_nvml: FakePynvml) -> None:
+def test_probe_counts_the_memory_of_its_child_processes(fake_nvml: FakePynvml, nvml: NvmlLibrary) -> None:
     """The app trains in a child process: "this process" must include it."""
     child = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE)
     try:
@@ -187,46 +188,46 @@ def test_probe_counts_the_memory_of_its_child_processes(fake_nvml: FakePynvml) -
         ]
 
         assert child.pid in gpu.process_tree(gpu.os.getpid())
-        assert NvmlGpuProbe().snapshot().process_bytes == 500 * MIB
+        assert NvmlGpuProbe(nvml=nvml).snapshot().process_bytes == 500 * MIB
     finally:
         assert child.stdin is not None
         child.stdin.close()
         child.wait(timeout=60)
 
 
-def test_process_not_listed_has_no_process_bytes(fake_nvml: FakePynvml) -> None:
-    snapshot = NvmlGpuProbe(pid=999_999).snapshot()
+def test_process_not_listed_has_no_process_bytes(fake_nvml: FakePynvml, nvml: NvmlLibrary) -> None:
+    snapshot = NvmlGpuProbe(pid=999_999, nvml=nvml).snapshot()
 
     assert snapshot.available is True
     assert snapshot.process_bytes is None
 
 
-def test_process_memory_reported_as_none_gives_no_process_bytes(fake_nvml: FakePynvml) -> None:
+def test_process_memory_reported_as_none_gives_no_process_bytes(fake_nvml: FakePynvml, nvml: NvmlLibrary) -> None:
     fake_nvml.compute = [FakeProcess(PID, None)]
 
-    assert NvmlGpuProbe(pid=PID).snapshot().process_bytes is None
+    assert NvmlGpuProbe(pid=PID, nvml=nvml).snapshot().process_bytes is None
 
 
-def test_process_listed_only_as_graphics_is_counted(fake_nvml: FakePynvml) -> None:
+def test_process_listed_only_as_graphics_is_counted(fake_nvml: FakePynvml, nvml: NvmlLibrary) -> None:
     fake_nvml.compute = []
     fake_nvml.graphics = [FakeProcess(PID, 64 * MIB)]
 
-    assert NvmlGpuProbe(pid=PID).snapshot().process_bytes == 64 * MIB
+    assert NvmlGpuProbe(pid=PID, nvml=nvml).snapshot().process_bytes == 64 * MIB
 
 
-def test_process_listed_as_compute_and_graphics_is_counted_once(fake_nvml: FakePynvml) -> None:
+def test_process_listed_as_compute_and_graphics_is_counted_once(fake_nvml: FakePynvml, nvml: NvmlLibrary) -> None:
     fake_nvml.compute = [FakeProcess(PID, 945 * MIB)]
     fake_nvml.graphics = [FakeProcess(PID, 945 * MIB)]
 
-    assert NvmlGpuProbe(pid=PID).snapshot().process_bytes == 945 * MIB
+    assert NvmlGpuProbe(pid=PID, nvml=nvml).snapshot().process_bytes == 945 * MIB
 
 
 def test_unsupported_query_blanks_only_its_field(
-    fake_nvml: FakePynvml, monkeypatch: pytest.MonkeyPatch
+    fake_nvml: FakePynvml, nvml: NvmlLibrary, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(fake_nvml, "nvmlDeviceGetUtilizationRates", _not_supported)
 
-    snapshot = NvmlGpuProbe(pid=PID).snapshot()
+    snapshot = NvmlGpuProbe(pid=PID, nvml=nvml).snapshot()
 
     assert snapshot.utilization_percent is None
     assert snapshot.available is True
@@ -234,44 +235,44 @@ def test_unsupported_query_blanks_only_its_field(
 
 
 def test_unsupported_process_listing_gives_no_process_bytes(
-    fake_nvml: FakePynvml, monkeypatch: pytest.MonkeyPatch
+    fake_nvml: FakePynvml, nvml: NvmlLibrary, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(fake_nvml, "nvmlDeviceGetComputeRunningProcesses", _not_supported)
 
-    snapshot = NvmlGpuProbe(pid=PID).snapshot()
+    snapshot = NvmlGpuProbe(pid=PID, nvml=nvml).snapshot()
 
     assert snapshot.process_bytes is None
     assert snapshot.used_bytes == 5 * GIB
 
 
-def test_missing_device_index_is_unavailable(fake_nvml: FakePynvml) -> None:
-    snapshot = NvmlGpuProbe(index=3).snapshot()
+def test_missing_device_index_is_unavailable(fake_nvml: FakePynvml, nvml: NvmlLibrary) -> None:
+    snapshot = NvmlGpuProbe(index=3, nvml=nvml).snapshot()
 
     assert snapshot == GpuSnapshot.unavailable("no NVIDIA GPU 3")
 
 
-def test_init_failure_makes_snapshot_unavailable_with_reason(fake_nvml: FakePynvml) -> None:
+def test_init_failure_makes_snapshot_unavailable_with_reason(fake_nvml: FakePynvml, nvml: NvmlLibrary) -> None:
     fake_nvml.init_error = FakeNVMLError(12)  # NVML_ERROR_LIBRARY_NOT_FOUND
 
-    snapshot = NvmlGpuProbe().snapshot()
+    snapshot = NvmlGpuProbe(nvml=nvml).snapshot()
 
     assert snapshot == GpuSnapshot.unavailable("no NVIDIA driver")
     assert gpu_memory_text(snapshot) == "n/a (no NVIDIA driver)"
 
 
-def test_init_is_attempted_once_across_many_snapshots(fake_nvml: FakePynvml) -> None:
+def test_init_is_attempted_once_across_many_snapshots(fake_nvml: FakePynvml, nvml: NvmlLibrary) -> None:
     fake_nvml.init_error = FakeNVMLError(9)  # NVML_ERROR_DRIVER_NOT_LOADED
-    probes = [NvmlGpuProbe(), NvmlGpuProbe(index=1)]
+    probes = [NvmlGpuProbe(nvml=nvml), NvmlGpuProbe(index=1, nvml=nvml)]
 
     reasons = {probe.snapshot().reason for _ in range(50) for probe in probes}
 
     assert fake_nvml.init_calls == 1
     assert reasons == {"NVIDIA driver not loaded"}
-    assert nvml_available() is False
+    assert nvml_available(nvml) is False
 
 
 def test_concurrent_first_snapshots_initialise_once(
-    fake_nvml: FakePynvml, monkeypatch: pytest.MonkeyPatch
+    fake_nvml: FakePynvml, nvml: NvmlLibrary, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     def slow_init() -> None:
         fake_nvml.init_calls += 1
@@ -279,7 +280,7 @@ def test_concurrent_first_snapshots_initialise_once(
 
     monkeypatch.setattr(fake_nvml, "nvmlInit", slow_init)
     snapshots: list[GpuSnapshot] = []
-    probe = NvmlGpuProbe(pid=PID)
+    probe = NvmlGpuProbe(pid=PID, nvml=nvml)
     threads = [threading.Thread(target=lambda: snapshots.append(probe.snapshot())) for _ in range(8)]
     for thread in threads:
         thread.start()
@@ -291,23 +292,23 @@ def test_concurrent_first_snapshots_initialise_once(
     assert len(snapshots) == 8 and all(s.available for s in snapshots)
 
 
-def test_init_raising_oserror_is_unavailable(fake_nvml: FakePynvml) -> None:
+def test_init_raising_oserror_is_unavailable(fake_nvml: FakePynvml, nvml: NvmlLibrary) -> None:
     fake_nvml.init_error = OSError("libnvidia-ml.so.1: cannot open shared object file")
 
-    snapshot = NvmlGpuProbe().snapshot()
+    snapshot = NvmlGpuProbe(nvml=nvml).snapshot()
 
     assert snapshot.available is False
     assert snapshot.reason is not None and "libnvidia-ml" in snapshot.reason
 
 
-def test_missing_nvidia_ml_py_is_unavailable(fresh_nvml: None, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_missing_nvidia_ml_py_is_unavailable(nvml: NvmlLibrary, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "pynvml", None)  # makes `import pynvml` raise ImportError
 
-    assert NvmlGpuProbe().snapshot() == GpuSnapshot.unavailable("nvidia-ml-py not installed")
+    assert NvmlGpuProbe(nvml=nvml).snapshot() == GpuSnapshot.unavailable("nvidia-ml-py not installed")
 
 
-def test_nvml_available_when_init_succeeds_and_a_gpu_is_seen(fake_nvml: FakePynvml) -> None:
-    assert nvml_available() is True
+def test_nvml_available_when_init_succeeds_and_a_gpu_is_seen(fake_nvml: FakePynvml, nvml: NvmlLibrary) -> None:
+    assert nvml_available(nvml) is True
 
 
 # CUDA_VISIBLE_DEVICES: CUDA's numbering of the GPUs a job was given
@@ -339,57 +340,63 @@ class FakeFourGpuPynvml(FakePynvml):
 
 
 @pytest.fixture
-def four_gpus(monkeypatch: pytest.MonkeyPatch, fresh_nvml: None) -> FakePynvml:
+def four_gpus(monkeypatch: pytest.MonkeyPatch, nvml: NvmlLibrary) -> FakePynvml:
     return _use_fake_nvml(monkeypatch, FakeFourGpuPynvml())
 
 
-def test_without_cuda_visible_devices_cuda_index_is_nvml_index(four_gpus: FakePynvml) -> None:
-    assert NvmlGpuProbe(index=1).snapshot().name == "Fake GPU 1"
+def test_without_cuda_visible_devices_cuda_index_is_nvml_index(four_gpus: FakePynvml, nvml: NvmlLibrary) -> None:
+    assert NvmlGpuProbe(index=1, nvml=nvml).snapshot().name == "Fake GPU 1"
 
 
 @pytest.mark.parametrize(
     ("visible", "index", "name"), [("2,3", 0, "Fake GPU 2"), ("2,3", 1, "Fake GPU 3"), ("3, 0", 1, "Fake GPU 0")]
 )
 def test_cuda_index_counts_the_gpus_cuda_visible_devices_lists(
-    four_gpus: FakePynvml, monkeypatch: pytest.MonkeyPatch, visible: str, index: int, name: str,
+    four_gpus: FakePynvml, nvml: NvmlLibrary, monkeypatch: pytest.MonkeyPatch, visible: str, index: int, name: str,
 ) -> None:
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", visible)
-    assert NvmlGpuProbe(index=index).snapshot().name == name
+    assert NvmlGpuProbe(index=index, nvml=nvml).snapshot().name == name
 
 
-def test_cuda_visible_devices_by_full_uuid(four_gpus: FakePynvml, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_cuda_visible_devices_by_full_uuid(
+    four_gpus: FakePynvml, nvml: NvmlLibrary, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "GPU-22220000-1111-2222-3333-444455556666")
-    assert NvmlGpuProbe().snapshot().name == "Fake GPU 2"
+    assert NvmlGpuProbe(nvml=nvml).snapshot().name == "Fake GPU 2"
 
 
-def test_cuda_visible_devices_by_unique_uuid_prefix(four_gpus: FakePynvml, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_cuda_visible_devices_by_unique_uuid_prefix(
+    four_gpus: FakePynvml, nvml: NvmlLibrary, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "GPU-3333")
-    assert NvmlGpuProbe().snapshot().name == "Fake GPU 3"
+    assert NvmlGpuProbe(nvml=nvml).snapshot().name == "Fake GPU 3"
 
 
 def test_cuda_visible_devices_uuid_prefix_of_several_gpus_is_unavailable(
-    four_gpus: FakePynvml, monkeypatch: pytest.MonkeyPatch,
+    four_gpus: FakePynvml, nvml: NvmlLibrary, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "GPU-")
-    snapshot = NvmlGpuProbe().snapshot()
+    snapshot = NvmlGpuProbe(nvml=nvml).snapshot()
     assert not snapshot.available and snapshot.reason is not None
     assert "more than one GPU" in snapshot.reason
 
 
 @pytest.mark.parametrize("visible", ["", "-1", "1,-1,0"])
 def test_gpu_not_among_cuda_visible_devices_is_unavailable_with_the_variable_named(
-    four_gpus: FakePynvml, monkeypatch: pytest.MonkeyPatch, visible: str,
+    four_gpus: FakePynvml, nvml: NvmlLibrary, monkeypatch: pytest.MonkeyPatch, visible: str,
 ) -> None:
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", visible)
-    probe = NvmlGpuProbe(index=0 if visible != "1,-1,0" else 1)
+    probe = NvmlGpuProbe(index=0 if visible != "1,-1,0" else 1, nvml=nvml)
     snapshot = probe.snapshot()
     assert not snapshot.available and snapshot.reason is not None
     assert "CUDA_VISIBLE_DEVICES" in snapshot.reason
 
 
-def test_listed_gpu_the_machine_lacks_is_unavailable(four_gpus: FakePynvml, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_listed_gpu_the_machine_lacks_is_unavailable(
+    four_gpus: FakePynvml, nvml: NvmlLibrary, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "7")
-    snapshot = NvmlGpuProbe().snapshot()
+    snapshot = NvmlGpuProbe(nvml=nvml).snapshot()
     assert not snapshot.available
     assert snapshot.reason == "no NVIDIA GPU 7 (CUDA_VISIBLE_DEVICES='7')"
 

@@ -11,7 +11,7 @@ import pytest
 from tuner_tui.engine.config import RunConfig
 from tuner_tui.engine.events import EpochEnd, Finished, Resources, RunStatus
 from tuner_tui.runs.journal import JournalWriter, journal_path
-from tuner_tui.runs.records import RunLabels
+from tuner_tui.runs.records import RunLabels, StartColumns
 from tuner_tui.runs.store import ResultsStore, import_pending_journals
 
 EPOCHS = (
@@ -31,8 +31,10 @@ def _finished(status: RunStatus = RunStatus.COMPLETED) -> Finished:
 
 def _journaled_run(journal: JournalWriter, *, finish: bool = True, trial: int = 0) -> int:
     run_id = journal.start_run(
-        RunConfig(hidden=(16,), epochs=2), device_name="CPU", params=123, estimated_memory_bytes=1000,
-        estimated_time_s=2.0, data_source="/data", labels=RunLabels(sweep="s", trial=trial, array_task="7_1"),
+        RunConfig(hidden=(16,), epochs=2),
+        StartColumns(device_name="CPU", params=123, estimated_memory_bytes=1000, estimated_time_s=2.0,
+                     data_source="/data"),
+        labels=RunLabels(sweep="s", trial=trial, array_task="7_1"),
     )
     journal.record_epoch(run_id, EPOCHS[0])
     if finish:
@@ -210,8 +212,7 @@ def test_runs_lists_what_imported_and_warns_once_about_a_bad_line(
 
 
 def test_a_finish_line_with_a_local_runs_uid_changes_nothing(store: ResultsStore, folder: Path) -> None:
-    local = store.start_run(RunConfig(hidden=(16,), epochs=2), device_name="CPU", params=1,
-                            estimated_memory_bytes=None, estimated_time_s=None, data_source=None)
+    local = store.start_run(RunConfig(hidden=(16,), epochs=2), StartColumns(device_name="CPU", params=1))
     store.record_epoch(local, EPOCHS[0])
     store.finish_run(local, _finished())
     before = store.get_run(local).to_json()

@@ -29,7 +29,6 @@ from tuner_tui.engine.params import MLPParams, init_params
 from tuner_tui.engine.runner import execute_run, prepare_run
 from tuner_tui.runs.pack_session import PackEntry, run_pack
 from tuner_tui.runs.records import RunLabels
-from tuner_tui.runs.store import ResultsStore
 
 F64 = torch.float64
 CLASSES = 10
@@ -621,12 +620,6 @@ def test_on_cuda_the_captured_pack_step_equals_the_eager_one_and_the_solo_runs(c
 
 
 # --- 8. Recording: every run of a pack is stored as its own run -------------------------------
-
-
-@pytest.fixture
-def store(tmp_path: Path):
-    with ResultsStore(tmp_path / "runs.sqlite3") as opened:
-        yield opened
 
 
 def test_each_run_of_a_pack_is_stored_with_its_labels_pack_size_and_the_packs_shared_figures(tiny_root, store):

@@ -24,6 +24,12 @@ from tuner_tui.runs.presets import (
 
 LAB4_MD = Path(__file__).resolve().parents[2] / "shared" / "LAB4.md"
 DATASET_TITLES = {"Fashion-MNIST": "fmnist", "CIFAR-10": "cifar10"}
+EXAMPLE_MODELS = {"lab4_student", "torch_mlp"}  # model files of example code (tests/test_examples.py)
+
+
+def _shipped_preset_files() -> list[Path]:
+    """The shipped presets of the built-in network: every shipped TOML but the example model files."""
+    return [path for path in SHIPPED_PRESETS_DIR.glob("*.toml") if path.stem not in EXAMPLE_MODELS]
 
 
 def _lab4_table() -> dict[str, dict[str, str]]:
@@ -80,7 +86,10 @@ def test_shipped_presets_are_the_twenty_lab_experiments_and_fmnist_quick() -> No
 
 def test_every_shipped_file_loads_without_errors() -> None:
     assert preset_errors() == []
-    assert len(list(SHIPPED_PRESETS_DIR.glob("*.toml"))) == 21
+    assert len(_shipped_preset_files()) == 21
+    assert {path.stem for path in SHIPPED_PRESETS_DIR.glob("*.toml")} - {p.stem for p in _shipped_preset_files()} == (
+        EXAMPLE_MODELS
+    )
 
 
 def test_shipped_presets_use_lab4_conventions_native_engine_auto_device_seed_zero() -> None:
@@ -92,12 +101,12 @@ def test_shipped_presets_use_lab4_conventions_native_engine_auto_device_seed_zer
 
 def test_shipped_files_name_every_field_of_the_lab_and_leave_the_rest_default() -> None:
     expected = set(RunConfig().to_dict()) - {"data_root", "chance_patience", "validation"}
-    for path in SHIPPED_PRESETS_DIR.glob("*.toml"):
+    for path in _shipped_preset_files():
         assert set(tomllib.loads(path.read_text(encoding="utf-8"))) == expected, path.name
 
 
 def test_shipped_files_begin_with_a_one_line_comment() -> None:
-    for path in SHIPPED_PRESETS_DIR.glob("*.toml"):
+    for path in _shipped_preset_files():
         first, second = path.read_text(encoding="utf-8").splitlines()[:2]
         assert first.startswith("# ") and not second.startswith("#"), path.name
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import sqlite3
@@ -17,8 +18,9 @@ import pytest
 
 from tuner_tui.engine.config import RunConfig
 from tuner_tui.engine.events import EpochEnd, Finished, Resources, RunStatus
-from tuner_tui.runs import store, store_schema
+from tuner_tui.runs import store_schema
 from tuner_tui.runs.lease import LEASE_SECONDS, Heartbeat
+from tuner_tui.runs.records import StartColumns
 from tuner_tui.runs.sqlite_access import StoreError
 from tuner_tui.runs.store import ResultsStore, default_store_path
 
@@ -28,11 +30,8 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 def _start(s: ResultsStore, config: RunConfig | None = None, device: str = "cpu") -> int:
     return s.start_run(
         config or RunConfig(),
-        device_name=device,
-        params=203_530,
-        estimated_memory_bytes=1_000_000,
-        estimated_time_s=12.5,
-        data_source="/data/fmnist",
+        StartColumns(device_name=device, params=203_530, estimated_memory_bytes=1_000_000, estimated_time_s=12.5,
+                     data_source="/data/fmnist"),
     )
 
 
@@ -303,13 +302,12 @@ WRITER = textwrap.dedent(
     import sys
     from tuner_tui.engine.config import RunConfig
     from tuner_tui.engine.events import Finished, Resources, RunStatus
+    from tuner_tui.runs.records import StartColumns
     from tuner_tui.runs.store import ResultsStore
 
     with ResultsStore(sys.argv[1]) as s:
         for i in range(25):
-            run_id = s.start_run(RunConfig(seed=i), device_name="cpu", params=1,
-                                 estimated_memory_bytes=None, estimated_time_s=None,
-                                 data_source=None)
+            run_id = s.start_run(RunConfig(seed=i), StartColumns(device_name="cpu", params=1))
             s.finish_run(run_id, Finished(RunStatus.COMPLETED, "ok", 0.1, 90.0, 89.0, 1,
                                           Resources(1.0, 1.5), loss_curve=(1.0, 0.5)))
     """
@@ -355,19 +353,14 @@ def test_path_under_a_file_raises_store_error(tmp_path: Path) -> None:
     assert str(path) in str(err.value)
 
 
-def test_finish_run_is_all_or_nothing(path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    real_row = store._epoch_row
-
-    def failing_row(run_id: int, epoch: EpochEnd):
-        if epoch.epoch > 1:
-            raise RuntimeError("disk on fire")
-        return real_row(run_id, epoch)
-
+def test_finish_run_is_all_or_nothing(path: Path) -> None:
+    finished = _finished()
+    first, second = finished.epochs
+    unwritable = dataclasses.replace(second, seconds=object())  # sqlite cannot store it: the second epoch fails
     with ResultsStore(path) as s:
         run_id = _start(s)
-        monkeypatch.setattr(store, "_epoch_row", failing_row)
-        with pytest.raises(RuntimeError, match="disk on fire"):
-            s.finish_run(run_id, _finished())
+        with pytest.raises(StoreError, match="binding"):
+            s.finish_run(run_id, dataclasses.replace(finished, epochs=(first, unwritable)))
         run = s.get_run(run_id)
     assert run.status == "running"
     assert run.test_accuracy is None
@@ -409,10 +402,7 @@ def _raw_status(path: Path, run_id: int) -> str:
 
 def _run_on_another_host(path: Path, clock: Clock) -> int:
     with ResultsStore(path, clock=clock) as s:
-        run_id = s.start_run(
-            RunConfig(), device_name="cpu", params=1, estimated_memory_bytes=None, estimated_time_s=None,
-            data_source=None, lease_s=LEASE_SECONDS,
-        )
+        run_id = s.start_run(RunConfig(), StartColumns(device_name="cpu", params=1), lease_s=LEASE_SECONDS)
     with _raw(path) as conn:  # its writer runs on node042, whose pids mean nothing here
         conn.execute("UPDATE runs SET hostname = 'node042', pid = 1 WHERE id = ?", (run_id,))
     return run_id

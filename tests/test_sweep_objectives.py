@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 from optuna.trial import TrialState
 
-from tests.test_sweeps import run_cli, storage_of
+from tests.support import run_cli, write_spec
+from tests.test_sweeps import storage_of
 from tuner_tui.runs.store import ResultsStore
 from tuner_tui.sweeps.scheduler import SweepEvent, run_sweep
 from tuner_tui.sweeps.spec import SpecError, load_spec
@@ -19,51 +20,28 @@ from tuner_tui.sweeps.stopping import search_done
 from tuner_tui.sweeps.study import open_study
 from tuner_tui.sweeps.summary import load_summary
 
-SPEC = """
-base = "fmnist_quick"
-[config]
-hidden = [16]
-device = "cpu"
-[space]
-lr = {{ log_uniform = [0.001, 0.5] }}
-batch_size = {{ choice = [20, 50] }}
-[search]
-validation = 0.2
-sampler = "{sampler}"
-epochs = 1
-trials = {trials}
-seed = 3
-{extra}
-"""
 TWO_OBJECTIVES = 'objectives = { val_accuracy = "maximize", train_time_s = "minimize" }'
 
 
-@pytest.fixture
-def isolated(isolated: dict[str, str], monkeypatch: pytest.MonkeyPatch, tiny_fmnist: Path) -> dict[str, str]:
-    monkeypatch.setenv("TUNER_TUI_DATA", str(tiny_fmnist))
-    return {**isolated, "TUNER_TUI_DATA": str(tiny_fmnist)}
-
-
 def spec_file(tmp_path: Path, extra: str, *, sampler: str = "random", trials: int = 6) -> Path:
-    path = tmp_path / "specs" / "objectives.toml"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(SPEC.format(sampler=sampler, trials=trials, extra=extra))
-    return path
+    """The tiny spec with no objective or pruner of its own, one epoch a trial, `extra` in [search]."""
+    return write_spec(tmp_path / "specs", "objectives", objective=None, pruner=None, epochs=1, sampler=sampler,
+                      trials=trials, extra=extra)
 
 
-def sweep_of(spec_path: Path, isolated: dict[str, str], name: str, budget: int):
-    sweep = open_study(load_spec(str(spec_path)), name, storage_of(isolated), budget=budget, create=True)
+def sweep_of(spec_path: Path, tiny_env: dict[str, str], name: str, budget: int):
+    sweep = open_study(load_spec(str(spec_path)), name, storage_of(tiny_env), budget=budget, create=True)
     events: list[SweepEvent] = []
     with ResultsStore(Path(os.environ["TUNER_TUI_STORE"])) as store:
         outcome = run_sweep(sweep, store, events.append, cancel=threading.Event())
     return sweep, outcome
 
 
-def test_a_sweep_of_two_objectives_finds_a_pareto_front_of_accuracy_against_time(isolated, tmp_path, capsys) -> None:
+def test_a_sweep_of_two_objectives_finds_a_pareto_front_of_accuracy_against_time(tiny_env, tmp_path, capsys) -> None:
     spec_path = spec_file(tmp_path, TWO_OBJECTIVES, sampler="tpe")
     spec = load_spec(str(spec_path))
     assert spec.search.metric_names == ["val_accuracy", "train_time_s"] and spec.search.pruner == "none"
-    sweep, outcome = sweep_of(spec_path, isolated, "front", 6)
+    sweep, outcome = sweep_of(spec_path, tiny_env, "front", 6)
     assert outcome.stopped_by == "budget"
     assert [d.name for d in sweep.study.directions] == ["MAXIMIZE", "MINIMIZE"]
     assert sweep.study.metric_names == ["val_accuracy", "train_time_s"]
@@ -77,7 +55,7 @@ def test_a_sweep_of_two_objectives_finds_a_pareto_front_of_accuracy_against_time
         assert not any(o.values[0] >= trial.values[0] and o.values[1] <= trial.values[1]
                        and tuple(o.values) != trial.values for o in completed)
 
-    code, out, err = run_cli(capsys, "sweep", "show", "front", "--storage", storage_of(isolated), "--json")
+    code, out, err = run_cli(capsys, "sweep", "show", "front", "--storage", storage_of(tiny_env), "--json")
     assert code == 0, err
     shown = json.loads(out)
     assert shown["directions"] == ["maximize", "minimize"]
@@ -95,43 +73,43 @@ def test_a_sweep_of_two_objectives_finds_a_pareto_front_of_accuracy_against_time
         (TWO_OBJECTIVES + "\npatience = 3", "search.patience: needs one objective"),
     ],
 )
-def test_bad_objectives_are_refused_naming_the_key(isolated, tmp_path, extra: str, problem: str) -> None:
+def test_bad_objectives_are_refused_naming_the_key(tiny_env, tmp_path, extra: str, problem: str) -> None:
     with pytest.raises(SpecError) as raised:
         load_spec(str(spec_file(tmp_path, extra)))
     assert any(problem in line for line in raised.value.problems), raised.value.problems
 
 
-def test_a_cmaes_sampler_is_refused_with_several_objectives(isolated, tmp_path) -> None:
+def test_a_cmaes_sampler_is_refused_with_several_objectives(tiny_env, tmp_path) -> None:
     with pytest.raises(SpecError) as raised:
         load_spec(str(spec_file(tmp_path, TWO_OBJECTIVES, sampler="cmaes")))
     assert any("search.sampler: cmaes searches one objective" in line for line in raised.value.problems)
 
 
-def test_patience_stops_asking_and_sweep_show_says_why(isolated, tmp_path, capsys) -> None:
+def test_patience_stops_asking_and_sweep_show_says_why(tiny_env, tmp_path, capsys) -> None:
     spec_path = spec_file(tmp_path, "patience = 2", trials=30)
-    sweep, outcome = sweep_of(spec_path, isolated, "patient", 30)
+    sweep, outcome = sweep_of(spec_path, tiny_env, "patient", 30)
     assert outcome.stopped_by == "patience"
     finished = sweep.finished_count()
     assert 3 <= finished < 30
     assert search_done(sweep.trials(), "maximize", patience=2, target=None) is not None
-    code, out, err = run_cli(capsys, "sweep", "show", "patient", "--storage", storage_of(isolated), "--json")
+    code, out, err = run_cli(capsys, "sweep", "show", "patient", "--storage", storage_of(tiny_env), "--json")
     assert code == 0, err
     shown = json.loads(out)
     assert shown["stop_reason"].startswith("patience: no better trial in the last 2 finished")
     assert shown["state"] == "finished"
-    code, out, _ = run_cli(capsys, "sweep", "show", "patient", "--storage", storage_of(isolated))
+    code, out, _ = run_cli(capsys, "sweep", "show", "patient", "--storage", storage_of(tiny_env))
     assert "stopped before its budget: patience" in out
 
 
-def test_a_target_stops_the_sweep_once_the_best_reaches_it(isolated, tmp_path, capsys) -> None:
+def test_a_target_stops_the_sweep_once_the_best_reaches_it(tiny_env, tmp_path, capsys) -> None:
     spec_path = spec_file(tmp_path, "", trials=20)
-    code, out, err = run_cli(capsys, "sweep", str(spec_path), "--no-ui", "--workers", "1", "--name", "aimed",
+    code, _, err = run_cli(capsys, "sweep", str(spec_path), "--no-ui", "--workers", "1", "--name", "aimed",
                              "--target", "1", "--json")  # 1 % validation accuracy: reached by the first trial
     assert code == 0, err
     assert "(target)" in err or "target:" in err
-    sweep = open_study(load_spec(str(spec_path)), "aimed", storage_of(isolated), budget=None, create=False)
+    sweep = open_study(load_spec(str(spec_path)), "aimed", storage_of(tiny_env), budget=None, create=False)
     assert sweep.finished_count() == 1 and sweep.target == 1.0
-    code, out, err = run_cli(capsys, "sweep", str(spec_path), "--no-ui", "--target", "nan")
+    code, _, err = run_cli(capsys, "sweep", str(spec_path), "--no-ui", "--target", "nan")
     assert code == 2 and "--target" in err and err.count("\n") == 1
 
 

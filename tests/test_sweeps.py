@@ -20,7 +20,7 @@ import pytest
 import torch
 from optuna.trial import TrialState
 
-from tuner_tui.cli import main
+from tests.support import run_cli, wait_for, write_spec
 from tuner_tui.engine.datasets import load_dataset
 from tuner_tui.engine.events import EpochEnd, RunStatus
 from tuner_tui.engine.validation_split import hold_out, validation_rows
@@ -32,23 +32,6 @@ from tuner_tui.sweeps.study import RUN_UID_ATTR, open_study
 from tuner_tui.sweeps.summary import importances, load_summary
 
 SUBPROCESS_TIMEOUT_S = 900  # generous: CI is a loaded 2-core machine
-TINY_SPEC = """
-base = "fmnist_quick"
-[config]
-hidden = [16]
-device = "cpu"
-[space]
-lr = {{ log_uniform = [0.001, 0.5] }}
-batch_size = {{ choice = [20, 50] }}
-[search]
-objective = "val_accuracy"
-validation = 0.2
-sampler = "{sampler}"
-pruner = "{pruner}"
-epochs = {epochs}
-trials = {trials}
-seed = 3
-"""
 
 
 @pytest.fixture
@@ -56,36 +39,15 @@ def data_root(tiny_fmnist: Path) -> Path:
     return tiny_fmnist
 
 
-@pytest.fixture
-def isolated(isolated: dict[str, str], monkeypatch: pytest.MonkeyPatch, tiny_fmnist: Path) -> dict[str, str]:
-    """conftest's isolated paths, with the tiny Fashion-MNIST as the data root (subprocesses too)."""
-    monkeypatch.setenv("TUNER_TUI_DATA", str(tiny_fmnist))
-    return {**isolated, "TUNER_TUI_DATA": str(tiny_fmnist)}
-
-
-def write_spec(directory: Path, name: str = "tiny", *, sampler: str = "random", pruner: str = "none",
-               epochs: int = 2, trials: int = 4) -> Path:
-    directory.mkdir(parents=True, exist_ok=True)
-    path = directory / f"{name}.toml"
-    path.write_text(TINY_SPEC.format(sampler=sampler, pruner=pruner, epochs=epochs, trials=trials))
-    return path
-
-
-def run_cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def storage_of(isolated: dict[str, str]) -> str:
-    store = Path(isolated["TUNER_TUI_STORE"])
+def storage_of(tiny_env: dict[str, str]) -> str:
+    store = Path(tiny_env["TUNER_TUI_STORE"])
     return f"sqlite:///{store.with_name('runs.optuna.sqlite3')}"
 
 
 # --- specs ------------------------------------------------------------------------------------
 
 
-def test_the_shipped_specs_load_and_search_the_lab_fields(isolated) -> None:
+def test_the_shipped_specs_load_and_search_the_lab_fields(tiny_env) -> None:
     specs, errors = list_specs()
     assert errors == []
     by_name = {spec.name: spec for spec in specs}
@@ -97,7 +59,7 @@ def test_the_shipped_specs_load_and_search_the_lab_fields(isolated) -> None:
     assert fmnist.base.validation == fmnist.search.validation == 0.1
 
 
-def test_set_overrides_the_base_config_and_epochs_sets_the_most_a_trial_trains(isolated) -> None:
+def test_set_overrides_the_base_config_and_epochs_sets_the_most_a_trial_trains(tiny_env) -> None:
     spec = load_spec("fmnist_search", overrides={"epochs": "2", "seed": "7"})
     assert spec.search.epochs == 2 and spec.base.epochs == 2 and spec.base.seed == 7
 
@@ -125,7 +87,7 @@ def test_set_overrides_the_base_config_and_epochs_sets_the_most_a_trial_trains(i
         ("", "space: must be a table with at least one field"),
     ],
 )
-def test_a_bad_spec_names_the_file_the_key_and_the_rule(isolated, tmp_path: Path, text: str, problem: str) -> None:
+def test_a_bad_spec_names_the_file_the_key_and_the_rule(tiny_env, tmp_path: Path, text: str, problem: str) -> None:
     path = tmp_path / "bad.toml"
     path.write_text(text)
     with pytest.raises(SpecError) as caught:
@@ -133,7 +95,7 @@ def test_a_bad_spec_names_the_file_the_key_and_the_rule(isolated, tmp_path: Path
     assert any(line.startswith(f"{path}: {problem}") for line in caught.value.problems), caught.value.problems
 
 
-def test_every_problem_of_a_spec_is_reported_one_line_each(isolated, tmp_path: Path, capsys) -> None:
+def test_every_problem_of_a_spec_is_reported_one_line_each(tiny_env, tmp_path: Path, capsys) -> None:
     path = tmp_path / "many.toml"
     path.write_text("[space]\nlr = { log_uniform = [0.0, 1.0] }\nepochs = { choice = [1] }\n[search]\npruner = 'x'\n")
     code, out, err = run_cli(capsys, "sweep", str(path), "--no-ui")
@@ -143,12 +105,12 @@ def test_every_problem_of_a_spec_is_reported_one_line_each(isolated, tmp_path: P
     assert "Traceback" not in err
 
 
-def test_show_is_not_a_valid_sweep_name(isolated) -> None:
+def test_show_is_not_a_valid_sweep_name(tiny_env) -> None:
     with pytest.raises(SpecError, match="not 'show'"):
         parse_spec({"space": {"lr": {"choice": [0.1]}}}, source="x", name="show")
 
 
-def test_an_unknown_spec_suggests_close_names(isolated, capsys) -> None:
+def test_an_unknown_spec_suggests_close_names(tiny_env, capsys) -> None:
     code, _, err = run_cli(capsys, "sweep", "fmnist_serch", "--no-ui")
     assert code == 2 and "did you mean fmnist_search" in err
 
@@ -167,7 +129,7 @@ def _asked_params(spec_path: Path, storage: str, name: str, count: int) -> list[
 
 
 @pytest.mark.parametrize("sampler", ["random", "tpe"])
-def test_a_seeded_sampler_asks_the_same_parameters_every_time(isolated, tmp_path: Path, sampler: str) -> None:
+def test_a_seeded_sampler_asks_the_same_parameters_every_time(tiny_env, tmp_path: Path, sampler: str) -> None:
     spec_path = write_spec(tmp_path / "specs", sampler=sampler)
     first = _asked_params(spec_path, f"sqlite:///{tmp_path / 'a.db'}", "one", 6)
     second = _asked_params(spec_path, f"sqlite:///{tmp_path / 'b.db'}", "one", 6)
@@ -175,7 +137,7 @@ def test_a_seeded_sampler_asks_the_same_parameters_every_time(isolated, tmp_path
     assert len({json.dumps(p, sort_keys=True) for p in first}) > 1
 
 
-def test_rerunning_a_name_with_another_spec_is_refused_unless_renamed(isolated, tmp_path: Path, capsys) -> None:
+def test_rerunning_a_name_with_another_spec_is_refused_unless_renamed(tiny_env, tmp_path: Path, capsys) -> None:
     spec_path = write_spec(tmp_path / "specs", trials=1, epochs=1)
     assert run_cli(capsys, "sweep", str(spec_path), "--no-ui")[0] == 0
     code, _, err = run_cli(capsys, "sweep", str(spec_path), "--no-ui", "--set", "seed=5")
@@ -217,9 +179,9 @@ def _run(spec_path: Path, storage: str, name: str, budget: int) -> tuple[list[Sw
     return events, store
 
 
-def test_a_pruner_stops_trials_and_they_are_stored_as_pruned(isolated, tmp_path: Path) -> None:
+def test_a_pruner_stops_trials_and_they_are_stored_as_pruned(tiny_env, tmp_path: Path) -> None:
     spec_path = write_spec(tmp_path / "specs", pruner="asha", epochs=4, trials=8)
-    events, store = _run(spec_path, storage_of(isolated), "pruning", 8)
+    events, store = _run(spec_path, storage_of(tiny_env), "pruning", 8)
     ended = [e for e in events if isinstance(e, TrialEnded)]
     pruned = [e for e in ended if e.status is RunStatus.PRUNED]
     assert len(ended) == 8 and pruned
@@ -234,10 +196,10 @@ def test_a_pruner_stops_trials_and_they_are_stored_as_pruned(isolated, tmp_path:
     store.close()
 
 
-def test_a_trial_is_checked_within_an_epoch_and_can_be_pruned_before_its_first_ends(isolated, tmp_path: Path) -> None:
+def test_a_trial_is_checked_within_an_epoch_and_can_be_pruned_before_its_first_ends(tiny_env, tmp_path: Path) -> None:
     spec_path = write_spec(tmp_path / "specs", pruner="asha", epochs=2, trials=10)
-    _events, store = _run(spec_path, storage_of(isolated), "within", 10)
-    sweep = open_study(load_spec(str(spec_path)), "within", storage_of(isolated), budget=None, create=False)
+    _events, store = _run(spec_path, storage_of(tiny_env), "within", 10)
+    sweep = open_study(load_spec(str(spec_path)), "within", storage_of(tiny_env), budget=None, create=False)
     parts = sweep.spec.search.reports_per_epoch
     assert parts > 1
     steps = {step for trial in sweep.trials() for step in trial.intermediate_values}
@@ -247,10 +209,10 @@ def test_a_trial_is_checked_within_an_epoch_and_can_be_pruned_before_its_first_e
     store.close()
 
 
-def test_each_trial_is_a_stored_run_linked_both_ways(isolated, tmp_path: Path) -> None:
+def test_each_trial_is_a_stored_run_linked_both_ways(tiny_env, tmp_path: Path) -> None:
     spec_path = write_spec(tmp_path / "specs", trials=3, epochs=2)
-    _, store = _run(spec_path, storage_of(isolated), "links", 3)
-    sweep = open_study(load_spec(str(spec_path)), "links", storage_of(isolated), budget=None, create=False)
+    _, store = _run(spec_path, storage_of(tiny_env), "links", 3)
+    sweep = open_study(load_spec(str(spec_path)), "links", storage_of(tiny_env), budget=None, create=False)
     runs = {run.trial: run for run in store.list_runs(sweep="links")}
     assert sorted(runs) == [0, 1, 2]
     for trial in sweep.trials():
@@ -265,17 +227,17 @@ def test_each_trial_is_a_stored_run_linked_both_ways(isolated, tmp_path: Path) -
     store.close()
 
 
-def test_a_diverged_trial_is_told_as_pruned_with_the_worst_value(isolated, tmp_path: Path) -> None:
+def test_a_diverged_trial_is_told_as_pruned_with_the_worst_value(tiny_env, tmp_path: Path) -> None:
     path = tmp_path / "specs" / "diverge.toml"
     path.parent.mkdir(parents=True)
     path.write_text(
         'base = "fmnist_quick"\n[config]\nhidden = [64, 64, 64]\ndevice = "cpu"\nchance_patience = 1\n'
         "[space]\nlr = { choice = [10.0] }\n[search]\nvalidation = 0.2\npruner = 'none'\nepochs = 3\ntrials = 1\n"
     )
-    events, store = _run(path, storage_of(isolated), "diverge", 1)
+    events, store = _run(path, storage_of(tiny_env), "diverge", 1)
     [ended] = [e for e in events if isinstance(e, TrialEnded)]
     assert ended.status is RunStatus.DIVERGED
-    sweep = open_study(load_spec(str(path)), "diverge", storage_of(isolated), budget=None, create=False)
+    sweep = open_study(load_spec(str(path)), "diverge", storage_of(tiny_env), budget=None, create=False)
     [trial] = sweep.trials()
     assert trial.state is TrialState.PRUNED
     assert trial.intermediate_values[max(trial.intermediate_values)] == 0.0
@@ -283,7 +245,7 @@ def test_a_diverged_trial_is_told_as_pruned_with_the_worst_value(isolated, tmp_p
     store.close()
 
 
-def test_json_reports_the_budget_counts_and_the_best_run(isolated, tmp_path: Path, capsys) -> None:
+def test_json_reports_the_budget_counts_and_the_best_run(tiny_env, tmp_path: Path, capsys) -> None:
     spec_path = write_spec(tmp_path / "specs", trials=3, epochs=2)
     code, out, _ = run_cli(capsys, "sweep", str(spec_path), "--no-ui", "--json")
     assert code == 0
@@ -293,7 +255,7 @@ def test_json_reports_the_budget_counts_and_the_best_run(isolated, tmp_path: Pat
     assert result["completed"] + result["pruned"] == 3
     best = result["best"]
     assert set(best) == {"run_id", "trial", "params", "value", "test_accuracy"}
-    with ResultsStore(Path(isolated["TUNER_TUI_STORE"])) as store:
+    with ResultsStore(Path(tiny_env["TUNER_TUI_STORE"])) as store:
         run = store.get_run(best["run_id"])
     assert run.trial == best["trial"] and run.epochs[-1].val_accuracy == pytest.approx(best["value"])
     assert best["test_accuracy"] == run.test_accuracy is not None
@@ -301,7 +263,7 @@ def test_json_reports_the_budget_counts_and_the_best_run(isolated, tmp_path: Pat
     assert best["run_id"] in [json.loads(line)["run_id"] for line in out.splitlines()]
 
 
-def test_sweep_show_has_the_best_trial_a_top_table_and_importances(isolated, tmp_path: Path, capsys) -> None:
+def test_sweep_show_has_the_best_trial_a_top_table_and_importances(tiny_env, tmp_path: Path, capsys) -> None:
     spec_path = write_spec(tmp_path / "specs", trials=5, epochs=2)
     assert run_cli(capsys, "sweep", str(spec_path), "--no-ui")[0] == 0
     code, out, _ = run_cli(capsys, "sweep", "show", "tiny", "--json")
@@ -319,15 +281,15 @@ def test_sweep_show_has_the_best_trial_a_top_table_and_importances(isolated, tmp
     assert code == 0 and "tiny" in out and "5/5" in out
 
 
-def test_show_of_an_unknown_sweep_is_bad_input(isolated, capsys) -> None:
+def test_show_of_an_unknown_sweep_is_bad_input(tiny_env, capsys) -> None:
     code, _, err = run_cli(capsys, "sweep", "show", "nothing")
     assert code == 2 and "no sweep named 'nothing'" in err
 
 
-def test_importances_need_two_completed_trials(isolated, tmp_path: Path) -> None:
+def test_importances_need_two_completed_trials(tiny_env, tmp_path: Path) -> None:
     spec_path = write_spec(tmp_path / "specs", trials=1, epochs=1)
-    _run(spec_path, storage_of(isolated), "one", 1)[1].close()
-    sweep = open_study(load_spec(str(spec_path)), "one", storage_of(isolated), budget=None, create=False)
+    _run(spec_path, storage_of(tiny_env), "one", 1)[1].close()
+    sweep = open_study(load_spec(str(spec_path)), "one", storage_of(tiny_env), budget=None, create=False)
     assert importances(sweep.study) is None
 
 
@@ -335,33 +297,26 @@ def test_importances_need_two_completed_trials(isolated, tmp_path: Path) -> None
 
 
 def _sweep_process(
-    isolated: dict[str, str], spec_path: Path, trials: int, workers: int = 1
+    tiny_env: dict[str, str], spec_path: Path, trials: int, workers: int = 1
 ) -> subprocess.Popen[str]:
     """A headless sweep in its own process; one trial at a time per worker (no packs)."""
     return subprocess.Popen(
         [sys.executable, "-m", "tuner_tui", "sweep", str(spec_path), "--no-ui", "--trials", str(trials),
          "--workers", str(workers), "--pack", "1"],
-        env={**os.environ, **isolated}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, **tiny_env}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
 
 
-def _wait_for(condition, timeout_s: float = SUBPROCESS_TIMEOUT_S) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        assert time.monotonic() < deadline, "timed out waiting"
-        time.sleep(0.2)
-
-
-def _finished_trials(isolated: dict[str, str], spec_path: Path) -> int:
+def _finished_trials(tiny_env: dict[str, str], spec_path: Path) -> int:
     try:
-        sweep = open_study(load_spec(str(spec_path)), "tiny", storage_of(isolated), budget=None, create=False)
+        sweep = open_study(load_spec(str(spec_path)), "tiny", storage_of(tiny_env), budget=None, create=False)
     except Exception:  # the storage may not exist yet
         return 0
     return sweep.finished_count()
 
 
-def _running_epochs(isolated: dict[str, str]) -> int:
-    path = Path(isolated["TUNER_TUI_STORE"])
+def _running_epochs(tiny_env: dict[str, str]) -> int:
+    path = Path(tiny_env["TUNER_TUI_STORE"])
     try:
         with ResultsStore.open_existing(path) as store:
             return max((len(r.epochs) for r in store.list_runs() if r.status == "running"), default=0)
@@ -369,24 +324,25 @@ def _running_epochs(isolated: dict[str, str]) -> int:
         return 0
 
 
-def test_a_killed_sweep_resumes_to_exactly_its_budget(isolated, tmp_path: Path) -> None:
+def test_a_killed_sweep_resumes_to_exactly_its_budget(tiny_env, tmp_path: Path) -> None:
     spec_path = write_spec(tmp_path / "specs", trials=6, epochs=60)  # long enough to be caught mid-trial
-    process = _sweep_process(isolated, spec_path, 6)
+    process = _sweep_process(tiny_env, spec_path, 6)
     try:
-        _wait_for(lambda: _finished_trials(isolated, spec_path) >= 2 and _running_epochs(isolated) >= 1)
+        wait_for(lambda: _finished_trials(tiny_env, spec_path) >= 2 and _running_epochs(tiny_env) >= 1,
+                 SUBPROCESS_TIMEOUT_S, "two finished trials and an epoch of a third", poll=0.2)
     finally:
         process.kill()
         process.communicate(timeout=60)
-    resumed = _sweep_process(isolated, spec_path, 8)
+    resumed = _sweep_process(tiny_env, spec_path, 8)
     _, err = resumed.communicate(timeout=SUBPROCESS_TIMEOUT_S)
     assert resumed.returncode == 0, err
-    sweep = open_study(load_spec(str(spec_path)), "tiny", storage_of(isolated), budget=None, create=False)
+    sweep = open_study(load_spec(str(spec_path)), "tiny", storage_of(tiny_env), budget=None, create=False)
     finished = sweep.trials((TrialState.COMPLETE, TrialState.PRUNED))
     assert len(finished) == 8
     [killed] = [t for t in sweep.trials((TrialState.FAIL,))]
     again = [t for t in finished if t.user_attrs.get("requeued_from") == killed.number]
     assert len(again) == 1 and again[0].params == killed.params
-    with ResultsStore(Path(isolated["TUNER_TUI_STORE"])) as store:
+    with ResultsStore(Path(tiny_env["TUNER_TUI_STORE"])) as store:
         runs = store.list_runs(sweep="tiny")
     assert sorted(r.trial for r in runs if r.status in ("completed", "pruned")) == sorted(t.number for t in finished)
     [interrupted] = [r for r in runs if r.status == "interrupted"]
@@ -396,12 +352,12 @@ def test_a_killed_sweep_resumes_to_exactly_its_budget(isolated, tmp_path: Path) 
 
 
 def test_sigterm_stops_the_sweep_stores_the_trial_cancelled_and_resume_asks_it_again(
-    isolated, tmp_path: Path
+    tiny_env, tmp_path: Path
 ) -> None:
     spec_path = write_spec(tmp_path / "specs", trials=4, epochs=60)
-    process = _sweep_process(isolated, spec_path, 4)
+    process = _sweep_process(tiny_env, spec_path, 4)
     try:
-        _wait_for(lambda: _running_epochs(isolated) >= 1)
+        wait_for(lambda: _running_epochs(tiny_env) >= 1, SUBPROCESS_TIMEOUT_S, "a trial's first epoch", poll=0.2)
         process.send_signal(signal.SIGTERM)
         _, err = process.communicate(timeout=60)
     finally:
@@ -409,31 +365,32 @@ def test_sigterm_stops_the_sweep_stores_the_trial_cancelled_and_resume_asks_it_a
             process.kill()
     assert process.returncode == 128 + signal.SIGTERM, err
     assert "Traceback" not in err
-    with ResultsStore(Path(isolated["TUNER_TUI_STORE"])) as store:
+    with ResultsStore(Path(tiny_env["TUNER_TUI_STORE"])) as store:
         [cancelled] = [r for r in store.list_runs(sweep="tiny") if r.status == "cancelled"]
     assert len(cancelled.epochs) >= 1
-    resumed = _sweep_process(isolated, spec_path, 1)
+    resumed = _sweep_process(tiny_env, spec_path, 1)
     _, err = resumed.communicate(timeout=SUBPROCESS_TIMEOUT_S)
     assert resumed.returncode == 0, err
-    sweep = open_study(load_spec(str(spec_path)), "tiny", storage_of(isolated), budget=None, create=False)
+    sweep = open_study(load_spec(str(spec_path)), "tiny", storage_of(tiny_env), budget=None, create=False)
     [failed] = sweep.trials((TrialState.FAIL,))
     [again] = [t for t in sweep.trials() if t.user_attrs.get("requeued_from") == failed.number]
     assert again.params == failed.params and again.state in (TrialState.COMPLETE, TrialState.PRUNED)
 
 
-def test_killing_a_sweep_stops_its_workers_and_resume_meets_the_budget(isolated, tmp_path: Path) -> None:
+def test_killing_a_sweep_stops_its_workers_and_resume_meets_the_budget(tiny_env, tmp_path: Path) -> None:
     spec_path = write_spec(tmp_path / "specs", trials=6, epochs=60)
-    process = _sweep_process(isolated, spec_path, 6, workers=2)
+    process = _sweep_process(tiny_env, spec_path, 6, workers=2)
     try:
-        _wait_for(lambda: _finished_trials(isolated, spec_path) >= 1 and _running_epochs(isolated) >= 1)
+        wait_for(lambda: _finished_trials(tiny_env, spec_path) >= 1 and _running_epochs(tiny_env) >= 1,
+                 SUBPROCESS_TIMEOUT_S, "a finished trial and an epoch of the next", poll=0.2)
     finally:
         process.kill()  # SIGKILL: the workers are told by the kernel (their parent died) and stop
         process.communicate(timeout=60)
-    _wait_for(lambda: _open_runs(isolated) == 0, 120)
-    resumed = _sweep_process(isolated, spec_path, 7, workers=2)
+    wait_for(lambda: _open_runs(tiny_env) == 0, 120, "no run left open", poll=0.2)
+    resumed = _sweep_process(tiny_env, spec_path, 7, workers=2)
     _, err = resumed.communicate(timeout=SUBPROCESS_TIMEOUT_S)
     assert resumed.returncode == 0, err
-    sweep = open_study(load_spec(str(spec_path)), "tiny", storage_of(isolated), budget=None, create=False)
+    sweep = open_study(load_spec(str(spec_path)), "tiny", storage_of(tiny_env), budget=None, create=False)
     assert len(sweep.trials((TrialState.COMPLETE, TrialState.PRUNED))) == 7
     stopped = [t for t in sweep.trials((TrialState.FAIL,)) if t.system_attrs.get("tuner_tui.outcome") != "surplus"]
     assert stopped and all(t.system_attrs.get("tuner_tui.fault") == "SIGTERM" for t in stopped)
@@ -443,14 +400,14 @@ def test_killing_a_sweep_stops_its_workers_and_resume_meets_the_budget(isolated,
     assert len(workers) == 2
 
 
-def _open_runs(isolated: dict[str, str]) -> int:
-    with ResultsStore.open_existing(Path(isolated["TUNER_TUI_STORE"])) as store:
+def _open_runs(tiny_env: dict[str, str]) -> int:
+    with ResultsStore.open_existing(Path(tiny_env["TUNER_TUI_STORE"])) as store:
         return sum(1 for r in store.list_runs() if r.status == "running")
 
 
-def test_a_trial_asked_past_the_budget_by_a_concurrent_worker_is_surplus(isolated, tmp_path: Path) -> None:
+def test_a_trial_asked_past_the_budget_by_a_concurrent_worker_is_surplus(tiny_env, tmp_path: Path) -> None:
     spec_path = write_spec(tmp_path / "specs", trials=2)
-    sweep = open_study(load_spec(str(spec_path)), "race", storage_of(isolated), budget=2, create=True)
+    sweep = open_study(load_spec(str(spec_path)), "race", storage_of(tiny_env), budget=2, create=True)
     first, second, third = sweep.study.ask(), sweep.study.ask(), sweep.study.ask()
     for trial in (first, second, third):  # three workers asked at once; each holds its trial
         sweep.hold(trial, "worker", time.time() + 60)
@@ -459,9 +416,9 @@ def test_a_trial_asked_past_the_budget_by_a_concurrent_worker_is_surplus(isolate
     assert not sweep.surplus(second.number) and sweep.surplus(third.number)
 
 
-def test_a_trial_waiting_to_be_asked_again_is_not_shown_as_running(isolated, tmp_path: Path) -> None:
+def test_a_trial_waiting_to_be_asked_again_is_not_shown_as_running(tiny_env, tmp_path: Path) -> None:
     spec_path = write_spec(tmp_path / "specs", trials=3)
-    sweep = open_study(load_spec(str(spec_path)), "queued", storage_of(isolated), budget=3, create=True)
+    sweep = open_study(load_spec(str(spec_path)), "queued", storage_of(tiny_env), budget=3, create=True)
     trial = sweep.study.ask()
     sweep.params_of(trial)
     frozen = sweep.study.tell(trial, state=TrialState.FAIL)
@@ -471,11 +428,11 @@ def test_a_trial_waiting_to_be_asked_again_is_not_shown_as_running(isolated, tmp
     assert [row.status for row in summary.trials] == [RunStatus.FAILED]
 
 
-def test_packed_trials_fill_packs_by_batch_size_and_meet_the_budget(isolated, tmp_path: Path) -> None:
+def test_packed_trials_fill_packs_by_batch_size_and_meet_the_budget(tiny_env, tmp_path: Path) -> None:
     spec_path = write_spec(tmp_path / "specs", pruner="asha", epochs=3, trials=9)
-    sweep = open_study(load_spec(str(spec_path)), "packed", storage_of(isolated), budget=9, create=True)
+    sweep = open_study(load_spec(str(spec_path)), "packed", storage_of(tiny_env), budget=9, create=True)
     events: list[SweepEvent] = []
-    with ResultsStore(Path(isolated["TUNER_TUI_STORE"])) as store:
+    with ResultsStore(Path(tiny_env["TUNER_TUI_STORE"])) as store:
         outcome = run_sweep(sweep, store, events.append, cancel=threading.Event(), pack=lambda batch_size: 3)
         runs = store.list_runs(sweep="packed")
     assert outcome.stopped_by == "budget"
@@ -493,16 +450,16 @@ def test_packed_trials_fill_packs_by_batch_size_and_meet_the_budget(isolated, tm
     assert sorted(e.number for e in ended) == list(range(9))
 
 
-def test_a_packed_sweep_stopped_gives_back_its_queued_trials(isolated, tmp_path: Path) -> None:
+def test_a_packed_sweep_stopped_gives_back_its_queued_trials(tiny_env, tmp_path: Path) -> None:
     spec_path = write_spec(tmp_path / "specs", epochs=3, trials=6)
-    sweep = open_study(load_spec(str(spec_path)), "stopped", storage_of(isolated), budget=6, create=True)
+    sweep = open_study(load_spec(str(spec_path)), "stopped", storage_of(tiny_env), budget=6, create=True)
     cancel = threading.Event()
 
     def stop_after_first_epoch(event: SweepEvent) -> None:
         if isinstance(event, TrialRunEvent) and isinstance(event.event, EpochEnd):
             cancel.set()
 
-    with ResultsStore(Path(isolated["TUNER_TUI_STORE"])) as store:
+    with ResultsStore(Path(tiny_env["TUNER_TUI_STORE"])) as store:
         run_sweep(sweep, store, stop_after_first_epoch, cancel=cancel, pack=lambda batch_size: 2)
     assert not sweep.trials((TrialState.RUNNING,))
     failed = sweep.trials((TrialState.FAIL,))
@@ -512,7 +469,7 @@ def test_a_packed_sweep_stopped_gives_back_its_queued_trials(isolated, tmp_path:
 
 
 @pytest.mark.parametrize("sampler", ["gp", "cmaes", "grid"])
-def test_every_sampler_of_the_spec_asks_valid_parameters(isolated, tmp_path: Path, sampler: str) -> None:
+def test_every_sampler_of_the_spec_asks_valid_parameters(tiny_env, tmp_path: Path, sampler: str) -> None:
     path = tmp_path / "specs" / f"{sampler}.toml"
     path.parent.mkdir(parents=True)
     path.write_text(
@@ -523,9 +480,9 @@ def test_every_sampler_of_the_spec_asks_valid_parameters(isolated, tmp_path: Pat
     assert all(0.01 <= p["lr"] <= 0.1 and p["batch_size"] in (20, 50) for p in asked)
 
 
-def test_a_worker_holds_at_most_its_share_of_what_is_left_of_the_budget(isolated, tmp_path: Path) -> None:
+def test_a_worker_holds_at_most_its_share_of_what_is_left_of_the_budget(tiny_env, tmp_path: Path) -> None:
     spec_path = write_spec(tmp_path / "specs", trials=10)
-    sweep = open_study(load_spec(str(spec_path)), "share", storage_of(isolated), budget=10, create=True)
+    sweep = open_study(load_spec(str(spec_path)), "share", storage_of(tiny_env), budget=10, create=True)
     assert sweep.share("a", time.time()) == 10  # alone, a worker may take the whole budget
     other = sweep.study.ask()
     sweep.hold(other, "b", time.time() + 60)
@@ -537,10 +494,10 @@ def test_a_worker_holds_at_most_its_share_of_what_is_left_of_the_budget(isolated
     assert sweep.share("a", time.time()) == 9
 
 
-def test_a_packing_worker_leaves_trials_for_a_worker_that_is_busy(isolated, tmp_path: Path) -> None:
+def test_a_packing_worker_leaves_trials_for_a_worker_that_is_busy(tiny_env, tmp_path: Path) -> None:
     """Another worker holds a trial while this one fills packs: this one asks at most its share."""
     spec_path = write_spec(tmp_path / "specs", trials=8)
-    sweep = open_study(load_spec(str(spec_path)), "fair", storage_of(isolated), budget=8, create=True)
+    sweep = open_study(load_spec(str(spec_path)), "fair", storage_of(tiny_env), budget=8, create=True)
     busy = sweep.study.ask()
     sweep.params_of(busy)
     sweep.hold(busy, "busy worker", time.time() + 600)
@@ -554,16 +511,16 @@ def test_a_packing_worker_leaves_trials_for_a_worker_that_is_busy(isolated, tmp_
         if sweep.finished_count() >= 4:
             cancel.set()
 
-    with ResultsStore(Path(isolated["TUNER_TUI_STORE"])) as store:
+    with ResultsStore(Path(tiny_env["TUNER_TUI_STORE"])) as store:
         run_sweep(sweep, store, watch, cancel=cancel, pack=lambda batch_size: 8)
     assert 0 < held_at_most <= 4  # (8 budget − 0 finished) / 2 workers
 
 
-def test_a_trial_held_for_a_pack_reads_held_not_running(isolated, tmp_path: Path) -> None:
+def test_a_trial_held_for_a_pack_reads_held_not_running(tiny_env, tmp_path: Path) -> None:
     from tuner_tui.app.components.sweep_screen import summary_text
 
     spec_path = write_spec(tmp_path / "specs", trials=4)
-    sweep = open_study(load_spec(str(spec_path)), "held", storage_of(isolated), budget=4, create=True)
+    sweep = open_study(load_spec(str(spec_path)), "held", storage_of(tiny_env), budget=4, create=True)
     training, waiting = sweep.study.ask(), sweep.study.ask()
     for trial in (training, waiting):
         sweep.params_of(trial)

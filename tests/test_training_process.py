@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from tests.datafiles import write_idx_dataset
+from tests.support import wait_for
 from tuner_tui.engine.config import RunConfig
 from tuner_tui.engine.events import EpochEnd, Finished, Progress, RunStatus, Started
 from tuner_tui.runs.records import RunLabels
@@ -45,6 +46,7 @@ DEAF_CHILD = textwrap.dedent("""
     import pickle, sys, time
     from pathlib import Path
     from tests.fake_runner import _epoch_end, started_event
+    from tuner_tui.runs.records import StartColumns
     from tuner_tui.runs.store import ResultsStore
 
     def send(message):
@@ -57,8 +59,7 @@ DEAF_CHILD = textwrap.dedent("""
         started, epoch = started_event(job.config), _epoch_end(job.config, 1)
         with ResultsStore(job.store_path) as store:
             run_id = store.start_run(
-                job.config, device_name=started.device_name, params=started.params,
-                estimated_memory_bytes=None, estimated_time_s=None, data_source=None, labels=job.labels,
+                job.config, StartColumns(device_name=started.device_name, params=started.params), labels=job.labels,
             )
             store.record_epoch(run_id, epoch)
         send(started)
@@ -73,12 +74,6 @@ def data_root(tmp_path: Path) -> Path:
     root = tmp_path / "data"
     write_idx_dataset(root, train=TRAIN, test=TEST)
     return root
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> ResultsStore:
-    with ResultsStore(tmp_path / "runs.sqlite3") as opened:
-        yield opened
 
 
 def small_config(root: Path | None, **changes) -> RunConfig:
@@ -218,13 +213,6 @@ class ManualClock:
         return self.now
 
 
-def wait_for(condition: Callable[[], bool], what: str) -> None:
-    deadline = time.monotonic() + WAIT_S
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.01)
-
-
 def run_deaf_child(store, tmp_path, mode: str, cancel_when: Callable[[object], bool]):
     """Run a deaf child, stop it, and let GRACE_S pass on a manual clock only once the stop has been
     forwarded and the child has been seen alive; returns (Finished, relayed events)."""
@@ -244,9 +232,9 @@ def run_deaf_child(store, tmp_path, mode: str, cancel_when: Callable[[object], b
 
     thread = threading.Thread(target=run, daemon=True)
     thread.start()
-    wait_for(marker.exists, "the child to take its job")
+    wait_for(marker.exists, WAIT_S, "the child to take its job", poll=0.01)
     cancel.set()
-    wait_for(lambda: clock.reads >= 3, "the stop to be forwarded and its grace period to start")
+    wait_for(lambda: clock.reads >= 3, WAIT_S, "the stop to be forwarded and its grace period to start", poll=0.01)
     assert thread.is_alive() and not result, "killed before its grace period was over"
     clock.now = GRACE_S
     thread.join(WAIT_S)
@@ -302,7 +290,7 @@ def test_wait_on_clock_returns_when_done_or_when_the_time_has_passed_on_the_cloc
     waiter = threading.Thread(target=lambda: results.append(wait_on_clock(done, 3.0, clock, poll_s=0.001)))
     results: list[bool] = []
     waiter.start()
-    wait_for(lambda: clock.reads >= 3, "the waiter to poll")
+    wait_for(lambda: clock.reads >= 3, WAIT_S, "the waiter to poll", poll=0.01)
     assert waiter.is_alive()
     clock.now = 3.0
     waiter.join(WAIT_S)
@@ -318,7 +306,7 @@ def test_an_orphaned_child_stops_its_run_and_gives_up_on_it_after_the_grace_peri
         kwargs={"grace_s": GRACE_S, "clock": clock},
     )
     watcher.start()
-    wait_for(lambda: clock.reads >= 3, "the watcher to wait for the run")
+    wait_for(lambda: clock.reads >= 3, WAIT_S, "the watcher to wait for the run", poll=0.01)
     assert cancel.is_set() and not abandoned
     clock.now = GRACE_S
     watcher.join(WAIT_S)

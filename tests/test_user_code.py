@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tuner_tui.cli import main
+from tests.support import run_cli
 from tuner_tui.engine.events import RunStatus
 from tuner_tui.runs.store import ResultsStore
 
@@ -112,13 +112,6 @@ def polite(config: dict, run: Run) -> None:
 
 
 @pytest.fixture
-def env(isolated: dict[str, str], tiny_fmnist: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
-    """conftest's isolated paths, the tiny Fashion-MNIST as the data root (child processes too)."""
-    monkeypatch.setenv("TUNER_TUI_DATA", str(tiny_fmnist))
-    return {**isolated, "TUNER_TUI_DATA": str(tiny_fmnist)}
-
-
-@pytest.fixture
 def models(tmp_path: Path) -> Path:
     """A folder with the tiny model's code and a model file per function of it."""
     folder = tmp_path / "models"
@@ -129,21 +122,15 @@ def models(tmp_path: Path) -> Path:
     return folder
 
 
-def run_cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def stored(env: dict[str, str]) -> list:
-    with ResultsStore(Path(env["TUNER_TUI_STORE"])) as store:
+def stored(tiny_env: dict[str, str]) -> list:
+    with ResultsStore(Path(tiny_env["TUNER_TUI_STORE"])) as store:
         return store.list_runs()
 
 
 # --- headless ----------------------------------------------------------------------------------------
 
 
-def test_a_model_files_function_runs_headless_and_is_stored_with_its_metrics(env, models, capsys) -> None:
+def test_a_model_files_function_runs_headless_and_is_stored_with_its_metrics(tiny_env, models, capsys) -> None:
     code, out, err = run_cli(capsys, "--preset", str(models / "train.toml"), "--no-ui", "--json", "--set", "epochs=2")
     assert code == 0, err
     result = json.loads(out)
@@ -155,13 +142,13 @@ def test_a_model_files_function_runs_headless_and_is_stored_with_its_metrics(env
     assert 0.0 < result["metrics"]["test_accuracy"] <= 1.0  # the returned dict, besides the last reports
     assert result["model"]["headline"] == "val_accuracy" and result["model"]["direction"] == "maximize"
     assert "epoch 1: val_accuracy " in err and "train rows 600 val rows 0 on cpu" in err
-    [run] = stored(env)
+    [run] = stored(tiny_env)
     assert run.status is RunStatus.COMPLETED and run.label == "train (edited)"
     assert run.metrics["test_accuracy"] == result["metrics"]["test_accuracy"]
     assert [e.metrics["loss"] for e in run.epochs] == [e["loss"] for e in result["epochs"]]
 
 
-def test_the_run_records_where_its_code_came_from(env, models, capsys) -> None:
+def test_the_run_records_where_its_code_came_from(tiny_env, models, capsys) -> None:
     subprocess.run(["git", "init", "-q", str(models)], check=True, timeout=60)
     subprocess.run(["git", "-C", str(models), "add", "tiny.py"], check=True, timeout=60)
     subprocess.run(["git", "-C", str(models), "-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", "x"],
@@ -183,7 +170,7 @@ def test_the_run_records_where_its_code_came_from(env, models, capsys) -> None:
     assert json.loads(out)["code"]["git_dirty"] is True
 
 
-def test_runs_and_the_csv_report_show_the_metrics_a_run_reported(env, models, capsys) -> None:
+def test_runs_and_the_csv_report_show_the_metrics_a_run_reported(tiny_env, models, capsys) -> None:
     assert run_cli(capsys, "--preset", str(models / "train.toml"), "--no-ui", "--set", "epochs=1")[0] == 0
     code, out, _ = run_cli(capsys, "runs")
     assert code == 0 and "metric" in out and "val_accuracy" in out and "train (edited)" in out
@@ -210,11 +197,11 @@ def test_runs_and_the_csv_report_show_the_metrics_a_run_reported(env, models, ca
         ("momentum=0.9", "momentum: not a field of this model; its fields are lr, epochs, width, optimizer, shuffle"),
     ],
 )
-def test_a_bad_set_value_is_refused_in_one_line_naming_the_file(env, models, capsys, setting, says) -> None:
+def test_a_bad_set_value_is_refused_in_one_line_naming_the_file(tiny_env, models, capsys, setting, says) -> None:
     code, out, err = run_cli(capsys, "--preset", str(models / "train.toml"), "--no-ui", "--set", setting)
     assert code == 2 and out == ""
     assert err == f"tuner-tui: error: {models / 'train.toml'}: {says}\n" or (err.count("\n") == 1 and says in err)
-    assert not Path(env["TUNER_TUI_STORE"]).exists()
+    assert not Path(tiny_env["TUNER_TUI_STORE"]).exists()
 
 
 @pytest.mark.parametrize(
@@ -233,16 +220,16 @@ def test_a_bad_set_value_is_refused_in_one_line_naming_the_file(env, models, cap
         ('train = "tiny.py:NOT_CALLABLE"\n[metrics]\nx = "maximize"\n', "train: tiny.py:NOT_CALLABLE is not callable"),
     ],
 )
-def test_a_malformed_model_file_is_refused_in_one_line_naming_it(env, models, capsys, text, says) -> None:
+def test_a_malformed_model_file_is_refused_in_one_line_naming_it(tiny_env, models, capsys, text, says) -> None:
     path = models / "broken.toml"
     path.write_text(text)
     code, out, err = run_cli(capsys, "--preset", str(path), "--no-ui")
     assert code == 2 and out == ""
     assert err.count("\n") == 1 and str(path) in err and says in err
-    assert not Path(env["TUNER_TUI_STORE"]).exists()
+    assert not Path(tiny_env["TUNER_TUI_STORE"]).exists()
 
 
-def test_code_is_imported_only_from_the_file_or_module_named_never_the_current_folder(env, tmp_path, capsys,
+def test_code_is_imported_only_from_the_file_or_module_named_never_the_current_folder(tiny_env, tmp_path, capsys,
                                                                                        monkeypatch) -> None:
     cwd = tmp_path / "workdir"
     cwd.mkdir()
@@ -251,25 +238,25 @@ def test_code_is_imported_only_from_the_file_or_module_named_never_the_current_f
     monkeypatch.chdir(cwd)
     code, _, err = run_cli(capsys, "--preset", "model.toml", "--no-ui")
     assert code == 2 and "importing strayhelper raised ModuleNotFoundError" in err
-    assert not Path(env["TUNER_TUI_STORE"]).exists()
+    assert not Path(tiny_env["TUNER_TUI_STORE"]).exists()
 
 
 # --- faults: the code fails, prints, or will not stop --------------------------------------------------
 
 
-def test_an_exception_in_the_function_is_a_failed_run_with_its_traceback_in_the_log(env, models, capsys) -> None:
+def test_an_exception_in_the_function_is_a_failed_run_with_its_traceback_in_the_log(tiny_env, models, capsys) -> None:
     code, out, err = run_cli(capsys, "--preset", str(models / "fails.toml"), "--no-ui", "--json")
     assert code == 1
     assert err.rstrip().splitlines()[-1] == "tuner-tui: error: ValueError: the learning rate is silly"
     assert "Traceback (most recent call last)" in err and 'tiny.py", line' in err  # their own traceback
     result = json.loads(out)
     assert result["status"] == "failed" and result["message"] == "ValueError: the learning rate is silly"
-    [run] = stored(env)
+    [run] = stored(tiny_env)
     assert run.status is RunStatus.FAILED and "Traceback" in run.log and "raise ValueError" in run.log
     assert [e.metrics for e in run.epochs] == [{"loss": 1.0}]  # what it reported before it failed
 
 
-def test_whatever_the_code_prints_goes_to_the_log_not_into_the_events(env, models, capsys) -> None:
+def test_whatever_the_code_prints_goes_to_the_log_not_into_the_events(tiny_env, models, capsys) -> None:
     code, out, err = run_cli(capsys, "--preset", str(models / "noisy.toml"), "--no-ui", "--json")
     assert code == 0
     result = json.loads(out)
@@ -292,12 +279,12 @@ def _no_child_left(parent_pid: int) -> None:
 
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP])
-def test_a_signal_raises_stop_in_the_code_its_finally_runs_and_the_run_is_cancelled(env, models, tmp_path,
+def test_a_signal_raises_stop_in_the_code_its_finally_runs_and_the_run_is_cancelled(tiny_env, models, tmp_path,
                                                                                      signum) -> None:
     marker = tmp_path / "reached"
     run = subprocess.Popen(
         [sys.executable, "-m", "tuner_tui", "--preset", str(models / "polite.toml"), "--no-ui", "--json"],
-        env={**os.environ, **env, "TINY_MARKER": str(marker)}, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        env={**os.environ, **tiny_env, "TINY_MARKER": str(marker)}, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         text=True,
     )
     _wait_for(marker, run)
@@ -310,11 +297,13 @@ def test_a_signal_raises_stop_in_the_code_its_finally_runs_and_the_run_is_cancel
     assert "Traceback" not in err
 
 
-def test_code_that_ignores_stop_is_killed_after_the_grace_period_and_stored_cancelled(env, models, tmp_path) -> None:
+def test_code_that_ignores_stop_is_killed_after_the_grace_period_and_stored_cancelled(
+    tiny_env, models, tmp_path
+) -> None:
     marker = tmp_path / "reached"
     run = subprocess.Popen(
         [sys.executable, "-m", "tuner_tui", "--preset", str(models / "deaf.toml"), "--no-ui", "--json"],
-        env={**os.environ, **env, "TINY_MARKER": str(marker)}, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        env={**os.environ, **tiny_env, "TINY_MARKER": str(marker)}, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         text=True,
     )
     _wait_for(marker, run)

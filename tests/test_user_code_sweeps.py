@@ -67,12 +67,6 @@ def slow_objective(trial):
 
 
 @pytest.fixture
-def env(isolated: dict[str, str], tiny_fmnist: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
-    monkeypatch.setenv("TUNER_TUI_DATA", str(tiny_fmnist))
-    return {**isolated, "TUNER_TUI_DATA": str(tiny_fmnist)}
-
-
-@pytest.fixture
 def model(tmp_path: Path) -> Path:
     folder = tmp_path / "models"
     folder.mkdir()
@@ -89,15 +83,15 @@ def spec_file(tmp_path: Path, model: Path, *, pruner: str = "median", epochs: in
     return path
 
 
-def runs(env: dict[str, str]) -> list:
-    with ResultsStore(Path(env["TUNER_TUI_STORE"])) as store:
+def runs(tiny_env: dict[str, str]) -> list:
+    with ResultsStore(Path(tiny_env["TUNER_TUI_STORE"])) as store:
         return store.list_runs()
 
 
 # --- specs over a model's fields ------------------------------------------------------------------
 
 
-def test_a_spec_over_a_model_takes_its_fields_its_headline_and_the_validation_rows(env, tmp_path, model) -> None:
+def test_a_spec_over_a_model_takes_its_fields_its_headline_and_the_validation_rows(tiny_env, tmp_path, model) -> None:
     spec = load_spec(str(spec_file(tmp_path, model)))
     assert spec.model is not None and set(spec.space) == {"lr", "width"}
     assert (spec.search.objective, spec.search.direction) == ("val_accuracy", "maximize")
@@ -117,7 +111,7 @@ def test_a_spec_over_a_model_takes_its_fields_its_headline_and_the_validation_ro
         ("lr = { uniform = [0.01, 0.1] }", 'objective = "loss"', None),
     ],
 )
-def test_a_model_spec_checks_its_space_and_objective_against_the_model(env, tmp_path, model, space, search,
+def test_a_model_spec_checks_its_space_and_objective_against_the_model(tiny_env, tmp_path, model, space, search,
                                                                        says) -> None:
     path = tmp_path / "checked.toml"
     path.write_text(f'base = "{model}"\n[space]\n{space}\n[search]\n{search}\n')
@@ -133,7 +127,7 @@ def test_a_model_spec_checks_its_space_and_objective_against_the_model(env, tmp_
 # --- sweeping a model ------------------------------------------------------------------------------------
 
 
-def test_a_sweep_of_a_model_prunes_trials_and_stores_each_as_a_run(env, tmp_path, model, capsys) -> None:
+def test_a_sweep_of_a_model_prunes_trials_and_stores_each_as_a_run(tiny_env, tmp_path, model, capsys) -> None:
     spec = spec_file(tmp_path, model, pruner="median", trials=8)
     code = main(["sweep", str(spec), "--no-ui", "--workers", "1", "--json"])
     out, err = capsys.readouterr()
@@ -141,7 +135,7 @@ def test_a_sweep_of_a_model_prunes_trials_and_stores_each_as_a_run(env, tmp_path
     result = json.loads(out)
     assert result["trials"] == 8 and result["completed"] + result["pruned"] == 8
     assert result["pruned"] >= 1, err  # a median pruner over eight trials of three epochs stops some
-    stored = runs(env)
+    stored = runs(tiny_env)
     assert {r.trial for r in stored} == set(range(8)) and all(r.model is not None for r in stored)
     pruned = [r for r in stored if r.status is RunStatus.PRUNED]
     assert pruned and all(len(r.epochs) < 3 for r in pruned)
@@ -150,19 +144,20 @@ def test_a_sweep_of_a_model_prunes_trials_and_stores_each_as_a_run(env, tmp_path
     assert best.config.validation == 0.2  # type: ignore[union-attr]
 
 
-def test_a_sweep_of_a_model_with_two_workers_meets_its_budget(env, tmp_path, model, capsys) -> None:
+def test_a_sweep_of_a_model_with_two_workers_meets_its_budget(tiny_env, tmp_path, model, capsys) -> None:
     spec = spec_file(tmp_path, model, pruner="none", epochs=1, trials=4)
     assert main(["sweep", str(spec), "--no-ui", "--workers", "2"]) == 0, capsys.readouterr().err
     capsys.readouterr()
-    stored = runs(env)
+    stored = runs(tiny_env)
     assert sorted(r.trial for r in stored if r.status is RunStatus.COMPLETED) == [0, 1, 2, 3]
     assert len({r.pid for r in stored}) == 2  # each worker process recorded its own trials
 
 
-def _resumed_after_sigterm(env: dict[str, str], argv: list[str], budget: int, running: str) -> list:
+def _resumed_after_sigterm(tiny_env: dict[str, str], argv: list[str], budget: int, running: str) -> list:
     """Start a sweep, SIGTERM it once a trial has ended and another runs, run it again; its runs."""
     sweep = subprocess.Popen([sys.executable, "-m", "tuner_tui", *argv, "--no-ui", "--workers", "1"],
-                             env={**os.environ, **env}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+                             env={**os.environ, **tiny_env}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                             text=True)
     lines: list[str] = []
     try:
         deadline = time.monotonic() + TIMEOUT_S
@@ -184,15 +179,18 @@ def _resumed_after_sigterm(env: dict[str, str], argv: list[str], budget: int, ru
             sweep.wait()
     assert sweep.returncode == 143, "".join(lines) + rest
     again = subprocess.run([sys.executable, "-m", "tuner_tui", *argv, "--no-ui", "--workers", "1", "--json"],
-                           env={**os.environ, **env}, capture_output=True, text=True, timeout=TIMEOUT_S, check=False)
+                           env={**os.environ, **tiny_env}, capture_output=True, text=True, timeout=TIMEOUT_S,
+                           check=False)
     assert again.returncode == 0, again.stderr
     assert json.loads(again.stdout)["trials"] == budget
-    return runs(env)
+    return runs(tiny_env)
 
 
-def test_a_sweep_of_a_model_resumes_after_sigterm_without_losing_or_repeating_a_trial(env, tmp_path, model) -> None:
+def test_a_sweep_of_a_model_resumes_after_sigterm_without_losing_or_repeating_a_trial(
+    tiny_env, tmp_path, model
+) -> None:
     spec = spec_file(tmp_path, model, pruner="none", epochs=3, trials=4)
-    stored = _resumed_after_sigterm(env, ["sweep", str(spec)], 4, "trial 1")
+    stored = _resumed_after_sigterm(tiny_env, ["sweep", str(spec)], 4, "trial 1")
     finished = [r for r in stored if r.status in (RunStatus.COMPLETED, RunStatus.PRUNED)]
     assert len(finished) == 4 and len({r.trial for r in finished}) == 4
     cancelled = [r for r in stored if r.status is RunStatus.CANCELLED]
@@ -202,7 +200,7 @@ def test_a_sweep_of_a_model_resumes_after_sigterm_without_losing_or_repeating_a_
 # --- plain Optuna objectives -----------------------------------------------------------------------------
 
 
-def test_a_plain_optuna_objective_runs_unchanged_with_pruning(env, model, capsys) -> None:
+def test_a_plain_optuna_objective_runs_unchanged_with_pruning(tiny_env, model, capsys) -> None:
     target = f"{model.parent / 'objective.py'}:objective"
     code = main(["sweep", "--objective", target, "--name", "bowl", "--trials", "10", "--direction", "minimize",
                  "--pruner", "median", "--no-ui", "--workers", "1", "--json"])
@@ -211,28 +209,28 @@ def test_a_plain_optuna_objective_runs_unchanged_with_pruning(env, model, capsys
     result = json.loads(out)
     assert result["trials"] == 10 and result["pruned"] >= 1
     assert set(result["best"]["params"]) == {"x", "shape"}
-    storage = f"sqlite:///{Path(env['TUNER_TUI_STORE']).with_name('runs.optuna.sqlite3')}"
+    storage = f"sqlite:///{Path(tiny_env['TUNER_TUI_STORE']).with_name('runs.optuna.sqlite3')}"
     study = optuna.load_study(study_name="bowl", storage=storage)
     assert study.direction == optuna.study.StudyDirection.MINIMIZE
     complete = study.get_trials(states=(TrialState.COMPLETE,))
     assert complete and all(t.user_attrs.get("seen") is True for t in complete)
     assert all(len(t.intermediate_values) == 4 for t in complete)  # every trial.report reached the study
     assert study.best_value == pytest.approx(result["best"]["value"])
-    stored = {r.trial: r for r in runs(env)}
+    stored = {r.trial: r for r in runs(tiny_env)}
     best = stored[result["best"]["trial"]]
     assert best.config.fields == result["best"]["params"]  # type: ignore[union-attr]
     assert [e.epoch for e in best.epochs] == [0, 1, 2, 3] and best.metrics["value"] == study.best_value
 
 
-def test_an_objective_sweep_resumes_after_sigterm(env, model) -> None:
+def test_an_objective_sweep_resumes_after_sigterm(tiny_env, model) -> None:
     target = f"{model.parent / 'objective.py'}:slow_objective"
     argv = ["sweep", "--objective", target, "--name", "slow", "--trials", "3", "--direction", "minimize"]
-    stored = _resumed_after_sigterm(env, argv, 3, "trial 1")
+    stored = _resumed_after_sigterm(tiny_env, argv, 3, "trial 1")
     assert sum(r.status is RunStatus.COMPLETED for r in stored) == 3
     assert sum(r.status is RunStatus.CANCELLED for r in stored) == 1
 
 
-def test_an_objective_needs_a_name_and_a_file_that_is_there(env, model, capsys) -> None:
+def test_an_objective_needs_a_name_and_a_file_that_is_there(tiny_env, model, capsys) -> None:
     assert main(["sweep", "--objective", f"{model.parent / 'objective.py'}:objective", "--no-ui"]) == 2
     assert "--name: a sweep of an objective needs a name" in capsys.readouterr().err
     assert main(["sweep", "--objective", "nowhere.py:objective", "--name", "x", "--no-ui"]) == 2
@@ -246,9 +244,9 @@ def test_an_objective_needs_a_name_and_a_file_that_is_there(env, model, capsys) 
 
 @pytest.mark.requires("slurm")
 @pytest.mark.parametrize("kind", ["model", "objective"])
-def test_user_code_sweeps_as_a_slurm_array(env, tmp_path, model, kind) -> None:
+def test_user_code_sweeps_as_a_slurm_array(tiny_env, tmp_path, model, kind) -> None:
     require("slurm")
-    store = Path(env["TUNER_TUI_STORE"])
+    store = Path(tiny_env["TUNER_TUI_STORE"])
     if kind == "model":
         argv = ["sweep", str(spec_file(tmp_path, model, pruner="none", epochs=1, trials=4))]
         name = "tiny_search"
@@ -257,7 +255,7 @@ def test_user_code_sweeps_as_a_slurm_array(env, tmp_path, model, kind) -> None:
                 "--direction", "minimize"]
         name = "onslurm"
     base = [sys.executable, "-m", "tuner_tui"]
-    full_env = {**os.environ, **env, "PYTHONUNBUFFERED": "1"}
+    full_env = {**os.environ, **tiny_env, "PYTHONUNBUFFERED": "1"}
     submitted = subprocess.run([*base, *argv, "--slurm", "--array", "2", "--trials", "4"], env=full_env,
                                capture_output=True, text=True, timeout=TIMEOUT_S, check=False)
     assert submitted.returncode == 0, submitted.stderr

@@ -8,6 +8,7 @@ session for all its checks. It needs the real Fashion-MNIST for the headless run
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import pty
 import re
@@ -85,6 +86,8 @@ def test_the_wheel_carries_every_subpackage_the_stylesheet_and_every_shipped_pre
     assert "tuner_tui/app/app.tcss" in names
     for preset in (REPO / "presets").rglob("*.toml"):
         assert f"tuner_tui/presets/{preset.relative_to(REPO / 'presets')}" in names
+    for code in (REPO / "presets").glob("*.py"):  # the example models' training code
+        assert f"tuner_tui/presets/{code.name}" in names
     top_level = {name.split("/", 1)[0] for name in names if not name.startswith("tuner_tui-")}
     assert top_level == {"tuner_tui"}  # no generic top-level package (engine, presets) to shadow a user's own
 
@@ -97,6 +100,20 @@ def test_installed_presets_lists_every_shipped_preset_and_spec(installed: dict[s
     for spec in (REPO / "presets" / "sweeps").glob("*.toml"):
         assert spec.stem in result.stdout
     assert "skipped" not in result.stdout
+    models = result.stdout.split("models (your own code)", 1)[1]
+    assert "lab4_student.py:train" in models and "torch_mlp.py:train" in models
+
+
+@pytest.mark.parametrize("example", ["lab4_student", "torch_mlp"])
+def test_installed_example_models_run_headless_from_the_wheel(installed: dict[str, str], tiny_fmnist: Path,
+                                                              example: str) -> None:
+    result = run({**installed, "TUNER_TUI_DATA": str(tiny_fmnist)}, "--preset", example, "--no-ui", "--json",
+                 "--set", "epochs=1")
+    assert result.returncode == 0, result.stderr
+    record = json.loads(result.stdout)
+    assert record["status"] == "completed" and "test_accuracy" in record["metrics"]
+    code_file = Path(record["code"]["file"])
+    assert code_file.name == f"{example}.py" and REPO not in code_file.parents  # the wheel's copy, not the checkout's
 
 
 def test_installed_version_help_and_module_entry_point(installed: dict[str, str]) -> None:

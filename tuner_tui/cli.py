@@ -129,8 +129,9 @@ def build_parser() -> argparse.ArgumentParser:
     runs.add_argument("--json", action="store_true", help="one JSON object per line")
     runs.add_argument("--limit", type=_positive_int, metavar="N", help="newest N runs")
     command("presets", "list shipped and user presets and sweep specs")
-    sweep = command("sweep", "run a sweep (Optuna search with pruning), or `sweep show NAME`")
-    sweep.add_argument("target", nargs="*", metavar="SPEC", help="a spec's name or TOML path; or: show NAME")
+    sweep = command("sweep", "run a sweep (Optuna search with pruning), or `sweep show NAME`, `sweep export NAME`")
+    sweep.add_argument("target", nargs="*", metavar="SPEC",
+                       help="a spec's name or TOML path; or: show NAME; or: export NAME --sqlite PATH")
     sweep.add_argument("--objective", metavar="FILE.py:FUNCTION",
                        help="a plain Optuna objective to sweep instead of a spec (needs --name)")
     sweep.add_argument("--direction", choices=("maximize", "minimize"), help="with --objective: which way is better")
@@ -147,6 +148,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sweep.add_argument("--no-ui", action="store_true", help="run headless and exit")
     sweep.add_argument("--json", action="store_true", help="print one JSON object at the end (or for show)")
+    sweep.add_argument("--sqlite", metavar="PATH", help="with export: the SQLite file to copy the study into")
     sweep.add_argument(
         "--workers", type=_auto_or_count, default="auto", metavar="N|auto",
         help="worker processes sharing the study (auto: one per CPU core on a CPU, one on a GPU)",
@@ -178,6 +180,10 @@ def build_parser() -> argparse.ArgumentParser:
                      help="experiments trained together as one pack (auto: the measured best for the device)")
     lab.add_argument("--force", action="store_true", help="start even when a memory estimate does not fit")
     lab.add_argument("--plan", help=argparse.SUPPRESS)  # a lab worker's plan
+    watch = command("watch", "read any Optuna study in the terminal (SQLite, journal or PostgreSQL), read-only")
+    watch.add_argument("storage_arg", metavar="STORAGE",
+                       help="sqlite:///PATH, journal:PATH (or a journal file's path) or postgresql://...")
+    watch.add_argument("--study", metavar="NAME", help="the study to open (default: pick from a list)")
     sweeps = command("sweeps", "list sweeps: name, spec, trials done/budget, best value, state")
     sweeps.add_argument("--json", action="store_true", help="one JSON object per line")
     report = command("report", "the lab report's tables from stored runs")
@@ -220,6 +226,8 @@ def _check_sweep_options(args: argparse.Namespace) -> None:
     if args.worker and not args.no_ui:
         raise BadInput("--worker is for a sweep's worker processes (with --no-ui)")
     show = bool(args.target) and args.target[0] == "show"
+    if args.sqlite and not (args.target and args.target[0] == "export"):
+        raise BadInput("--sqlite goes with `sweep export NAME`")
     if args.objective is not None and args.target:
         raise BadInput(f"sweep: --objective replaces the spec; got {' '.join(args.target)} too")
     if args.objective is None and not args.target:
@@ -290,7 +298,7 @@ def _sweep(args: argparse.Namespace) -> int:
     """`sweep show`, `--slurm` and `--no-ui` are commands; otherwise the app opens on the sweep."""
     from tuner_tui.commands.sweep import sweep_command, sweep_launch
 
-    if (args.target and args.target[0] == "show") or args.slurm or args.no_ui:
+    if (args.target and args.target[0] in ("show", "export")) or args.slurm or args.no_ui:
         return sweep_command(args)
     return run_app(args, sweep=sweep_launch(args))
 
@@ -324,6 +332,17 @@ def _sweeps(args: argparse.Namespace) -> int:
     return sweeps_command(args)
 
 
+def _watch(args: argparse.Namespace) -> int:
+    """`watch STORAGE`: checked below the CLI, then the watch app opens (the CLI decides on the app)."""
+    from tuner_tui.app.watch_app import WatchApp
+    from tuner_tui.commands.watch import watch_target
+
+    url, study = watch_target(args)
+    app = WatchApp(url, study)
+    app.run()
+    return app.return_code or EXIT_OK
+
+
 def _never_fail_to_encode() -> None:
     """A terminal or pipe that cannot encode a character (`PYTHONIOENCODING=ascii`, a C locale)
     shows it escaped, instead of the command dying with UnicodeEncodeError."""
@@ -341,6 +360,7 @@ COMMANDS: dict[str | None, Callable[[argparse.Namespace], int]] = {
     "sweep": _sweep,
     "sweeps": _sweeps,
     "lab": _lab,
+    "watch": _watch,
 }
 
 

@@ -3,6 +3,8 @@ tuning screen's word to the app that its run has ended."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from textual.message import Message
 
 from tuner_tui.app.sweep_process import SweepExit
@@ -12,6 +14,10 @@ from tuner_tui.engine.events import Event
 from tuner_tui.runs.records import RunRecord
 from tuner_tui.sweeps.locations import SweepLocation
 from tuner_tui.usercode.events import UserEvent
+
+if TYPE_CHECKING:
+    from tuner_tui.app.study_reading import StudyView
+    from tuner_tui.sweeps.study_listing import StudyListing
 
 
 class RunEventMessage(Message):
@@ -78,6 +84,24 @@ class SweepRead(Message):
         self.locations = locations
         self.error = error
         self.skipped = skipped
+
+
+class StudyRead(Message):
+    """A study view has read its study: `view`, or `error` (one line) while it cannot be read."""
+
+    def __init__(self, view: StudyView | None, error: str | None) -> None:
+        super().__init__()
+        self.view = view
+        self.error = error
+
+
+class StudiesListed(Message):
+    """The study picker has read its storage: the studies in it, or `error` (one line)."""
+
+    def __init__(self, listings: list[StudyListing], error: str | None) -> None:
+        super().__init__()
+        self.listings = listings
+        self.error = error
 
 
 class SweepChildEnded(Message):

@@ -18,7 +18,7 @@ from tuner_tui.sweeps.locations import SweepLocation
 if TYPE_CHECKING:
     import optuna
 
-    from tuner_tui.sweeps.summary import SweepSummary
+    from tuner_tui.sweeps.summary import ParamAxis, SweepSummary
 
 
 @dataclass(frozen=True)
@@ -57,9 +57,25 @@ class SweepReader:
                 kinds[name] = kind
                 if kind == "choice":
                     choices[name] = tuple(optuna_value(v) for v in entry[kind])
+        if not kinds:  # a study not made by tuner-tui: its parameters as its distributions define them
+            kinds, choices = axis_kinds(summary.axes)
         search = spec.get("search", {})
         epochs = search.get("epochs") if isinstance(search, Mapping) else None
         return SweepView(self.location, summary, kinds, choices, epochs if isinstance(epochs, int) else None)
+
+
+def axis_kinds(axes: tuple[ParamAxis, ...]) -> tuple[dict[str, str], dict[str, tuple[Any, ...]]]:
+    """Each parameter's kind as a spec names them (choice, log_uniform, uniform) and the choices of
+    the categorical ones, from the study's own distributions."""
+    kinds: dict[str, str] = {}
+    choices: dict[str, tuple[Any, ...]] = {}
+    for axis in axes:
+        if axis.choices is not None:
+            kinds[axis.name] = "choice"
+            choices[axis.name] = axis.choices
+        else:
+            kinds[axis.name] = "log_uniform" if axis.log else "uniform"
+    return kinds, choices
 
 
 def import_cluster_journals(store: ResultsStore) -> JournalImport:

@@ -1,4 +1,5 @@
-"""The sweep commands: `tuner-tui sweep SPEC --no-ui` (and `--slurm`), `sweep show NAME`, `sweeps`.
+"""The sweep commands: `tuner-tui sweep SPEC --no-ui` (and `--slurm`), `sweep show NAME`, `sweep export
+NAME --sqlite PATH` (in `commands.export`), `sweeps`.
 
 `sweep SPEC` without `--no-ui` opens the app on the sweep: the CLI decides that, with
 `sweep_launch` checking the spec first, so a bad spec is refused before the app opens.
@@ -31,6 +32,7 @@ from tuner_tui.commands.common import (
     warn,
     with_location,
 )
+from tuner_tui.commands.export import export_command
 from tuner_tui.engine.config import ConfigError
 from tuner_tui.engine.datasets import DatasetError
 from tuner_tui.engine.events import RunStatus
@@ -65,12 +67,16 @@ from tuner_tui.sweeps.summary import SweepSummary, TrialRow, importances, load_s
 
 
 def sweep_command(args: argparse.Namespace) -> int:
-    """`tuner-tui sweep SPEC --no-ui`, `sweep SPEC --slurm ...` or `tuner-tui sweep show NAME`."""
+    """`tuner-tui sweep SPEC --no-ui`, `sweep SPEC --slurm ...`, `sweep show NAME` or `sweep export NAME`."""
     target = list(args.target)
     if target and target[0] == "show":
         if len(target) != 2:
             raise BadInput("sweep show: expected one sweep name: tuner-tui sweep show NAME")
         return show_command(target[1], args)
+    if target and target[0] == "export":
+        if len(target) != 2 or not args.sqlite:
+            raise BadInput("sweep export: expected one sweep name and a file: sweep export NAME --sqlite PATH")
+        return export_command(target[1], storage_url(args, target[1]), Path(args.sqlite))
     spec_name = single_spec(args)
     if args.slurm:
         return submit_array(spec_name, args)
@@ -360,6 +366,7 @@ def show_command(name: str, args: argparse.Namespace) -> int:
             top=[_trial_json(t) for t in summary.top()],
             workers=[vars(w) for w in summary.workers],
             interrupted=[_trial_json(t) for t in summary.interruptions()],
+            directions=list(summary.directions), pareto=_pareto_json(summary, args.store),
         )
         print(json.dumps(out))
         return EXIT_OK
@@ -367,6 +374,17 @@ def show_command(name: str, args: argparse.Namespace) -> int:
     for renderable in show_renderables(summary, weights, best_run):
         console.print(renderable)
     return EXIT_OK
+
+
+def _pareto_json(summary: SweepSummary, store_path: str | None) -> list[dict[str, Any]]:
+    """The Pareto front (the best trial, with one objective), each with its run's id when it has one."""
+    front = summary.pareto()
+    runs: dict[str, RunRecord | None] = {}
+    if any(t.run_uid for t in front) and store_location(store_path).is_file():
+        with open_store(store_path, create=False) as store:
+            runs = {t.run_uid: store.find_run(t.run_uid) for t in front if t.run_uid}
+    return [{"number": t.number, "values": list(t.values or ()), "params": dict(t.params),
+             "run_id": getattr(runs.get(t.run_uid or ""), "id", None)} for t in front]
 
 
 def _trial_json(trial: TrialRow) -> dict[str, Any]:

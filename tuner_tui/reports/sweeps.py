@@ -67,12 +67,15 @@ def show_renderables(
     best = summary.best()
     stopped = [f"{summary.count(status)} {status.value}" for status in (RunStatus.CANCELLED, RunStatus.INTERRUPTED)
                if summary.count(status)]
+    budget = "" if summary.budget is None else f" of {summary.budget}"  # a plain Optuna study has none
+    objectives = ", ".join(f"{name} ({way})" for name, way in zip(summary.objectives, summary.directions, strict=False))
     head = (
-        f"sweep {summary.name} ({summary.state}): {summary.finished} of {summary.budget} trials finished · "
+        f"sweep {summary.name} ({summary.state}): {summary.finished}{budget} trials finished · "
         f"{summary.count(RunStatus.COMPLETED)} completed · {summary.count(RunStatus.PRUNED, RunStatus.DIVERGED)} "
         f"pruned · {summary.count(RunStatus.FAILED)} failed · "
         + "".join(f"{count} · " for count in stopped)
-        + f"objective {summary.objective} ({summary.direction})"
+        + (f"objectives {objectives}" if summary.multi_objective else
+           f"objective {summary.objective} ({summary.direction})")
         + (f" · {summary.waiting} to be asked again" if summary.waiting else "")
     )
     out: list[Any] = [plain(head)]
@@ -83,6 +86,8 @@ def show_renderables(
         if best_run is not None and best_run.test_accuracy is not None:
             shown += f" · test accuracy {format_percent(best_run.test_accuracy)} (run {best_run.id})"
         out.append(plain(f"{shown} · {params_text(best.params)}"))
+    if summary.multi_objective:
+        out.append(_front_table(summary))
     top = Table(title="top trials", title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
     top.add_column("trial", justify="right")
     top.add_column(summary.objective, justify="right")
@@ -93,7 +98,7 @@ def show_renderables(
         top.add_row(str(trial.number), f"{trial.value:.4g}", *(_cell(trial.params.get(key)) for key in names))
     out.append(top)
     if weights:
-        table = Table(title="parameter importances (fANOVA)", title_justify="left", box=box.SIMPLE_HEAD)
+        table = Table(title="parameter importances (PED-ANOVA)", title_justify="left", box=box.SIMPLE_HEAD)
         table.add_column("parameter")
         table.add_column("importance", justify="right")
         for key, weight in weights.items():
@@ -120,6 +125,18 @@ def show_renderables(
             )
         out.append(table)
     return out
+
+
+def _front_table(summary: SweepSummary) -> Table:
+    """The Pareto front's trials: every objective's value and the parameters."""
+    table = Table(title="Pareto front", title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
+    table.add_column("trial", justify="right")
+    for name, way in zip(summary.objectives, summary.directions, strict=True):
+        table.add_column(plain(f"{name} ({way})"), justify="right")
+    table.add_column("parameters")
+    for trial in summary.pareto():
+        table.add_row(str(trial.number), *(_cell(v) for v in trial.values or ()), plain(params_text(trial.params)))
+    return table
 
 
 def _cell(value: Any) -> Text:

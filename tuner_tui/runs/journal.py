@@ -42,6 +42,7 @@ from tuner_tui.runs.records import (
     FinishedColumns,
     ModelRef,
     RunLabels,
+    StartColumns,
     model_ref,
     new_run_uid,
     user_finished_columns,
@@ -82,25 +83,14 @@ class JournalWriter:
         os.close(self._fd)
 
     def start_run(
-        self,
-        config: RunConfig,
-        *,
-        device_name: str,
-        params: int,
-        estimated_memory_bytes: int | None,
-        estimated_time_s: float | None,
-        data_source: str | None,
-        labels: RunLabels | None = None,
-        uid: str | None = None,
+        self, config: RunConfig, start: StartColumns, *, labels: RunLabels | None = None, uid: str | None = None,
         lease_s: float = LEASE_SECONDS,
     ) -> int:
         run_id = next(self._ids)
         self._uids[run_id] = uid or new_run_uid()
         now = self.clock()
         self._append({
-            "kind": "start", "uid": self._uids[run_id], "config": config.to_dict(), "device_name": device_name,
-            "params": params, "estimated_memory_bytes": estimated_memory_bytes,
-            "estimated_time_s": estimated_time_s, "data_source": data_source,
+            "kind": "start", "uid": self._uids[run_id], "config": config.to_dict(), **start.values(),
             "labels": dataclasses.asdict(labels or RunLabels()), "hostname": socket.gethostname(),
             "pid": os.getpid(), "started_at": now, "lease_expires_at": now + lease_s,
         })

@@ -1,8 +1,8 @@
 """What the results store holds, as plain records: a run, its epochs, its labels, a row that cannot
 be read. No SQLite here: the app and the reports use these without the store's plumbing.
 
-`finished_columns` is the one list of what a finished run sets, shared by the store, the cluster
-journal and its import.
+`StartColumns` and `FinishedColumns` are the one list each of what a run sets when it starts and
+when it ends, shared by the store, the cluster journal and its import, and the recorder.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import Any
 from tuner_tui.engine.chance import at_chance
 from tuner_tui.engine.config import RunConfig
 from tuner_tui.engine.dataset_specs import DATASET_SPECS
-from tuner_tui.engine.events import Finished, RunStatus
+from tuner_tui.engine.events import Finished, RunStatus, Started
 from tuner_tui.usercode.config import UserRunConfig
 from tuner_tui.usercode.events import MetricsReported, UserFinished, UserStarted
 
@@ -234,6 +234,34 @@ def downsample(values: Sequence[float], max_points: int = MAX_CURVE_POINTS) -> t
 
 
 EPOCH_COLUMNS: tuple[str, ...] = tuple(name for name in EpochRecord.__dataclass_fields__ if name != "metrics")
+
+
+@dataclass(frozen=True)
+class StartColumns:
+    """What a started run sets in its row besides its config, labels and lease: the one list of
+    those columns, for the store, the cluster journal and the recorder."""
+
+    device_name: str
+    params: int
+    estimated_memory_bytes: int | None = None
+    estimated_time_s: float | None = None  # None: no estimate yet (a sweep's first trial of its shape)
+    data_source: str | None = None
+
+    @classmethod
+    def of(cls, started: Started) -> StartColumns:
+        seconds = started.time_estimate.train_seconds
+        return cls(
+            device_name=started.device_name, params=started.params,
+            estimated_memory_bytes=started.memory_estimate.total,
+            estimated_time_s=seconds if math.isfinite(seconds) else None, data_source=started.data_source,
+        )
+
+    def values(self) -> dict[str, Any]:
+        """Column → value."""
+        return {name: getattr(self, name) for name in START_COLUMNS}
+
+
+START_COLUMNS: tuple[str, ...] = tuple(StartColumns.__dataclass_fields__)
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,6 @@ failure is kept as one line, and the run's result still reaches its caller.
 
 from __future__ import annotations
 
-import math
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -20,7 +19,7 @@ from tuner_tui.engine.datasets import LoadedDataset, load_dataset
 from tuner_tui.engine.events import EpochEnd, Event, Finished, Started
 from tuner_tui.engine.runner import EpochJudge, EventSink, PreparedRun, TrialSettings, execute_run, prepare_run
 from tuner_tui.runs.lease import LEASE_SECONDS, Heartbeat
-from tuner_tui.runs.records import EpochRecord, RunLabels, RunRecord, new_run_uid
+from tuner_tui.runs.records import EpochRecord, RunLabels, RunRecord, StartColumns, new_run_uid
 from tuner_tui.runs.sqlite_access import StoreError
 from tuner_tui.usercode.config import UserRunConfig
 from tuner_tui.usercode.events import MetricsReported, UserFinished, UserStarted
@@ -30,16 +29,7 @@ class RunWriter(Protocol):
     """Where runs are written: `ResultsStore`, or a worker's journal on a shared filesystem."""
 
     def start_run(
-        self,
-        config: RunConfig,
-        *,
-        device_name: str,
-        params: int,
-        estimated_memory_bytes: int | None,
-        estimated_time_s: float | None,
-        data_source: str | None,
-        labels: RunLabels | None = None,
-        uid: str | None = None,
+        self, config: RunConfig, start: StartColumns, *, labels: RunLabels | None = None, uid: str | None = None,
         lease_s: float = LEASE_SECONDS,
     ) -> int: ...
 
@@ -112,12 +102,7 @@ class EventRecorder:
         self.on_event(event)
 
     def _start(self, event: Started) -> None:
-        self.run_id = self.recorder.start_run(
-            event.config, device_name=event.device_name, params=event.params,
-            estimated_memory_bytes=event.memory_estimate.total,
-            estimated_time_s=_known(event.time_estimate.train_seconds), data_source=event.data_source,
-            labels=self.labels, uid=self.uid,
-        )
+        self.run_id = self.recorder.start_run(event.config, StartColumns.of(event), labels=self.labels, uid=self.uid)
         run_id = self.run_id
         self.heartbeat = Heartbeat(lambda expiry: self.recorder.renew_lease(run_id, expiry)).start()
 
@@ -131,10 +116,8 @@ class EventRecorder:
             self._write(lambda: self.recorder.finish_run(run_id, event))
 
     def _start_unstarted(self, event: Finished) -> None:
-        self.run_id = self.recorder.start_run(
-            self.config, device_name=self.device_label, params=event.params, estimated_memory_bytes=None,
-            estimated_time_s=None, data_source=self.data_source, labels=self.labels, uid=self.uid,
-        )
+        start = StartColumns(device_name=self.device_label, params=event.params, data_source=self.data_source)
+        self.run_id = self.recorder.start_run(self.config, start, labels=self.labels, uid=self.uid)
 
     def _write(self, action: Callable[[], object]) -> None:
         """Run a recorder call unless one already failed; a failure is kept, not raised."""
@@ -149,11 +132,6 @@ class EventRecorder:
         if self.store_error is None:
             return RunOutcome(self.run_id, finished, uid=self.uid)
         return RunOutcome(None, finished, self.store_error, unsaved_record(self, finished), uid=self.uid)
-
-
-def _known(seconds: float) -> float | None:
-    """An estimate, or None where there is none yet (a sweep's first trial of its shape)."""
-    return seconds if math.isfinite(seconds) else None
 
 
 def execute_and_record(

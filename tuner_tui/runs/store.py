@@ -56,6 +56,7 @@ from tuner_tui.runs.records import (
     ModelRef,
     RunLabels,
     RunRecord,
+    StartColumns,
     UnreadableRun,
     model_ref,
     new_run_uid,
@@ -164,16 +165,7 @@ class ResultsStore:
     # --- writing a run -------------------------------------------------------------------
 
     def start_run(
-        self,
-        config: RunConfig,
-        *,
-        device_name: str,
-        params: int,
-        estimated_memory_bytes: int | None,
-        estimated_time_s: float | None,
-        data_source: str | None,
-        labels: RunLabels | None = None,
-        uid: str | None = None,
+        self, config: RunConfig, start: StartColumns, *, labels: RunLabels | None = None, uid: str | None = None,
         lease_s: float = LEASE_SECONDS,
     ) -> int:
         """Insert a `running` row for this process, with a lease of `lease_s`, and return its id."""
@@ -181,10 +173,9 @@ class ResultsStore:
         now = self.clock()
         row = {
             "uid": uid or new_run_uid(), "status": RunStatus.RUNNING.value,
-            "config": json.dumps(config.to_dict()), "dataset": config.dataset, "device_name": device_name,
-            "data_source": data_source, "started_at": now, "hostname": socket.gethostname(),
-            "pid": os.getpid(), "params": params, "estimated_memory_bytes": estimated_memory_bytes,
-            "estimated_time_s": estimated_time_s, "preset": labels.preset, "sweep": labels.sweep,
+            "config": json.dumps(config.to_dict()), "dataset": config.dataset, **start.values(),
+            "started_at": now, "hostname": socket.gethostname(), "pid": os.getpid(),
+            "preset": labels.preset, "sweep": labels.sweep,
             "trial": labels.trial, "pack_size": labels.pack_size, "array_task": labels.array_task,
             "lease_expires_at": now + lease_s,
         }

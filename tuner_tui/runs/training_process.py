@@ -33,7 +33,7 @@ from typing import IO, Any, Protocol
 from tuner_tui.engine.config import RunConfig
 from tuner_tui.engine.events import EpochEnd, Event, Finished, Progress, Resources, RunStatus, Started
 from tuner_tui.runs.child_commands import TRAINING_CHILD
-from tuner_tui.runs.records import RunLabels, RunRecord
+from tuner_tui.runs.records import RunLabels, RunRecord, StartColumns
 from tuner_tui.runs.store import ResultsStore
 
 CANCEL = "cancel"
@@ -306,11 +306,11 @@ def record_stopped_run(store_path: str | Path, pid: int, since: float, trace: Ru
         finished = trace.cancelled(why, row)
         if row is None:
             started = trace.started
-            run_id = store.start_run(
-                trace.config, device_name=started.device_name if started else trace.config.device,
-                params=finished.params, estimated_memory_bytes=None, estimated_time_s=None,
-                data_source=started.data_source if started else None, labels=trace.labels,
+            start = StartColumns(
+                device_name=started.device_name if started else trace.config.device, params=finished.params,
+                data_source=started.data_source if started else None,
             )
+            run_id = store.start_run(trace.config, start, labels=trace.labels)
         else:
             run_id = row.id
         store.finish_run(run_id, finished)

@@ -82,7 +82,7 @@ TOP_KEYS = ("base", "config", "space", "search")
 MAX_TRIALS = 100_000
 MAX_GRID_POINTS = MAX_TRIALS  # a grid is tried point by point, within a study's budget
 MAX_SEARCH_EPOCHS = 1000
-RESERVED_NAMES = ("show",)  # `tuner-tui sweep show NAME` reads a sweep
+RESERVED_NAMES = ("show", "export")  # `tuner-tui sweep show NAME` reads a sweep, `export` copies it
 _NAME_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
@@ -328,7 +328,7 @@ def sweep_name_problem(name: str) -> str | None:
     """Why `name` cannot name a sweep (it names a folder and a SLURM job), or None."""
     if _NAME_PATTERN.fullmatch(name) and name not in RESERVED_NAMES:
         return None
-    return f"name {name!r}: a sweep name is 1 to 64 letters, digits, _ or -, and not 'show'"
+    return f"name {name!r}: a sweep name is 1 to 64 letters, digits, _ or -, and not 'show' or 'export'"
 
 
 def _model_base(raw: Any, problems: list[str]) -> ModelFile | None:

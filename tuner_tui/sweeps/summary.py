@@ -60,8 +60,9 @@ class TrialRow:
 
     @property
     def held(self) -> bool:
-        """Asked and held by a worker that has not started its run yet (waiting for a pack)."""
-        return self.status is RunStatus.RUNNING and self.run_uid is None
+        """Asked and held by a tuner-tui worker that has not started its run yet (waiting for a pack);
+        a plain Optuna study's running trial has no worker, and reads running."""
+        return self.status is RunStatus.RUNNING and self.run_uid is None and self.worker is not None
 
     @property
     def state(self) -> str:

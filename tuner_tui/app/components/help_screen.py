@@ -22,6 +22,8 @@ from tuner_tui.app.components.presets_screen import PresetsScreen
 from tuner_tui.app.components.run_detail import RunDetailScreen
 from tuner_tui.app.components.runs_screen import RunsScreen
 from tuner_tui.app.components.spec_form import SpecFormScreen
+from tuner_tui.app.components.study_picker import StudyPickerScreen
+from tuner_tui.app.components.study_screen import StudyScreen
 from tuner_tui.app.components.sweep_screen import SweepScreen
 from tuner_tui.app.components.tuning_screen import TuningScreen
 from tuner_tui.app.run_filter import FILTER_HELP
@@ -33,6 +35,8 @@ TUNING_KEYS = (
 )
 FILTER_KEYS = (("/ then text", FILTER_HELP),)
 SWEEP_KEYS = (("enter", "open the run of the trial under the cursor"),)
+STUDY_KEYS = (("enter", "the detail of the trial under the cursor"),)
+PICKER_KEYS = (("enter", "open the study under the cursor"),)
 TEXT_FIELD_KEYS = (
     ("← → home end", "move in a field"),
     ("ctrl+a / ctrl+e", "start / end of the field"),
@@ -42,6 +46,7 @@ TEXT_FIELD_KEYS = (
 
 KEY_WIDTH = 18
 Section = tuple[str, Sequence[tuple[str, str]]]
+KeyDisplay = Callable[[Binding], str]
 
 
 def binding_rows(bindings: Sequence[BindingType], key_display: Callable[[Binding], str]) -> list[tuple[str, str]]:
@@ -55,6 +60,14 @@ def binding_rows(bindings: Sequence[BindingType], key_display: Callable[[Binding
     return rows
 
 
+def study_sections(display: KeyDisplay) -> list[Section]:
+    """The keys of a study's views (v on the sweeps screen, and `tuner-tui watch`)."""
+    return [
+        ("Studies (watch)", [*binding_rows(StudyPickerScreen.BINDINGS, display), *PICKER_KEYS]),
+        ("A study's views", [*binding_rows(StudyScreen.BINDINGS, display), *STUDY_KEYS]),
+    ]
+
+
 class HelpScreen(ModalScreen[None]):
     """Lists `app_bindings` (the keys that work everywhere), then each screen's keys."""
 
@@ -62,12 +75,18 @@ class HelpScreen(ModalScreen[None]):
         Binding("escape,q", "dismiss", "Close"),
     ]
 
-    def __init__(self, app_bindings: Sequence[BindingType]) -> None:
+    def __init__(
+        self, app_bindings: Sequence[BindingType], screens: Callable[[KeyDisplay], list[Section]] | None = None,
+    ) -> None:
+        """`screens`: the sections after "Everywhere" (default: tuner-tui's screens)."""
         super().__init__(id="help")
         self.app_bindings = app_bindings
+        self.screens = screens
 
     def sections(self) -> list[Section]:
         display = self.app.get_key_display
+        if self.screens is not None:
+            return [("Everywhere", binding_rows(self.app_bindings, display)), *self.screens(display)]
         return [
             ("Everywhere", binding_rows(self.app_bindings, display)),
             ("Tuning screen", [*binding_rows(TuningScreen.BINDINGS, display), *TUNING_KEYS]),
@@ -76,6 +95,7 @@ class HelpScreen(ModalScreen[None]):
             ("Compare (c in the browser)", binding_rows(CompareScreen.BINDINGS, display)),
             ("Sweeps (F4)", [*binding_rows(SweepScreen.BINDINGS, display), *SWEEP_KEYS]),
             ("Spec form (e on the sweeps screen)", binding_rows(SpecFormScreen.BINDINGS, display)),
+            *study_sections(display),
             ("Presets, several at once (F7)", binding_rows(PresetsScreen.BINDINGS, display)),
             ("Questions", binding_rows(ConfirmScreen.BINDINGS, display)),
             ("Text fields", TEXT_FIELD_KEYS),

@@ -26,6 +26,7 @@ from textual.worker import Worker, WorkerState
 from tuner_tui.app.components.record_table import RecordTable
 from tuner_tui.app.components.run_detail import RunDetailScreen
 from tuner_tui.app.components.spec_form import SpecFormScreen
+from tuner_tui.app.components.study_screen import StudyScreen
 from tuner_tui.app.components.sweep_plots import BestSoFarPlot, LadderPlot, ParamPlot, ladder_text
 from tuner_tui.app.components.trial_columns import KEY_COLUMNS, columns_signature, trial_columns, trial_key
 from tuner_tui.app.messages import LoadConfig, SweepChildEnded, SweepRead
@@ -60,6 +61,7 @@ class SweepScreen(Screen):
         Binding("e", "edit_spec", "Edit spec"),
         Binding("b", "load_best", "Load best"),
         Binding("p", "next_param", "Next param"),
+        Binding("v", "views", "Views"),
         Binding("a", "sort_best", "Best first", show=False),
     ]
 
@@ -469,6 +471,13 @@ class SweepScreen(Screen):
 
     def action_next_param(self) -> None:
         self.query_one(ParamPlot).next_param(self.view)
+
+    def action_views(self) -> None:
+        """The study views (curves, importance, parallel coordinates, ...) of the sweep shown (v)."""
+        if self.location is None:
+            self.notify("no sweep to show yet", severity="warning")
+            return
+        self.app.push_screen(StudyScreen(self.location.storage, self.location.name))
 
     def action_sort_best(self) -> None:
         self.table.sort_by("value")
