@@ -121,7 +121,7 @@ def test_installed_version_help_and_module_entry_point(installed: dict[str, str]
     assert run(installed, "--version").stdout.strip() == f"tuner-tui {version}"
     helped = run(installed, "--help").stdout
     listed = re.findall(r"^    (\w+) ", helped.split("commands:", 1)[1], re.MULTILINE)
-    assert set(listed) == {"runs", "presets", "report", "sweep", "sweeps", "lab"}
+    assert set(listed) == {"runs", "presets", "report", "sweep", "sweeps", "lab", "watch"}
 
 
 @pytest.mark.requires("fashion-mnist")
