@@ -62,7 +62,7 @@ def write_scripted_sweep(store_path: Path, spec_path: Path, name: str = SCRIPTED
             _store_run(store, config, RunLabels(sweep=name, trial=number), run_uid(number), state)
             study.add_trial(create_trial(
                 state=state, value=final, params={"lr": lr, "batch_size": batch_size}, distributions=DISTRIBUTIONS,
-                intermediate_values={1: first}, system_attrs={RUN_UID_ATTR: run_uid(number),
+                intermediate_values={spec.search.reports_per_epoch: first}, system_attrs={RUN_UID_ATTR: run_uid(number),
                                                               WORKER_ATTR: f"worker {number % 2}"},
             ))
     return url
