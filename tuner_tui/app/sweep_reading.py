@@ -44,7 +44,8 @@ class SweepReader:
         from tuner_tui.sweeps.study import load_study, optuna_value, spec_of
         from tuner_tui.sweeps.summary import load_summary
 
-        if self._study is None:
+        if self._study is None or self.location.storage.startswith("sqlite"):
+            # a read-only SQLite study is a copy taken between two commits: take a fresh one each read
             self._study = load_study(self.location.name, self.location.storage)
         summary = load_summary(self._study)
         spec = spec_of(self._study) or {}
