@@ -33,7 +33,7 @@ from typing import IO, Any, Protocol
 from tuner_tui.engine.config import RunConfig
 from tuner_tui.engine.events import EpochEnd, Event, Finished, Progress, Resources, RunStatus, Started
 from tuner_tui.runs.child_commands import TRAINING_CHILD
-from tuner_tui.runs.records import RunLabels, RunRecord, StartColumns
+from tuner_tui.runs.records import EpochRecord, RunLabels, RunRecord, StartColumns
 from tuner_tui.runs.store import ResultsStore
 
 CANCEL = "cancel"
@@ -271,7 +271,7 @@ class RunTrace:
     def cancelled(self, why: str, stored: RunRecord | None) -> Finished:
         """The run as cancelled now, with the epochs the store kept (or the ones reported); `why`
         is added to its message when not empty."""
-        epochs = [EpochEnd(**vars(e)) for e in stored.epochs] if stored is not None else self.epochs
+        epochs = [_epoch_event(e) for e in stored.epochs] if stored is not None else self.epochs
         last = epochs[-1] if epochs else None
         began = self.started is not None or stored is not None
         where = f"in epoch {len(epochs) + 1}" if began else "before training started"
@@ -323,7 +323,7 @@ def _finished_from(record: RunRecord) -> Finished:
         status=record.status, message=record.message, train_loss=record.train_loss,
         train_accuracy=record.train_accuracy, test_accuracy=record.test_accuracy, params=record.params,
         resources=Resources(train_time_s=record.train_time_s or 0.0, total_time_s=record.total_time_s or 0.0),
-        epochs=tuple(EpochEnd(**vars(e)) for e in record.epochs), loss_curve=record.loss_curve,
+        epochs=tuple(_epoch_event(e) for e in record.epochs), loss_curve=record.loss_curve,
         diverged_step=record.diverged_step,
     )
 
@@ -440,3 +440,8 @@ def _sent(stopper: _Stopper, job: TrainingJob) -> bool:
 
 def _mark_interrupted(store_path: str | Path) -> None:
     ResultsStore(store_path).close()  # opening a store marks the rows of dead processes interrupted
+
+
+def _epoch_event(record: EpochRecord) -> EpochEnd:
+    """A stored epoch of a built-in run as the event it was recorded from (a user run's metrics aside)."""
+    return EpochEnd(**{key: value for key, value in vars(record).items() if key != "metrics"})
