@@ -175,9 +175,9 @@ class SweepSummary:
     def ladder(self) -> dict[int, int]:
         """Rung (epoch) → how many trials reached it: the pruning ladder."""
         reached: dict[int, int] = {}
-        for trial in self.trials:
-            for rung in trial.intermediate:
-                reached[rung] = reached.get(rung, 0) + 1
+        for trial in self.trials:  # epochs, not the pruner's steps (several an epoch)
+            for epoch in range(1, trial.epochs + 1):
+                reached[epoch] = reached.get(epoch, 0) + 1
         return dict(sorted(reached.items()))
 
     def interruptions(self) -> list[TrialRow]:
