@@ -22,7 +22,7 @@ GRID_SPEC = "[space]\n{space}\n[search]\nsampler = 'grid'\n"
         "seed = { int = [0, 4000000000] }",
         "seed = { int = [0, 1000] }\nbatch_size = { choice = [10, 20, 32, 64, 128] }\n"
         "lr = { uniform = [0.01, 0.1], step = 0.0001 }",
-        "lr = { uniform = [0.001, 0.5], step = 5e-324 }",
+        "lr = { uniform = [0.001, 0.5], step = 2.2250738585072014e-308 }",  # the smallest normal float
     ],
 )
 def test_a_grid_above_the_limit_is_refused_without_building_it(

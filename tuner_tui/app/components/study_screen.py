@@ -107,7 +107,7 @@ class StudyScreen(Screen):
 
     def poll(self) -> None:
         """Read the study again (off the UI thread), unless a read is under way or the screen is hidden."""
-        if self.reading or not self.is_attached or self.app.screen is not self:
+        if self.reading or not self.is_attached or not self.is_active:
             return
         self.reading = True
         self.run_worker(partial(self._read, self.reader), name="read", group="study-read", thread=True,

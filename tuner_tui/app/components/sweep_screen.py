@@ -306,8 +306,8 @@ class SweepScreen(Screen):
         """Read the watched sweep again (off the UI thread), unless a read is under way."""
         if self.reading or not self.is_attached:
             return
-        if self.app.screen is not self:
-            return  # out of sight: read again when shown
+        if not self.is_active:
+            return  # out of sight (or the app is closing): read again when shown
         self.reading = True
         with_list = self.reads % LIST_EVERY == 0
         self.reads += 1
