@@ -197,6 +197,8 @@ def test_each_shipped_spec_sweeps_its_example_and_prunes(tiny_env, capsys, name)
     assert best.status is RunStatus.COMPLETED and best.config.validation == 0.1
     assert best.metrics["val_accuracy"] == pytest.approx(result["best"]["value"])
     assert "test_accuracy" in best.metrics  # measured once, when the trial completed
+    assert result["best"]["test_accuracy"] == pytest.approx(best.metrics["test_accuracy"])
+    assert result["best"]["metrics"] == pytest.approx(dict(best.metrics))
     assert set(result["best"]["params"]) == set(load_spec(spec).space)
 
 

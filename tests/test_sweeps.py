@@ -254,7 +254,8 @@ def test_json_reports_the_budget_counts_and_the_best_run(tiny_env, tmp_path: Pat
     assert result["sweep"] == "tiny" and result["trials"] == 3
     assert result["completed"] + result["pruned"] == 3
     best = result["best"]
-    assert set(best) == {"run_id", "trial", "params", "value", "test_accuracy"}
+    assert set(best) == {"run_id", "trial", "params", "value", "test_accuracy", "metrics"}
+    assert best["metrics"] == {}  # a run of the built-in engine reports no metrics of its own
     with ResultsStore(Path(tiny_env["TUNER_TUI_STORE"])) as store:
         run = store.get_run(best["run_id"])
     assert run.trial == best["trial"] and run.epochs[-1].val_accuracy == pytest.approx(best["value"])

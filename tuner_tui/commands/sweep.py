@@ -319,14 +319,15 @@ def sweep_name(args: argparse.Namespace, spec: SweepSpec) -> str:
 
 def sweep_json(summary: SweepSummary, *, store_path: str | None) -> dict[str, Any]:
     """`{"sweep", "trials", "completed", "pruned", "failed", "cancelled", "interrupted", "best": {...}}`
-    for `--json`; the best trial's run id and test accuracy come from its run in the store."""
+    for `--json`; the best trial's run id, test accuracy and metrics come from its run in the store."""
     best = summary.best()
     best_json = None
     if best is not None:
         run = _run_of(best, store_path)
         best_json = {
             "run_id": run.id if run is not None else None, "trial": best.number, "params": dict(best.params),
-            "value": best.value, "test_accuracy": run.test_accuracy if run is not None else None,
+            "value": best.value, "test_accuracy": _test_accuracy(run),
+            "metrics": dict(run.metrics) if run is not None else {},
         }
     return {
         "sweep": summary.name,
@@ -338,6 +339,13 @@ def sweep_json(summary: SweepSummary, *, store_path: str | None) -> dict[str, An
         "interrupted": summary.count(RunStatus.INTERRUPTED),
         "best": best_json,
     }
+
+
+def _test_accuracy(run: RunRecord | None) -> float | None:
+    """A run's test accuracy: the built-in column, else what a user's code reported by that name."""
+    if run is None:
+        return None
+    return run.test_accuracy if run.test_accuracy is not None else run.metrics.get("test_accuracy")
 
 
 def _run_of(trial: TrialRow, store_path: str | None) -> RunRecord | None:
@@ -365,7 +373,7 @@ def show_command(name: str, args: argparse.Namespace) -> int:
             stop_reason=summary.stop_reason,
             top=[_trial_json(t) for t in summary.top()],
             workers=[vars(w) for w in summary.workers],
-            interrupted=[_trial_json(t) for t in summary.interruptions()],
+            faults=[_trial_json(t) for t in summary.interruptions()],
             directions=list(summary.directions), pareto=_pareto_json(summary, args.store),
         )
         print(json.dumps(out))
