@@ -12,12 +12,9 @@ import math
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from rich.text import Text
-from textual.app import RenderResult
-from textual_plotext import PlotextPlot
-
 from tuner_tui.app.components.epoch_plot import LONE_POINT_MARKER
 from tuner_tui.app.components.sweep_plots import COMPLETED_MARKER, whole_ticks
+from tuner_tui.app.components.titled_plot import TitledPlot
 from tuner_tui.app.parallel_coordinates import TOP_LINES, parallel_coordinates
 from tuner_tui.app.study_reading import StudyView
 from tuner_tui.engine.events import RunStatus
@@ -36,46 +33,13 @@ Y_TICKS_WIDTH = 8  # the columns left of a plot's frame
 TITLES_AT = -0.18  # where a parallel plot writes its axes' titles, below their lowest values
 
 
-class StudyPlot(PlotextPlot):
-    """A plot of a study, with a title and an empty-plot message; `show(view)` redraws it."""
-
-    def __init__(self, title: str, *, empty: str, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.title = title
-        self.empty = empty
-        self.view: StudyView | None = None
-        self.show(None)
-
-    def render(self) -> RenderResult:
-        try:
-            return super().render()
-        except Exception as error:  # plotext failing on some data must not end the app
-            return Text(f"{self.title}: cannot draw this ({type(error).__name__})")
-
-    def on_resize(self) -> None:
-        self.show(self.view)  # what fits (axis titles, labels) depends on the size
-
-    def show(self, view: StudyView | None) -> None:
-        self.view = view
-        plt = self.plt
-        plt.clear_figure()
-        empty = self.draw(view) if view is not None else self.empty
-        if empty is not None:
-            plt.title(f"{self.title}: {empty}")
-        self.refresh()
-
-    def draw(self, view: StudyView) -> str | None:
-        """Draw `view`; what to say instead when there is nothing to draw yet."""
-        raise NotImplementedError
-
-
 def _line(plt: Any, xs: Sequence[float], ys: Sequence[float], marker: str, **kwargs: Any) -> None:
     """A line, or a solid point when it has one point (a braille point is too fine to see)."""
     plt.plot(list(xs), list(ys), marker=LONE_POINT_MARKER if len(xs) == 1 and marker == "braille" else marker,
              **kwargs)
 
 
-class LearningCurvesPlot(StudyPlot):
+class LearningCurvesPlot(TitledPlot[StudyView]):
     """Every trial's intermediate values by step: running trials live, pruned and failed ones dimmed,
     the best completed trial on top."""
 
@@ -118,7 +82,7 @@ class LearningCurvesPlot(StudyPlot):
         return None
 
 
-class ImportancePlot(StudyPlot):
+class ImportancePlot(TitledPlot[StudyView]):
     """PED-ANOVA importances as horizontal bars, the most important parameter on top."""
 
     def __init__(self, **kwargs: Any) -> None:
@@ -140,7 +104,7 @@ class ImportancePlot(StudyPlot):
         return None
 
 
-class ParallelCoordinatesPlot(StudyPlot):
+class ParallelCoordinatesPlot(TitledPlot[StudyView]):
     """One line per completed trial across the parameters and the objective (each axis scaled to
     0..1): the best `top` in colour and solid, the rest dimmed."""
 
@@ -179,7 +143,7 @@ class ParallelCoordinatesPlot(StudyPlot):
         return None
 
 
-class ParetoPlot(StudyPlot):
+class ParetoPlot(TitledPlot[StudyView]):
     """The first two objectives of every completed trial, the Pareto front marked."""
 
     def __init__(self, **kwargs: Any) -> None:

@@ -12,11 +12,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from rich.text import Text
-from textual.app import RenderResult
-from textual_plotext import PlotextPlot
-
 from tuner_tui.app.components.epoch_plot import LONE_POINT_MARKER
+from tuner_tui.app.components.titled_plot import TitledPlot
 from tuner_tui.app.sweep_reading import SweepView
 from tuner_tui.engine.events import RunStatus
 
@@ -45,44 +42,17 @@ def whole_ticks(low: int, high: int, most: int = MAX_TICKS) -> list[int]:
     return ticks
 
 
-class SweepPlot(PlotextPlot):
-    """A plot of a sweep, with a title and an empty-plot message; `show(view)` redraws it."""
-
-    def __init__(self, title: str, *, empty: str, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.title = title
-        self.empty = empty
-        self.show(None)
-
-    def render(self) -> RenderResult:
-        try:
-            return super().render()
-        except Exception as error:  # plotext failing on some data must not end the app
-            return Text(f"{self.title}: cannot draw this ({type(error).__name__})")
-
-    def show(self, view: SweepView | None) -> None:
-        plt = self.plt
-        plt.clear_figure()
-        if view is None or not self.draw(view):
-            plt.title(f"{self.title}: {self.empty}")
-        self.refresh()
-
-    def draw(self, view: SweepView) -> bool:
-        """Draw `view`; False when there is nothing to draw yet."""
-        raise NotImplementedError
-
-
-class BestSoFarPlot(SweepPlot):
+class BestSoFarPlot(TitledPlot[SweepView]):
     """The best completed value up to each trial (the search's progress), over every completed value."""
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__("best so far", empty="no completed trial yet", **kwargs)
 
-    def draw(self, view: SweepView) -> bool:
+    def draw(self, view: SweepView) -> str | None:
         summary = view.summary
         curve = summary.best_so_far()
         if not curve:
-            return False
+            return self.empty
         plt = self.plt
         plt.title(f"best {summary.objective} so far, by trial")
         done = [t for t in summary.trials if t.status is RunStatus.COMPLETED and t.value is not None]
@@ -97,10 +67,10 @@ class BestSoFarPlot(SweepPlot):
         plt.xticks([float(t) for t in ticks], [str(t) for t in ticks])
         plt.xlim(-0.2, max(last, 1) + 0.2)
         _pad_flat(plt, [t.value for t in done if t.value is not None])
-        return True
+        return None
 
 
-class ParamPlot(SweepPlot):
+class ParamPlot(TitledPlot[SweepView]):
     """One parameter against the objective: completed trials by their value, pruned ones by their
     last reported value. A log-scale parameter is drawn on a log axis; a choice by its choices."""
 
@@ -108,16 +78,16 @@ class ParamPlot(SweepPlot):
         self.param: str | None = None
         super().__init__("parameter vs objective", empty="no trial yet", **kwargs)
 
-    def draw(self, view: SweepView) -> bool:
+    def draw(self, view: SweepView) -> str | None:
         params = list(view.kinds) or sorted({k for t in view.summary.trials for k in t.params})
         if not params:
-            return False
+            return self.empty
         if self.param not in params:
             self.param = params[0]
         param = self.param
         trials = [t for t in view.summary.trials if param in t.params and t.value is not None]
         if not trials:
-            return False
+            return self.empty
         plt = self.plt
         plt.title(f"{param} vs {view.summary.objective} (p: next)")
         axis = ParamAxis.of(param, view, trials)
@@ -132,7 +102,7 @@ class ParamPlot(SweepPlot):
         plt.xticks(ticks, labels)
         plt.xlim(*axis.limits())
         _pad_flat(plt, [t.value for t in trials if t.value is not None])
-        return True
+        return None
 
     def next_param(self, view: SweepView | None) -> None:
         """Plot the next parameter of the space."""
@@ -143,16 +113,16 @@ class ParamPlot(SweepPlot):
             self.show(view)
 
 
-class LadderPlot(SweepPlot):
+class LadderPlot(TitledPlot[SweepView]):
     """How many trials reached each rung (epoch): a pruner at work leaves fewer at each step."""
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__("trials per rung", empty="no epoch reported yet", **kwargs)
 
-    def draw(self, view: SweepView) -> bool:
+    def draw(self, view: SweepView) -> str | None:
         ladder = epochs_ladder(view)
         if not ladder:
-            return False
+            return self.empty
         plt = self.plt
         plt.title("trials reaching each epoch")
         plt.bar([str(rung) for rung in ladder], list(ladder.values()), width=0.5)
@@ -160,7 +130,7 @@ class LadderPlot(SweepPlot):
         plt.yticks([float(t) for t in ticks], [str(t) for t in ticks])
         if self.size.height >= ROOM_FOR_LABEL:
             plt.xlabel("epoch")
-        return True
+        return None
 
 
 def epochs_ladder(view: SweepView) -> dict[int, int]:
