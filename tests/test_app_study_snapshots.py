@@ -68,33 +68,14 @@ def test_picker(snap_compare, terminal_size):
 
 
 @SIZES
-def test_trials(snap_compare, terminal_size):
-    assert snap_compare(watch(SINGLE), terminal_size=terminal_size, run_before=on_view("t", "trials"))
-
-
-@SIZES
-def test_learning_curves(snap_compare, terminal_size):
-    assert snap_compare(watch(SINGLE), terminal_size=terminal_size, run_before=on_view("l", "curves"))
-
-
-@SIZES
-def test_importance(snap_compare, terminal_size):
-    assert snap_compare(watch(SINGLE), terminal_size=terminal_size, run_before=on_view("i", "importance"))
-
-
-@SIZES
-def test_parallel_coordinates(snap_compare, terminal_size):
-    assert snap_compare(watch(SINGLE), terminal_size=terminal_size, run_before=on_view("c", "coords"))
-
-
-@SIZES
-def test_slice(snap_compare, terminal_size):
-    assert snap_compare(watch(SINGLE), terminal_size=terminal_size, run_before=on_view("s", "slice"))
-
-
-@SIZES
-def test_pareto_front(snap_compare, terminal_size):
-    assert snap_compare(watch(MULTI), terminal_size=terminal_size, run_before=on_view("f", "pareto"))
+@pytest.mark.parametrize(
+    ("study", "key", "view"),
+    [(SINGLE, "t", "trials"), (SINGLE, "l", "curves"), (SINGLE, "i", "importance"), (SINGLE, "c", "coords"),
+     (SINGLE, "s", "slice"), (MULTI, "f", "pareto")],
+    ids=["trials", "learning_curves", "importance", "parallel_coordinates", "slice", "pareto_front"],
+)
+def test_view(snap_compare, terminal_size, study, key, view):
+    assert snap_compare(watch(study), terminal_size=terminal_size, run_before=on_view(key, view))
 
 
 @SIZES
