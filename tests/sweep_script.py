@@ -20,7 +20,7 @@ from tuner_tui.runs.records import RunLabels, StartColumns
 from tuner_tui.runs.store import ResultsStore
 from tuner_tui.sweeps.locations import default_storage_url
 from tuner_tui.sweeps.spec import load_spec
-from tuner_tui.sweeps.study import RUN_UID_ATTR, WORKER_ATTR, open_study
+from tuner_tui.sweeps.study import HOLDER_ATTR, RUN_UID_ATTR, open_study
 
 STORED_AT = 1_767_268_800.0  # 2026-01-01 12:00 UTC
 SCRIPTED_NAME = "scripted"
@@ -48,6 +48,12 @@ def run_uid(number: int) -> str:
     return f"scripted-trial-{number}"
 
 
+def holder(number: int) -> dict[str, object]:
+    """The trial's holder: one of two workers on another host, whose lease outlives the tests."""
+    return {"worker": f"worker {number % 2}", "host": "scripted-host", "pid": 1000 + number % 2,
+            "lease_expires_at": STORED_AT + 10 * 365 * 86_400}
+
+
 def write_scripted_sweep(store_path: Path, spec_path: Path, name: str = SCRIPTED_NAME) -> str:
     """The scripted study in the SQLite storage beside the store, registered there, each trial's run
     stored (the running one as running); returns the storage URL."""
@@ -63,7 +69,7 @@ def write_scripted_sweep(store_path: Path, spec_path: Path, name: str = SCRIPTED
             study.add_trial(create_trial(
                 state=state, value=final, params={"lr": lr, "batch_size": batch_size}, distributions=DISTRIBUTIONS,
                 intermediate_values={spec.search.reports_per_epoch: first}, system_attrs={RUN_UID_ATTR: run_uid(number),
-                                                              WORKER_ATTR: f"worker {number % 2}"},
+                                                              HOLDER_ATTR: holder(number)},
             ))
     return url
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -89,7 +90,7 @@ def test_patience_stops_asking_and_sweep_show_says_why(tiny_env, tmp_path, capsy
     spec_path = spec_file(tmp_path, "patience = 2", trials=30)
     sweep, outcome = sweep_of(spec_path, tiny_env, "patient", 30)
     assert outcome.stopped_by == "patience"
-    finished = sweep.finished_count()
+    finished = sweep.read(time.time()).finished()
     assert 3 <= finished < 30
     assert search_done(sweep.trials(), "maximize", patience=2, target=None) is not None
     code, out, err = run_cli(capsys, "sweep", "show", "patient", "--storage", storage_of(tiny_env), "--json")
@@ -108,7 +109,7 @@ def test_a_target_stops_the_sweep_once_the_best_reaches_it(tiny_env, tmp_path, c
     assert code == 0, err
     assert "(target)" in err or "target:" in err
     sweep = open_study(load_spec(str(spec_path)), "aimed", storage_of(tiny_env), budget=None, create=False)
-    assert sweep.finished_count() == 1 and sweep.target == 1.0
+    assert sweep.read(time.time()).finished() == 1 and sweep.read(time.time()).target == 1.0
     code, _, err = run_cli(capsys, "sweep", str(spec_path), "--no-ui", "--target", "nan")
     assert code == 2 and "--target" in err and err.count("\n") == 1
 

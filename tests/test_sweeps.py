@@ -28,7 +28,7 @@ from tuner_tui.runs.sqlite_access import StoreError
 from tuner_tui.runs.store import ResultsStore
 from tuner_tui.sweeps.scheduler import SweepEvent, TrialEnded, TrialRunEvent, run_sweep
 from tuner_tui.sweeps.spec import SpecError, list_specs, load_spec, parse_spec
-from tuner_tui.sweeps.study import RUN_UID_ATTR, open_study
+from tuner_tui.sweeps.study import RUN_UID_ATTR, holder_of, open_study
 from tuner_tui.sweeps.summary import importances, load_summary
 
 SUBPROCESS_TIMEOUT_S = 900  # generous: CI is a loaded 2-core machine
@@ -313,7 +313,7 @@ def _finished_trials(tiny_env: dict[str, str], spec_path: Path) -> int:
         sweep = open_study(load_spec(str(spec_path)), "tiny", storage_of(tiny_env), budget=None, create=False)
     except Exception:  # the storage may not exist yet
         return 0
-    return sweep.finished_count()
+    return sweep.read(time.time()).finished()
 
 
 def _running_epochs(tiny_env: dict[str, str]) -> int:
@@ -397,7 +397,7 @@ def test_killing_a_sweep_stops_its_workers_and_resume_meets_the_budget(tiny_env,
     assert stopped and all(t.system_attrs.get("tuner_tui.fault") == "SIGTERM" for t in stopped)
     asked_again = {t.user_attrs.get("requeued_from") for t in sweep.trials()}
     assert {t.number for t in stopped} <= asked_again
-    workers = {t.system_attrs.get("tuner_tui.worker") for t in sweep.trials((TrialState.COMPLETE,))}
+    workers = {holder_of(t).worker for t in sweep.trials((TrialState.COMPLETE,))}
     assert len(workers) == 2
 
 
@@ -484,15 +484,15 @@ def test_every_sampler_of_the_spec_asks_valid_parameters(tiny_env, tmp_path: Pat
 def test_a_worker_holds_at_most_its_share_of_what_is_left_of_the_budget(tiny_env, tmp_path: Path) -> None:
     spec_path = write_spec(tmp_path / "specs", trials=10)
     sweep = open_study(load_spec(str(spec_path)), "share", storage_of(tiny_env), budget=10, create=True)
-    assert sweep.share("a", time.time()) == 10  # alone, a worker may take the whole budget
+    assert sweep.read(time.time()).share("a") == 10  # alone, a worker may take the whole budget
     other = sweep.study.ask()
     sweep.hold(other, "b", time.time() + 60)
-    assert sweep.share("a", time.time()) == 5  # b holds a trial: half each
+    assert sweep.read(time.time()).share("a") == 5  # b holds a trial: half each
     sweep.study.tell(other, 1.0)
-    assert sweep.share("a", time.time()) == 9  # b is between trials; one trial finished
+    assert sweep.read(time.time()).share("a") == 9  # b is between trials; one trial finished
     gone = sweep.study.ask()
     sweep.hold(gone, "c", time.time() - 1)  # its lease expired: c is not counted
-    assert sweep.share("a", time.time()) == 9
+    assert sweep.read(time.time()).share("a") == 9
 
 
 def test_a_packing_worker_leaves_trials_for_a_worker_that_is_busy(tiny_env, tmp_path: Path) -> None:
@@ -509,7 +509,7 @@ def test_a_packing_worker_leaves_trials_for_a_worker_that_is_busy(tiny_env, tmp_
         nonlocal held_at_most
         mine = [t for t in sweep.trials((TrialState.RUNNING,)) if t.number != busy.number]
         held_at_most = max(held_at_most, len(mine))
-        if sweep.finished_count() >= 4:
+        if sweep.read(time.time()).finished() >= 4:
             cancel.set()
 
     with ResultsStore(Path(tiny_env["TUNER_TUI_STORE"])) as store:

@@ -156,14 +156,15 @@ def run_headless_sweep(spec_name: str, args: argparse.Namespace) -> int:
     url = storage_url(args, name)
     sweep = _open(spec, name, url, args.trials, worker_index() + 1 if args.worker else 0, args.stop_target)
     workers = 1 if args.worker else resolve_workers(args.workers, spec.base.device)
-    workers = min(workers, max(1, sweep.budget - sweep.finished_count()))
+    start = sweep.read(time.time())
+    workers = min(workers, max(1, start.budget - start.finished()))
     if workers > 1:
         return _run_workers(args, sweep, workers)
     deadline = time.time() + args.timeout if args.timeout else None
-    reporter = SweepReporter(Console(stderr=True), sweep.budget)
+    reporter = SweepReporter(Console(stderr=True), start.budget)
     with StopSignals() as stop, _writer(args, name, url) as (writer, worker):
         if not args.worker:
-            reporter.header(sweep.name, sweep.finished_count())
+            reporter.header(sweep.name, start.finished())
         try:
             outcome = run_sweep(
                 sweep, writer, reporter, cancel=stop.cancel, deadline=deadline, worker=worker,
@@ -184,14 +185,15 @@ def run_headless_sweep(spec_name: str, args: argparse.Namespace) -> int:
 
 def _run_workers(args: argparse.Namespace, sweep: SweepStudy, count: int) -> int:
     """Several single-threaded worker processes share the study; this one waits and reports."""
+    start = sweep.read(time.time())
     worker = WorkerArgs(
         spec_source=None if args.objective else Path(sweep.spec.source), name=sweep.name,
-        storage=sweep.storage_url, trials=sweep.budget, overrides=tuple(args.overrides), data_root=args.data_root,
+        storage=sweep.storage_url, trials=start.budget, overrides=tuple(args.overrides), data_root=args.data_root,
         device=args.device, store=str(store_location(args.store)), timeout=args.timeout, pack=args.pack,
         search_options=search_options(args),
     )
-    reporter = SweepReporter(Console(stderr=True), sweep.budget)
-    reporter.header(sweep.name, sweep.finished_count())
+    reporter = SweepReporter(Console(stderr=True), start.budget)
+    reporter.header(sweep.name, start.finished())
     with open_store(args.store, create=True) as store:
         store.register_sweep(sweep.name, sweep.storage_url)
     with StopSignals() as stop:

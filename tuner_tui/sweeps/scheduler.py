@@ -163,7 +163,7 @@ class _HeldTrial:
 
     def __init__(self, ctx: _Context, trial: Trial) -> None:
         self.ctx, self.trial = ctx, trial
-        self.heartbeat = Heartbeat(lambda expiry: ctx.sweep.renew_lease(trial, expiry))
+        self.heartbeat = Heartbeat(lambda expiry: ctx.sweep.hold(trial, ctx.worker.name, expiry))
         ctx.sweep.hold(trial, ctx.worker.name, self.heartbeat.expiry())  # before anything can fail
         self.heartbeat.start()
         self.params = ctx.sweep.params_of(trial)
@@ -308,17 +308,19 @@ def run_sweep(
     grid_size = _grid_size(sweep)
     try:
         while True:
-            sweep.recover_stale(clock())
-            finished, flying = sweep.finished_count(), sweep.in_flight(clock())
-            stop = _reason_to_stop(cancel, deadline, clock, finished, sweep.budget, grid_size, failures)
-            early = sweep.done_early() if stop is None else None
+            read = sweep.read(clock())  # one read of the study for this pass's decisions
+            if sweep.recover_stale(read):
+                read = sweep.read(clock())
+            finished, flying = read.finished(), read.in_flight()
+            stop = _reason_to_stop(cancel, deadline, clock, finished, read.budget, grid_size, failures)
+            early = sweep.done_early(read) if stop is None else None
             if early is not None:
                 stop = early.split(":", 1)[0]  # patience | target
             if stop is not None:
                 outcome.stopped_by = stop
                 break
             queued = any(queues.values())
-            if finished + flying >= sweep.budget and not queued:
+            if finished + flying >= read.budget and not queued:
                 # Other workers hold the last trials; one of them may still fail and be asked again.
                 cancel.wait(poll_s)
                 continue
@@ -468,11 +470,11 @@ def _run_pack(
         trials and fewer than its share of what is left of the budget."""
         queue = queues.setdefault(wanted, deque())
         while not queue and not ctx.cancel.is_set():
-            now = time.time()
+            read = ctx.sweep.read(time.time())
             holding = sum(map(len, queues.values())) + sum(1 for m in members if not m.heartbeat.stopped)
-            if holding >= min(2 * size, ctx.sweep.share(ctx.worker.name, now)):
+            if holding >= min(2 * size, read.share(ctx.worker.name)):
                 break
-            if ctx.sweep.finished_count() + ctx.sweep.in_flight(now) >= ctx.sweep.budget:
+            if read.finished() + read.in_flight() >= read.budget:
                 break
             held = _ask(ctx)
             if held is None:

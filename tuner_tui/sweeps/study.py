@@ -16,7 +16,7 @@ import math
 import time
 import warnings
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import optuna
@@ -32,11 +32,8 @@ SPEC_ATTR = "tuner_tui.spec"
 FINGERPRINT_ATTR = "tuner_tui.fingerprint"
 BUDGET_ATTR = "tuner_tui.budget"
 TARGET_ATTR = "tuner_tui.target"  # --target: stop asking trials once the best reaches it
-LEASE_ATTR = "tuner_tui.lease_expires_at"
+HOLDER_ATTR = "tuner_tui.holder"  # {"worker", "host", "pid", "lease_expires_at"}: one write to hold a trial
 REQUEUED_FROM = "requeued_from"  # user attribute of a trial that asks again a failed trial's parameters
-WORKER_ATTR = "tuner_tui.worker"
-HOST_ATTR = "tuner_tui.host"
-PID_ATTR = "tuner_tui.pid"
 RUN_UID_ATTR = "tuner_tui.run_uid"
 FAULT_ATTR = "tuner_tui.fault"  # what ended a cancelled or interrupted trial (a signal, a worker gone)
 OUTCOME_ATTR = "tuner_tui.outcome"  # the run's own status when Optuna's state says less (diverged, cancelled)
@@ -104,6 +101,87 @@ def suggest(trial: Trial, field: str, distribution: Distribution) -> Any:
     return trial.suggest_float(field, values[0], values[1], step=step, log=kind == "log_uniform")
 
 
+@dataclass(frozen=True)
+class Holder:
+    """Who holds a running trial, and until when its lease runs: one system attribute of the trial."""
+
+    worker: str
+    host: str
+    pid: int
+    lease_expires_at: float
+
+    def gone(self, now: float) -> str | None:
+        """Why this holder is known to be gone (the same rule as for stored runs); None if it may live."""
+        return holder_gone(self.host, self.pid, self.lease_expires_at, now)
+
+
+def holder_of(trial: FrozenTrial) -> Holder | None:
+    """The trial's holder; None for a trial asked but not yet held (or not by tuner-tui)."""
+    value = trial.system_attrs.get(HOLDER_ATTR)
+    if not isinstance(value, dict):
+        return None
+    try:
+        return Holder(str(value["worker"]), str(value["host"]), int(value["pid"]), float(value["lease_expires_at"]))
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+@dataclass(frozen=True)
+class StudyRead:
+    """The study as one read of it saw it, at `now`: what one pass of a worker's loop decides on (the
+    budget, the trials finished and in flight, stale holders, an early stop) from one storage read."""
+
+    trials: list[FrozenTrial]
+    user_attrs: Mapping[str, Any]
+    default_budget: int
+    now: float
+
+    @property
+    def budget(self) -> int:
+        return int(self.user_attrs.get(BUDGET_ATTR, self.default_budget))
+
+    @property
+    def target(self) -> float | None:
+        value = self.user_attrs.get(TARGET_ATTR)
+        return float(value) if value is not None else None
+
+    def finished(self) -> int:
+        """Completed and pruned trials: what the budget counts."""
+        return sum(1 for t in self.trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED))
+
+    def live_holders(self) -> dict[int, Holder]:
+        """The running trials' holders that may be alive, by trial number (a trial asked but not yet
+        held counts as live: its asker is about to hold it)."""
+        live: dict[int, Holder] = {}
+        for trial in self.trials:
+            if trial.state is TrialState.RUNNING:
+                holder = holder_of(trial)
+                if holder is None or holder.gone(self.now) is None:
+                    live[trial.number] = holder or Holder("", "", 0, math.inf)
+        return live
+
+    def in_flight(self) -> int:
+        """Running trials whose holder may be alive (other workers' and ours)."""
+        return len(self.live_holders())
+
+    def stale(self) -> list[tuple[FrozenTrial, str]]:
+        """Running trials whose holder is known to be gone, with why."""
+        stale = []
+        for trial in self.trials:
+            holder = holder_of(trial) if trial.state is TrialState.RUNNING else None
+            why = holder.gone(self.now) if holder is not None else None
+            if why is not None:
+                stale.append((trial, why))
+        return stale
+
+    def share(self, worker: str) -> int:
+        """The most trials `worker` should hold at once: what is left of the budget split evenly
+        between it and the other workers holding trials, so that one worker filling a pack does
+        not take the trials the others would train meanwhile."""
+        holders = {worker} | {h.worker for h in self.live_holders().values() if h.worker}
+        return max(1, math.ceil((self.budget - self.finished()) / len(holders)))
+
+
 @dataclass
 class SweepStudy:
     """An open study of one sweep, with the spec it runs."""
@@ -116,30 +194,22 @@ class SweepStudy:
     def name(self) -> str:
         return self.study.study_name
 
-    @property
-    def budget(self) -> int:
-        return int(self.study.user_attrs.get(BUDGET_ATTR, self.spec.search.trials))
+    def read(self, now: float) -> StudyRead:
+        """The study's trials and attributes, read once."""
+        return StudyRead(self.trials(), self.study.user_attrs, self.spec.search.trials, now)
 
-    @property
-    def target(self) -> float | None:
-        value = self.study.user_attrs.get(TARGET_ATTR)
-        return float(value) if value is not None else None
-
-    def done_early(self) -> str | None:
+    def done_early(self, read: StudyRead) -> str | None:
         """Why the search is done before its budget (patience, target), recorded in the study once; None if not."""
         search = self.spec.search
         if search.multi_objective:
             return None
-        why = search_done(self.trials(), search.direction, patience=search.patience, target=self.target)
-        if why is not None and self.study.user_attrs.get(STOP_ATTR) != why:
+        why = search_done(read.trials, search.direction, patience=search.patience, target=read.target)
+        if why is not None and read.user_attrs.get(STOP_ATTR) != why:
             self.study.set_user_attr(STOP_ATTR, why)
         return why
 
     def trials(self, states: tuple[TrialState, ...] | None = None) -> list[FrozenTrial]:
         return self.study.get_trials(deepcopy=False, states=states)
-
-    def finished_count(self) -> int:
-        return len(self.trials((TrialState.COMPLETE, TrialState.PRUNED)))
 
     def params_of(self, trial: Trial) -> dict[str, Any]:
         """Ask every field of the space; the values a config takes."""
@@ -152,7 +222,7 @@ class SweepStudy:
     # touches, and only in these methods.
 
     def set_trial_attr(self, trial: Trial | FrozenTrial, key: str, value: Any) -> None:
-        """Set one of tuner-tui's system attributes on a trial (its lease, run, outcome, fault)."""
+        """Set one of tuner-tui's system attributes on a trial (its holder, run, outcome, fault)."""
         self.study._storage.set_trial_system_attr(trial._trial_id, key, value)
 
     def fail_trial(self, trial: FrozenTrial) -> None:
@@ -161,21 +231,15 @@ class SweepStudy:
         self.study._storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
 
     def hold(self, trial: Trial, worker: str, expires_at: float) -> None:
-        """Mark a trial as held by this process, with a lease until `expires_at`."""
-        for key, value in ((WORKER_ATTR, worker), (HOST_ATTR, this_host()), (PID_ATTR, this_process()),
-                           (LEASE_ATTR, expires_at)):
-            self.set_trial_attr(trial, key, value)
+        """Mark a trial as held by this process, with a lease until `expires_at` (renewed by calling
+        this again)."""
+        holder = Holder(worker, this_host(), this_process(), expires_at)
+        self.set_trial_attr(trial, HOLDER_ATTR, asdict(holder))
 
-    def renew_lease(self, trial: Trial, expires_at: float) -> None:
-        self.set_trial_attr(trial, LEASE_ATTR, expires_at)
-
-    def recover_stale(self, now: float) -> list[int]:
+    def recover_stale(self, read: StudyRead) -> list[int]:
         """Fail the running trials whose holder is gone and ask their parameters again; their numbers."""
         recovered = []
-        for trial in self.trials((TrialState.RUNNING,)):
-            why = trial_holder_gone(trial, now)
-            if why is None:
-                continue
+        for trial, why in read.stale():
             try:
                 self.set_trial_attr(trial, FAULT_ATTR, why)
                 self.set_trial_attr(trial, OUTCOME_ATTR, RunStatus.INTERRUPTED.value)
@@ -195,26 +259,11 @@ class SweepStudy:
     def surplus(self, number: int) -> bool:
         """Whether trial `number`, just asked, is beyond the budget: the trials before it, finished or
         held by a live worker, already cover it (two workers asked at the same moment)."""
-        now = time.time()
-        covered = 0
-        for trial in self.trials((TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)):
-            if trial.number < number and (trial.state is not TrialState.RUNNING or not trial_holder_gone(trial, now)):
-                covered += 1
-        return covered >= self.budget
-
-    def in_flight(self, now: float) -> int:
-        """Running trials whose holder may be alive (other workers' and ours)."""
-        return sum(1 for t in self.trials((TrialState.RUNNING,)) if not trial_holder_gone(t, now))
-
-    def share(self, worker: str, now: float) -> int:
-        """The most trials `worker` should hold at once: what is left of the budget split evenly
-        between it and the other workers holding trials, so that one worker filling a pack does
-        not take the trials the others would train meanwhile."""
-        holders = {worker}
-        for trial in self.trials((TrialState.RUNNING,)):
-            if WORKER_ATTR in trial.system_attrs and not trial_holder_gone(trial, now):
-                holders.add(str(trial.system_attrs[WORKER_ATTR]))
-        return max(1, math.ceil((self.budget - self.finished_count()) / len(holders)))
+        read = self.read(time.time())
+        live = read.live_holders()
+        covered = sum(1 for t in read.trials if t.number < number
+                      and (t.state in (TrialState.COMPLETE, TrialState.PRUNED) or t.number in live))
+        return covered >= read.budget
 
 
 WORKER_SEED_STRIDE = 1_000_003  # seeds of different workers of one sweep never meet
@@ -302,14 +351,6 @@ def trial_status(trial: FrozenTrial) -> RunStatus:
     if outcome is not None and trial.state is not TrialState.RUNNING:
         return RunStatus(outcome)
     return TRIAL_STATUS.get(trial.state, RunStatus.RUNNING)
-
-
-def trial_holder_gone(trial: FrozenTrial, now: float) -> str | None:
-    """Why a running trial's worker is known to be gone (the same rule as for stored runs)."""
-    attrs = trial.system_attrs
-    if LEASE_ATTR not in attrs:  # asked, but not yet held: leave it to the one who asked
-        return None
-    return holder_gone(attrs.get(HOST_ATTR), attrs.get(PID_ATTR), attrs.get(LEASE_ATTR), now)
 
 
 def worst_value(spec: SweepSpec) -> float:

@@ -25,9 +25,8 @@ from tuner_tui.sweeps.study import (
     RUN_UID_ATTR,
     STOP_ATTR,
     SURPLUS,
-    WORKER_ATTR,
+    holder_of,
     spec_of,
-    trial_holder_gone,
     trial_status,
 )
 
@@ -270,7 +269,8 @@ def _row(trial: FrozenTrial, now: float, parts: int = 1) -> TrialRow:
     """A trial as readers show it; `parts`: the pruner's steps an epoch (a trial reported `parts`
     times an epoch has finished epoch `step // parts` at step `step`)."""
     status = trial_status(trial)
-    if status is RunStatus.RUNNING and trial_holder_gone(trial, now):
+    holder = holder_of(trial)
+    if status is RunStatus.RUNNING and holder is not None and holder.gone(now):
         status = RunStatus.INTERRUPTED  # its worker is gone; the next worker records it
     intermediate = {int(step): float(v) for step, v in trial.intermediate_values.items() if not math.isnan(v)}
     values = tuple(float(v) for v in trial.values) if trial.state is TrialState.COMPLETE and trial.values else None
@@ -283,7 +283,7 @@ def _row(trial: FrozenTrial, now: float, parts: int = 1) -> TrialRow:
         number=trial.number, status=status, params=dict(trial.params), value=value,
         epochs=max((step for step, v in intermediate.items() if math.isfinite(v)), default=0) // parts,
         intermediate=intermediate,
-        worker=trial.system_attrs.get(WORKER_ATTR), run_uid=trial.system_attrs.get(RUN_UID_ATTR),
+        worker=holder.worker if holder is not None else None, run_uid=trial.system_attrs.get(RUN_UID_ATTR),
         requeued_from=trial.user_attrs.get(REQUEUED_FROM),
         fault=trial.system_attrs.get(FAULT_ATTR),
         started_at=trial.datetime_start.timestamp() if trial.datetime_start else None,
