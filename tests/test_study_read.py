@@ -71,3 +71,15 @@ def test_a_holder_attribute_not_written_by_tuner_tui_is_no_holder(tmp_path: Path
     trial = study.ask()
     study._storage.set_trial_system_attr(trial._trial_id, "tuner_tui.holder", {"worker": "w"})
     assert holder_of(study.trials[0]) is None
+
+
+def test_a_trial_held_in_the_older_one_attribute_a_field_form_is_still_held(tmp_path: Path) -> None:
+    """A study left running by an older tuner-tui: its stale trial is found, so it is asked again."""
+    study = optuna.create_study(storage=f"sqlite:///{tmp_path / 'study.db'}")
+    trial = study.ask()
+    for key, value in (("worker", "w1"), ("host", "elsewhere"), ("pid", 7), ("lease_expires_at", 100.0)):
+        study._storage.set_trial_system_attr(trial._trial_id, f"tuner_tui.{key}", value)
+    holder = holder_of(study.trials[0])
+    assert holder is not None and holder.worker == "w1" and holder.host == "elsewhere"
+    read = StudyRead(study.trials, {}, 1, now=200.0)
+    assert [t.number for t, _ in read.stale()] == [0] and read.in_flight() == 0

@@ -62,7 +62,7 @@ from tuner_tui.sweeps.objective_specs import objective_spec
 from tuner_tui.sweeps.scheduler import WorkerInfo, run_sweep
 from tuner_tui.sweeps.spec import SpecError, SweepSpec, load_spec, sweep_name_problem
 from tuner_tui.sweeps.storages import StudyError, storage_problem
-from tuner_tui.sweeps.study import SweepStudy, delete_study, list_study_names, load_study, open_study
+from tuner_tui.sweeps.study import StudyRead, SweepStudy, delete_study, list_study_names, load_study, open_study
 from tuner_tui.sweeps.summary import SweepSummary, TrialRow, importances, load_summary
 
 
@@ -159,7 +159,7 @@ def run_headless_sweep(spec_name: str, args: argparse.Namespace) -> int:
     start = sweep.read(time.time())
     workers = min(workers, max(1, start.budget - start.finished()))
     if workers > 1:
-        return _run_workers(args, sweep, workers)
+        return _run_workers(args, sweep, start, workers)
     deadline = time.time() + args.timeout if args.timeout else None
     reporter = SweepReporter(Console(stderr=True), start.budget)
     with StopSignals() as stop, _writer(args, name, url) as (writer, worker):
@@ -183,9 +183,9 @@ def run_headless_sweep(spec_name: str, args: argparse.Namespace) -> int:
     return _finish(args, sweep, reporter, outcome.stopped_by, stop.exit_code(), bool(outcome.store_errors))
 
 
-def _run_workers(args: argparse.Namespace, sweep: SweepStudy, count: int) -> int:
-    """Several single-threaded worker processes share the study; this one waits and reports."""
-    start = sweep.read(time.time())
+def _run_workers(args: argparse.Namespace, sweep: SweepStudy, start: StudyRead, count: int) -> int:
+    """Several single-threaded worker processes share the study (as read at `start`); this one waits
+    and reports."""
     worker = WorkerArgs(
         spec_source=None if args.objective else Path(sweep.spec.source), name=sweep.name,
         storage=sweep.storage_url, trials=start.budget, overrides=tuple(args.overrides), data_root=args.data_root,

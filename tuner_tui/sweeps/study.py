@@ -17,6 +17,7 @@ import time
 import warnings
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
+from functools import cached_property
 from typing import Any
 
 import optuna
@@ -33,6 +34,7 @@ FINGERPRINT_ATTR = "tuner_tui.fingerprint"
 BUDGET_ATTR = "tuner_tui.budget"
 TARGET_ATTR = "tuner_tui.target"  # --target: stop asking trials once the best reaches it
 HOLDER_ATTR = "tuner_tui.holder"  # {"worker", "host", "pid", "lease_expires_at"}: one write to hold a trial
+LEGACY_LEASE_ATTR = "tuner_tui.lease_expires_at"  # studies held before: tuner_tui.worker, .host, .pid, this
 REQUEUED_FROM = "requeued_from"  # user attribute of a trial that asks again a failed trial's parameters
 RUN_UID_ATTR = "tuner_tui.run_uid"
 FAULT_ATTR = "tuner_tui.fault"  # what ended a cancelled or interrupted trial (a signal, a worker gone)
@@ -117,7 +119,10 @@ class Holder:
 
 def holder_of(trial: FrozenTrial) -> Holder | None:
     """The trial's holder; None for a trial asked but not yet held (or not by tuner-tui)."""
-    value = trial.system_attrs.get(HOLDER_ATTR)
+    attrs = trial.system_attrs
+    value = attrs.get(HOLDER_ATTR)
+    if value is None and LEGACY_LEASE_ATTR in attrs:  # held by a tuner-tui that wrote one attribute a field
+        value = {field: attrs.get(f"tuner_tui.{field}") for field in ("worker", "host", "pid", "lease_expires_at")}
     if not isinstance(value, dict):
         return None
     try:
@@ -149,36 +154,33 @@ class StudyRead:
         """Completed and pruned trials: what the budget counts."""
         return sum(1 for t in self.trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED))
 
-    def live_holders(self) -> dict[int, Holder]:
-        """The running trials' holders that may be alive, by trial number (a trial asked but not yet
-        held counts as live: its asker is about to hold it)."""
-        live: dict[int, Holder] = {}
+    @cached_property
+    def running(self) -> list[tuple[FrozenTrial, Holder | None, str | None]]:
+        """Each running trial with its holder (None: asked, not yet held) and why that holder is gone
+        (None while it may be alive, or not held yet: its asker is about to hold it)."""
+        running = []
         for trial in self.trials:
             if trial.state is TrialState.RUNNING:
                 holder = holder_of(trial)
-                if holder is None or holder.gone(self.now) is None:
-                    live[trial.number] = holder or Holder("", "", 0, math.inf)
-        return live
+                running.append((trial, holder, holder.gone(self.now) if holder is not None else None))
+        return running
+
+    def live(self) -> list[tuple[FrozenTrial, Holder | None]]:
+        """The running trials whose holder may be alive (other workers' and ours), with it."""
+        return [(trial, holder) for trial, holder, why in self.running if why is None]
 
     def in_flight(self) -> int:
-        """Running trials whose holder may be alive (other workers' and ours)."""
-        return len(self.live_holders())
+        return len(self.live())
 
     def stale(self) -> list[tuple[FrozenTrial, str]]:
         """Running trials whose holder is known to be gone, with why."""
-        stale = []
-        for trial in self.trials:
-            holder = holder_of(trial) if trial.state is TrialState.RUNNING else None
-            why = holder.gone(self.now) if holder is not None else None
-            if why is not None:
-                stale.append((trial, why))
-        return stale
+        return [(trial, why) for trial, _, why in self.running if why is not None]
 
     def share(self, worker: str) -> int:
         """The most trials `worker` should hold at once: what is left of the budget split evenly
         between it and the other workers holding trials, so that one worker filling a pack does
         not take the trials the others would train meanwhile."""
-        holders = {worker} | {h.worker for h in self.live_holders().values() if h.worker}
+        holders = {worker} | {holder.worker for _, holder in self.live() if holder is not None}
         return max(1, math.ceil((self.budget - self.finished()) / len(holders)))
 
 
@@ -260,7 +262,7 @@ class SweepStudy:
         """Whether trial `number`, just asked, is beyond the budget: the trials before it, finished or
         held by a live worker, already cover it (two workers asked at the same moment)."""
         read = self.read(time.time())
-        live = read.live_holders()
+        live = {trial.number for trial, _ in read.live()}
         covered = sum(1 for t in read.trials if t.number < number
                       and (t.state in (TrialState.COMPLETE, TrialState.PRUNED) or t.number in live))
         return covered >= read.budget
