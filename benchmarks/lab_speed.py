@@ -1,25 +1,32 @@
 """The lab together against the lab one run after another: wall times and figures, measured.
 
-    benchmarks/lab_speed.py [fmnist|cifar10|all] [--set KEY=VALUE ...] [--lab-args ...]
+    benchmarks/lab_speed.py [fmnist|cifar10|all] [--set KEY=VALUE ...]
 
 Runs `tuner-tui lab WHICH --no-ui --json` (the default packs and workers), then every experiment
 alone with `tuner-tui --preset NAME --no-ui --json` (the default torch threads), one after another,
 each in a fresh store, on the real data. Prints both wall times and their ratio (the lab's own
 report prints an estimate of the second; this measures it), and for each experiment the test
 accuracy and the lab's loss both ways (float32: a pack's figures equal the solo run's to about
-0.1 pp of test accuracy).
+0.1 pp of test accuracy). Last, the lab's arithmetic floor: the multiply-adds of its matrix products
+(forward, the weight gradients, the input gradient of the output layer, the test pass) at the
+best matrix-product rate torch reaches on this machine, measured here: no way of training the lab on
+this machine can take less.
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import subprocess
 import sys
 import tempfile
 import time
+import tomllib
 from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def run(args: list[str], env: dict[str, str]) -> tuple[float, list[dict]]:
@@ -31,6 +38,37 @@ def run(args: list[str], env: dict[str, str]) -> tuple[float, list[dict]]:
     if result.returncode != 0:
         sys.exit(f"tuner-tui {' '.join(args)} exited {result.returncode}: {result.stderr.strip()[-500:]}")
     return elapsed, [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+
+
+def lab_flops(presets: list[str], epochs: int | None = None) -> float:
+    """Floating-point operations of the experiments' matrix products (2 per multiply-add); `epochs`
+    replaces each preset's, as `--set epochs=N` does."""
+    from tuner_tui.engine.dataset_specs import DATASET_SPECS
+
+    total = 0.0
+    for name in presets:
+        preset = tomllib.loads((ROOT / "tuner_tui" / "presets" / f"{name}.toml").read_text())
+        data = DATASET_SPECS[preset["dataset"]]
+        widths = [data.features, *preset["hidden"], data.classes]
+        layers = list(itertools.pairwise(widths))
+        forward = sum(2 * a * b for a, b in layers)
+        backward = sum(2 * a * b for a, b in layers) + sum(2 * a * b for a, b in layers[1:])  # no input gradient
+        total += (epochs or preset["epochs"]) * data.train_size * (forward + backward) + data.test_size * forward
+    return total
+
+
+def best_matmul_rate(seconds: float = 3.0) -> float:
+    """The best FLOP/s of one float32 matrix product of the lab's largest shapes, torch's default threads."""
+    import torch
+
+    a, b = torch.randn(1280, 3072), torch.randn(3072, 512)
+    flops, best = 2 * 1280 * 3072 * 512, 0.0
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        started = time.perf_counter()
+        torch.mm(a, b)
+        best = max(best, flops / (time.perf_counter() - started))
+    return best
 
 
 def main() -> None:
@@ -61,6 +99,10 @@ def main() -> None:
             f"{lab_run['preset']:<13} {lab_run['pack_size']:>4} {a['test_accuracy']:>11.2f}% "
             f"{b['test_accuracy']:>7.2f}% {diff:>8.3f} {a['train_loss']:>13.4f} {b['train_loss']:>8.4f}"
         )
+    epochs = next((int(v.split("=", 1)[1]) for v in options.overrides if v.startswith("epochs=")), None)
+    flops, rate = lab_flops([record["preset"] for record in together], epochs), best_matmul_rate()
+    print(f"arithmetic floor: {flops / 1e12:.1f} TFLOP at this machine's best matmul rate "
+          f"{rate / 1e9:.0f} GFLOP/s = {flops / rate:.0f} s")
 
 
 if __name__ == "__main__":

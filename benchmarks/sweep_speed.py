@@ -1,6 +1,6 @@
 """Sweep speed: `fmnist_search` for a fixed wall time, one way of running trials against another.
 
-    benchmarks/sweep_speed.py [--seconds S] [--modes solo,workers,packed] [--reports 1,4]
+    benchmarks/sweep_speed.py [--seconds S] [--modes solo,workers,packed] [--reports 1,4] [--seeds 0,1,2]
         [--before DIR] [--sections fixed,hundred,seed,seed-before] [--hundred N] [--seed-trials N] [--spec NAME]
 
 Every sweep is `python -m tuner_tui sweep SPEC --no-ui --store TMP/runs.sqlite3 ...` from a fresh
@@ -14,6 +14,9 @@ Sections:
   validation accuracy reached, that trial's test accuracy and when it was reached, and the
   per-trial overhead. The current code runs once per `--reports` value (`[search]
   reports_per_epoch`, written into a copy of the spec); the before code runs its spec as it is.
+  With `--seeds`, every variant runs once per seed (`[search] seed` in the copy) and a summary
+  gives each variant's mean over the seeds and, per seed, its best validation accuracy against
+  the before code's (else the first variant's): one sweep's best is one draw of the search.
 - `hundred`: 100 trials (`--hundred`) with a worker per core, to the end: the wall time.
 - `seed`: the current code twice with `--workers 1` and the same seed, `--seed-trials` trials
   each: whether the studies asked the same parameters and got the same values.
@@ -78,10 +81,16 @@ class Variant:
     code: Code
     mode: str
     reports: int | None  # None: the spec as it is
+    seed: int | None = None  # None: the spec's
+
+    @property
+    def kind(self) -> str:
+        """The variant without its seed."""
+        return f"{self.code.label} {self.mode}" + ("" if self.reports is None else f" r{self.reports}")
 
     @property
     def name(self) -> str:
-        return f"{self.code.label} {self.mode}" + ("" if self.reports is None else f" r{self.reports}")
+        return self.kind + ("" if self.seed is None else f" s{self.seed}")
 
 
 @dataclass
@@ -118,12 +127,13 @@ def spec_source(spec: str, root: Path) -> Path:
     return path if path.suffix == ".toml" else root / "presets" / "sweeps" / f"{spec}.toml"
 
 
-def spec_copy(source: Path, folder: Path, reports: int | None) -> Path:
-    """The spec under its own name in `folder`, with `[search] reports_per_epoch` set when given."""
+def spec_copy(source: Path, folder: Path, reports: int | None, seed: int | None) -> Path:
+    """The spec under its own name in `folder`, with `[search] reports_per_epoch` and `seed` set when given."""
     text = source.read_text()
-    if reports is not None:
-        text = re.sub(r"(?m)^reports_per_epoch\s*=.*\n", "", text)
-        text = re.sub(r"(?m)^\[search\]\s*\n", f"[search]\nreports_per_epoch = {reports}\n", text, count=1)
+    for key, value in (("reports_per_epoch", reports), ("seed", seed)):
+        if value is not None:
+            text = re.sub(rf"(?m)^{key}\s*=.*\n", "", text)
+            text = re.sub(r"(?m)^\[search\]\s*\n", f"[search]\n{key} = {value}\n", text, count=1)
     target = folder / source.name
     target.write_text(text)
     return target
@@ -135,7 +145,7 @@ def run_sweep(
     """Run one sweep from a fresh store: for `seconds` (then SIGTERM), or to the end of `trials`."""
     with tempfile.TemporaryDirectory(prefix="sweep-speed-") as name:
         folder = Path(name)
-        spec_path = spec_copy(spec_source(spec, variant.code.root), folder, variant.reports)
+        spec_path = spec_copy(spec_source(spec, variant.code.root), folder, variant.reports, variant.seed)
         store = folder / "runs.sqlite3"
         command = [sys.executable, "-P", "-m", "tuner_tui", "sweep", str(spec_path), "--no-ui", "--store", str(store),
                    "--trials", str(trials), *MODES[variant.mode], *extra]
@@ -219,8 +229,7 @@ def print_fixed(results: list[Result], seconds: float) -> None:
     print(f"{'variant':<18} {'trials':>6} {'per min':>8} {'ratio':>6} {'best val':>9} {'its test':>9} "
           f"{'reached':>8} {'overhead s med/p90':>19} {'in run':>14} {'gap':>14} {'share':>6}")
     for r in results:
-        base = next((b for b in results if b.variant.mode == r.variant.mode and b.variant.code.label == "before"),
-                    results[0])
+        base = baseline(r, results)
         ratio = r.per_minute / base.per_minute if base.per_minute else float("nan")
         best = f"{r.best_value:.2f} %" if r.best_value is not None else "–"
         test = f"{r.best_test_accuracy:.2f} %" if r.best_test_accuracy is not None else "–"
@@ -232,6 +241,34 @@ def print_fixed(results: list[Result], seconds: float) -> None:
               f"{reached:>8} {median_p90(o.total):>19} {median_p90(o.inside):>14} {median_p90(o.gap):>14} {share:>6}")
     print("(overhead: per finished run with a next run in its worker, seconds; in run = wall - train_time_s; "
           "gap = to the next run's start; share = overhead / (overhead + training))")
+
+
+def baseline(result: Result, results: list[Result]) -> Result:
+    """The before code's result in the same mode and seed, else the first result."""
+    return next((b for b in results if b.variant.mode == result.variant.mode and b.variant.seed == result.variant.seed
+                 and b.variant.code.label == "before"), results[0])
+
+
+def print_seeds(results: list[Result]) -> None:
+    """Each variant over its seeds: mean trials a minute, mean best validation accuracy, and the
+    best's difference from the baseline's per seed."""
+    print("\nover the seeds: means, and each seed's best val against the before code in the same mode "
+          "(else the first row) in percentage points")
+    print(f"{'variant':<18} {'seeds':>5} {'per min':>8} {'ratio':>6} {'best val':>9} {'min':>7} {'max':>7} "
+          f"{'diff pp each seed':>26} {'mean':>6}")
+    kinds = dict.fromkeys(r.variant.kind for r in results)
+    for kind in kinds:
+        mine = [r for r in results if r.variant.kind == kind and r.best_value is not None]
+        if not mine:
+            continue
+        bases = [baseline(r, results) for r in mine]
+        ratio = statistics.mean(r.per_minute for r in mine) / statistics.mean(b.per_minute for b in bases)
+        best = [r.best_value for r in mine]
+        diffs = [r.best_value - b.best_value for r, b in zip(mine, bases, strict=True) if b.best_value is not None]
+        each = " ".join(f"{d:+.2f}" for d in diffs)
+        mean = f"{statistics.mean(diffs):+.2f}" if diffs else "–"
+        print(f"{kind:<18} {len(mine):>5} {statistics.mean(r.per_minute for r in mine):>8.2f} {ratio:>6.2f} "
+              f"{statistics.mean(best):>7.2f} % {min(best):>7.2f} {max(best):>7.2f} {each:>26} {mean:>6}")
 
 
 def print_hundred(results: list[Result], trials: int) -> None:
@@ -257,6 +294,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=120.0, help="wall time per variant of `fixed`")
     parser.add_argument("--modes", default="solo,workers", help="comma-separated: " + ", ".join(MODES))
     parser.add_argument("--reports", default="1,4", help="the current code's [search] reports_per_epoch values")
+    parser.add_argument("--seeds", default="", help="comma-separated [search] seeds for `fixed` (default: the spec's)")
     parser.add_argument("--before", type=Path, help="an older checkout to measure against (a git worktree)")
     parser.add_argument("--sections", default="fixed,hundred,seed,seed-before", help="comma-separated")
     parser.add_argument("--hundred", type=int, default=100, help="trials of the `hundred` section")
@@ -281,11 +319,14 @@ def main() -> None:
 
     if "fixed" in sections:
         fixed = []
-        for mode in args.modes.split(","):
-            variants = [Variant(before, mode, None)] if before else []
-            variants += [Variant(current, mode, r) for r in reports] or [Variant(current, mode, None)]
+        seeds = [int(s) for s in args.seeds.split(",") if s] or [None]
+        for mode, seed in itertools.product(args.modes.split(","), seeds):
+            variants = [Variant(before, mode, None, seed)] if before else []
+            variants += [Variant(current, mode, r, seed) for r in reports] or [Variant(current, mode, None, seed)]
             fixed += [sweep(v, args.seconds, 100_000) for v in variants]
         print_fixed(fixed, args.seconds)
+        if seeds != [None]:
+            print_seeds(fixed)
     if "hundred" in sections:
         codes = ([before] if before else []) + [current]
         print_hundred([sweep(Variant(code, "workers", None), None, args.hundred) for code in codes], args.hundred)
