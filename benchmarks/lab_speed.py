@@ -23,10 +23,7 @@ import subprocess
 import sys
 import tempfile
 import time
-import tomllib
 from pathlib import Path
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def run(args: list[str], env: dict[str, str]) -> tuple[float, list[dict]]:
@@ -40,20 +37,19 @@ def run(args: list[str], env: dict[str, str]) -> tuple[float, list[dict]]:
     return elapsed, [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
 
 
-def lab_flops(presets: list[str], epochs: int | None = None) -> float:
-    """Floating-point operations of the experiments' matrix products (2 per multiply-add); `epochs`
-    replaces each preset's, as `--set epochs=N` does."""
+def lab_flops(configs: list[dict]) -> float:
+    """Floating-point operations of the runs' matrix products (2 per multiply-add), from the configs
+    their records carry (`--set` applied)."""
     from tuner_tui.engine.dataset_specs import DATASET_SPECS
 
     total = 0.0
-    for name in presets:
-        preset = tomllib.loads((ROOT / "tuner_tui" / "presets" / f"{name}.toml").read_text())
-        data = DATASET_SPECS[preset["dataset"]]
-        widths = [data.features, *preset["hidden"], data.classes]
+    for config in configs:
+        data = DATASET_SPECS[config["dataset"]]
+        widths = [data.features, *config["hidden"], data.classes]
         layers = list(itertools.pairwise(widths))
         forward = sum(2 * a * b for a, b in layers)
         backward = sum(2 * a * b for a, b in layers) + sum(2 * a * b for a, b in layers[1:])  # no input gradient
-        total += (epochs or preset["epochs"]) * data.train_size * (forward + backward) + data.test_size * forward
+        total += config["epochs"] * data.train_size * (forward + backward) + data.test_size * forward
     return total
 
 
@@ -99,8 +95,7 @@ def main() -> None:
             f"{lab_run['preset']:<13} {lab_run['pack_size']:>4} {a['test_accuracy']:>11.2f}% "
             f"{b['test_accuracy']:>7.2f}% {diff:>8.3f} {a['train_loss']:>13.4f} {b['train_loss']:>8.4f}"
         )
-    epochs = next((int(v.split("=", 1)[1]) for v in options.overrides if v.startswith("epochs=")), None)
-    flops, rate = lab_flops([record["preset"] for record in together], epochs), best_matmul_rate()
+    flops, rate = lab_flops([record["config"] for record in together]), best_matmul_rate()
     print(f"arithmetic floor: {flops / 1e12:.1f} TFLOP at this machine's best matmul rate "
           f"{rate / 1e9:.0f} GFLOP/s = {flops / rate:.0f} s")
 
